@@ -1,0 +1,20 @@
+"""Assembles the ASR service for the shared server host."""
+
+from __future__ import annotations
+
+from speechmesh.asr.config import AsrSettings
+from speechmesh.asr.models import AsrModels
+from speechmesh.asr.servicer import AsrServicer, register, service_name
+from speechmesh.common.server import ServiceApp
+
+
+def build_app(settings: AsrSettings) -> ServiceApp:
+    models = AsrModels(settings)
+    servicer = AsrServicer(models, settings)
+    return ServiceApp(
+        name="asr",
+        service_names=[service_name()],
+        register=lambda server: register(servicer, server),
+        load=models.load,
+        close=models.close,
+    )

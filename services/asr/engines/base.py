@@ -1,0 +1,125 @@
+"""The domain of speech recognition: what engines take and give, and their interface.
+
+An engine decodes windows of audio (at most `window_seconds` long, at
+`sample_rate`) in batches. Everything else (long audio, streaming, protos)
+lives above it, so a new model family only implements this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How to decode; engines validate and normalise these before jobs are queued."""
+
+    #: The engine's language code, or None to detect.
+    language: str | None = None
+    #: "transcribe" or "translate" (to English).
+    task: str = "transcribe"
+    word_timestamps: bool = False
+    prompt: str = ""
+    beam_size: int = 1
+    temperature: float = 0.0
+
+    def batch_key(self) -> Hashable:
+        """Jobs with equal keys can share a forward pass (language may differ)."""
+        return (self.task, self.word_timestamps, self.prompt, self.beam_size, self.temperature)
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    audio: np.ndarray  # float32 mono at the engine's sample rate, at most one window
+    options: DecodeOptions
+
+
+@dataclass
+class Word:
+    text: str
+    start: float  # seconds from the start of the window (or of the audio, once placed)
+    end: float
+    probability: float
+
+
+@dataclass
+class Segment:
+    text: str
+    start: float
+    end: float
+    probability: float
+    words: list[Word] = field(default_factory=list)
+
+    def shifted(self, offset: float) -> Segment:
+        return Segment(
+            self.text,
+            self.start + offset,
+            self.end + offset,
+            self.probability,
+            [Word(w.text, w.start + offset, w.end + offset, w.probability) for w in self.words],
+        )
+
+
+@dataclass
+class WindowResult:
+    segments: list[Segment]
+    language: str
+    language_probability: float
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.segments if s.text)
+
+
+class AsrEngine(Protocol):
+    #: The name callers use (the id or path it was loaded from).
+    name: str
+    #: Engine family, e.g. "whisper".
+    family: str
+    sample_rate: int
+    window_seconds: float
+    #: Engine language codes it knows.
+    languages: list[str]
+    supports_translation: bool
+    supports_language_detection: bool
+    supports_word_timestamps: bool
+    device: str
+    dtype: str
+    memory_bytes: int
+    random_weights: bool
+
+    def options(
+        self,
+        *,
+        language: str,
+        task: str,
+        word_timestamps: bool,
+        prompt: str,
+        beam_size: int,
+        temperature: float,
+    ) -> DecodeOptions:
+        """Validates request options (BCP-47 language) and maps them to the engine's.
+
+        Raises InvalidOptionError naming the option.
+        """
+        ...
+
+    def decode_batch(self, jobs: list[DecodeJob]) -> list[WindowResult | BaseException]:
+        """Decodes windows in one forward pass; blocking, runs on the batcher's thread."""
+        ...
+
+    def warmup(self) -> None:
+        """Runs one decode so the first request does not pay for lazy initialisation."""
+        ...
+
+
+class InvalidOptionError(ValueError):
+    """A request option the engine cannot honour; `option` names it (e.g. "language")."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(message)
+        self.option = option

@@ -1,0 +1,111 @@
+"""The ASR models a service holds: engine, batcher and recognizer per model, and their state."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+
+import grpc
+import structlog
+from speechmesh.asr.config import AsrSettings
+from speechmesh.asr.engines.base import AsrEngine
+from speechmesh.asr.engines.whisper import WhisperEngine
+from speechmesh.asr.recognizer import Recognizer
+from speechmesh.asr.streaming import VadBatcher
+from speechmesh.common import errors
+from speechmesh.common.batcher import MicroBatcher
+from speechmesh.common.devices import resolve_device, resolve_dtype
+from speechmesh.common.model_source import resolve_model
+from speechmesh.common.vad import SileroVad
+
+log = structlog.get_logger("speechmesh.asr")
+
+
+class ModelState(enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class AsrModel:
+    def __init__(self, name: str, settings: AsrSettings):
+        self.name = name
+        self.settings = settings
+        self.state = ModelState.LOADING
+        self.error = ""
+        self.engine: AsrEngine | None = None
+        self.recognizer: Recognizer | None = None
+
+    def load_engine(self) -> AsrEngine:
+        """Blocking: resolves, loads and warms up the weights."""
+        path = resolve_model(self.name, "SPEECHMESH_ASR_MODEL")
+        device = resolve_device(self.settings.device)
+        engine = WhisperEngine(self.name, path, device, resolve_dtype(self.settings.dtype, device))
+        if self.settings.warmup:
+            engine.warmup()
+        return engine
+
+
+class AsrModels:
+    """Loads the configured model at start-up and hands it to requests."""
+
+    def __init__(self, settings: AsrSettings):
+        self.settings = settings
+        self.default = AsrModel(settings.model, settings)
+        self.models = {self.default.name: self.default}
+        self.vad: VadBatcher | None = None
+
+    async def load(self) -> None:
+        self.vad = VadBatcher(await asyncio.to_thread(SileroVad.load))
+        for model in self.models.values():
+            try:
+                engine = await asyncio.to_thread(model.load_engine)
+            except Exception as error:
+                model.state, model.error = ModelState.FAILED, str(error)
+                raise
+            s = self.settings
+            batcher = MicroBatcher(
+                model.name,
+                engine.decode_batch,
+                max_batch_size=s.max_batch_size,
+                max_wait_s=s.max_batch_wait_ms / 1000,
+                max_queue=s.max_queue,
+                key=lambda job: job.options.batch_key(),
+            )
+            model.engine = engine
+            model.recognizer = Recognizer(engine, batcher, self.vad.vad)
+            model.state = ModelState.READY
+            log.info(
+                "model.ready",
+                model=model.name,
+                device=engine.device,
+                dtype=engine.dtype,
+                random_weights=engine.random_weights,
+            )
+
+    def get(self, name: str) -> AsrModel:
+        """The named model (empty: the default), ready to serve, or an ApiError."""
+        model = self.models.get(name) if name else self.default
+        if model is None:
+            raise errors.not_found(
+                "model",
+                name,
+                f"model {name!r} is not served here; ListModels lists the models"
+                f" (default: {self.default.name})",
+            )
+        if model.state is ModelState.LOADING:
+            raise errors.unavailable(
+                f"model {model.name} is still loading; retry shortly", 5.0, "MODEL_LOADING"
+            )
+        if model.state is ModelState.FAILED:
+            raise errors.ApiError(
+                grpc.StatusCode.UNAVAILABLE, f"model {model.name} failed to load: {model.error}"
+            )
+        return model
+
+    async def close(self) -> None:
+        for model in self.models.values():
+            if model.recognizer is not None:
+                await model.recognizer.batcher.close()
+        if self.vad is not None:
+            await self.vad.close()

@@ -1,0 +1,94 @@
+"""Recognition of whole recordings of any length, on top of an engine and its batcher.
+
+Audio that fits one window is decoded as it is. Longer audio is cut where
+nobody speaks (Silero VAD), the speech is packed into windows of at most the
+engine's length, and all windows go to the batcher at once, so one long
+file fills batches the way many short calls do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+from speechmesh.asr.engines.base import AsrEngine, DecodeJob, DecodeOptions, Segment, WindowResult
+from speechmesh.common.batcher import PRIORITY_HIGH, MicroBatcher
+from speechmesh.common.vad import SileroVad, chunk_regions, speech_regions
+
+
+@dataclass
+class Transcript:
+    segments: list[Segment]
+    language: str
+    language_probability: float
+    duration: float
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.segments if s.text)
+
+
+class Recognizer:
+    def __init__(
+        self, engine: AsrEngine, batcher: MicroBatcher[DecodeJob, WindowResult], vad: SileroVad
+    ):
+        self.engine = engine
+        self.batcher = batcher
+        self.vad = vad
+
+    async def decode(
+        self, audio: np.ndarray, options: DecodeOptions, *, priority: int = PRIORITY_HIGH
+    ) -> WindowResult:
+        """Decodes one window (at most `engine.window_seconds`)."""
+        return await self.batcher.submit(DecodeJob(audio, options), priority=priority)
+
+    async def recognize(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
+        rate = self.engine.sample_rate
+        duration = len(audio) / rate
+        windows = await self._windows(audio, duration)
+        results = await _all(
+            self.decode(audio[int(start * rate) : int(end * rate)], options)
+            for start, end in windows
+        )
+        segments = [
+            segment.shifted(start)
+            for (start, _end), result in zip(windows, results, strict=True)
+            for segment in result.segments
+        ]
+        language, probability = _language(windows, results, options)
+        return Transcript(segments, language, probability, duration)
+
+    async def _windows(self, audio: np.ndarray, duration: float) -> list[tuple[float, float]]:
+        if duration <= self.engine.window_seconds:
+            return [(0.0, duration)]
+        probs = await asyncio.to_thread(self.vad.speech_probs, audio)
+        regions = speech_regions(probs, duration=duration)
+        return chunk_regions(regions, max_chunk=self.engine.window_seconds, duration=duration)
+
+
+def _language(
+    windows: list[tuple[float, float]], results: list[WindowResult], options: DecodeOptions
+) -> tuple[str, float]:
+    """The requested language, or the one detected over most of the speech."""
+    if options.language is not None:
+        return options.language, 1.0
+    if not results:
+        return "", 0.0
+    weight: Counter[str] = Counter()
+    for (start, end), result in zip(windows, results, strict=True):
+        weight[result.language] += (end - start) * result.language_probability
+    language = weight.most_common(1)[0][0]
+    probs = [r.language_probability for r in results if r.language == language]
+    return language, float(np.mean(probs))
+
+
+async def _all(awaitables) -> list:
+    """Like gather, but the first failure cancels the rest and is raised as it is."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()

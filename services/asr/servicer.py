@@ -1,0 +1,344 @@
+"""AsrService: maps protos to domain calls and back, nothing more."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf import duration_pb2
+from speechmesh.asr.config import AsrSettings
+from speechmesh.asr.engines.base import DecodeOptions, InvalidOptionError, Segment, Word
+from speechmesh.asr.models import AsrModel, AsrModels, ModelState
+from speechmesh.asr.recognizer import Transcript
+from speechmesh.asr.streaming import (
+    ForceEndpoint,
+    SpeechEvent,
+    StreamingSession,
+    StreamSettings,
+    UtteranceResult,
+)
+from speechmesh.asr.v1 import asr_pb2, asr_pb2_grpc
+from speechmesh.audio.v1 import audio_pb2
+from speechmesh.common import errors, metrics
+from speechmesh.common.audio import RawFormat, decode_audio
+from speechmesh.common.interceptor import call_stats
+
+_RAW = {
+    audio_pb2.AUDIO_ENCODING_LINEAR16: "linear16",
+    audio_pb2.AUDIO_ENCODING_FLOAT32: "float32",
+    audio_pb2.AUDIO_ENCODING_MULAW: "mulaw",
+    audio_pb2.AUDIO_ENCODING_ALAW: "alaw",
+}
+_TASKS = {
+    asr_pb2.RECOGNITION_TASK_UNSPECIFIED: "transcribe",
+    asr_pb2.RECOGNITION_TASK_TRANSCRIBE: "transcribe",
+    asr_pb2.RECOGNITION_TASK_TRANSLATE: "translate",
+}
+_OPTION_FIELDS = {
+    "language": "config.language_code",
+    "task": "config.task",
+    "word_timestamps": "config.enable_word_time_offsets",
+    "prompt": "config.prompt",
+}
+_EVENTS = {
+    "begin": asr_pb2.SpeechActivityEvent.TYPE_SPEECH_BEGIN,
+    "end": asr_pb2.SpeechActivityEvent.TYPE_SPEECH_END,
+    "end_of_single_utterance": asr_pb2.SpeechActivityEvent.TYPE_END_OF_SINGLE_UTTERANCE,
+}
+_MODEL_STATES = {
+    ModelState.LOADING: asr_pb2.MODEL_STATE_LOADING,
+    ModelState.READY: asr_pb2.MODEL_STATE_READY,
+    ModelState.FAILED: asr_pb2.MODEL_STATE_FAILED,
+}
+MAX_REQUEST_ID = 128
+MAX_HOTWORDS = 50
+MAX_HOTWORD_CHARS = 50
+
+
+class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
+    def __init__(self, models: AsrModels, settings: AsrSettings):
+        self.models = models
+        self.settings = settings
+        self._streams = 0
+
+    async def Recognize(self, request, context):
+        return await self._recognize(request.request_id, request.config, request.audio)
+
+    async def RecognizeFile(self, request, context):
+        return await self._recognize(request.request_id, request.config, request.audio.data)
+
+    async def _recognize(self, request_id: str, config, data: bytes) -> asr_pb2.RecognizeResponse:
+        started = time.perf_counter()
+        _check_request_id(request_id)
+        call_stats().request_id = request_id
+        model = self.models.get(config.model)
+        options = _options(model, config)
+        if not data:
+            raise errors.invalid_argument("audio", "is empty; send the recording's bytes")
+        audio = decode_audio(
+            data, _raw_format(config.audio_format, "config.audio_format"), model.engine.sample_rate
+        )
+        call_stats().audio_seconds = audio.duration
+        if audio.duration > self.settings.max_audio_seconds:
+            raise errors.invalid_argument(
+                "audio",
+                f"is {audio.duration:.0f} s long; at most"
+                f" {self.settings.max_audio_seconds:.0f} s per request (split it, or stream it)",
+            )
+        transcript = await model.recognizer.recognize(audio.samples, options)
+        if audio.duration > 0:
+            metrics.REAL_TIME_FACTOR.labels("asr", "Recognize").observe(
+                (time.perf_counter() - started) / audio.duration
+            )
+        return _recognize_response(request_id, model, transcript)
+
+    async def StreamingRecognize(self, request_iterator, context):
+        first = await anext(aiter(request_iterator), None)
+        if first is None:
+            return
+        if first.WhichOneof("streaming_request") != "streaming_config":
+            raise errors.invalid_argument(
+                "streaming_config",
+                "the first message of a stream must carry streaming_config;"
+                " audio and control messages come after it",
+            )
+        cfg = first.streaming_config
+        _check_request_id(cfg.request_id)
+        call_stats().request_id = cfg.request_id
+        model = self.models.get(cfg.config.model)
+        settings = _stream_settings(model, cfg)
+        if self._streams >= self.settings.max_streams:
+            raise errors.resource_exhausted(
+                f"{self._streams} streams are open, the most this replica takes; retry later",
+                1.0,
+            )
+        self._streams += 1
+        session = StreamingSession(model.recognizer, self.models.vad, settings)
+        try:
+            async for event in session.run(_stream_inputs(request_iterator)):
+                yield _stream_response(cfg.request_id, event)
+        finally:
+            self._streams -= 1
+            call_stats().audio_seconds = session.audio_seconds
+
+    async def ListModels(self, request, context):
+        infos = []
+        for model in self.models.models.values():
+            info = asr_pb2.ModelInfo(
+                name=model.name,
+                engine="whisper",
+                state=_MODEL_STATES[model.state],
+                default=model is self.models.default,
+                error=model.error,
+            )
+            engine = model.engine
+            if engine is not None:
+                info.engine = engine.family
+                info.language_codes.extend(engine.languages)
+                info.supports_translation = engine.supports_translation
+                info.supports_language_detection = engine.supports_language_detection
+                info.supports_word_time_offsets = engine.supports_word_timestamps
+                info.device = engine.device
+                info.dtype = engine.dtype
+                info.memory_bytes = engine.memory_bytes
+                info.random_weights = engine.random_weights
+            infos.append(info)
+        return asr_pb2.ListModelsResponse(request_id=request.request_id, models=infos)
+
+
+async def _stream_inputs(request_iterator) -> AsyncIterator[bytes | object]:
+    async for request in request_iterator:
+        kind = request.WhichOneof("streaming_request")
+        if kind == "audio":
+            yield request.audio
+        elif kind == "control":
+            if request.control.action == asr_pb2.StreamingControl.ACTION_FORCE_ENDPOINT:
+                yield ForceEndpoint
+        elif kind == "streaming_config":
+            raise errors.invalid_argument(
+                "streaming_config", "only the first message of a stream may carry it"
+            )
+        else:
+            raise errors.invalid_argument(
+                "streaming_request", "empty message; set audio or control"
+            )
+
+
+# -- requests -> domain ----------------------------------------------------
+
+
+def _check_request_id(request_id: str) -> None:
+    if len(request_id) > MAX_REQUEST_ID:
+        raise errors.invalid_argument(
+            "request_id", f"is {len(request_id)} characters; at most {MAX_REQUEST_ID}"
+        )
+
+
+def _raw_format(fmt: audio_pb2.AudioFormat, field: str) -> RawFormat | None:
+    if fmt.encoding == audio_pb2.AUDIO_ENCODING_UNSPECIFIED:
+        return None
+    if fmt.encoding not in _RAW:
+        raise errors.invalid_argument(f"{field}.encoding", f"unknown value {fmt.encoding}")
+    if fmt.sample_rate_hertz == 0:
+        raise errors.invalid_argument(
+            f"{field}.sample_rate_hertz", "is required for raw audio (8000 to 192000)"
+        )
+    raw = RawFormat(_RAW[fmt.encoding], fmt.sample_rate_hertz, fmt.channel_count or 1)
+    try:
+        raw.validate()
+    except ValueError as error:
+        name = "channel_count" if "channel" in str(error) else "sample_rate_hertz"
+        raise errors.invalid_argument(f"{field}.{name}", str(error)) from None
+    return raw
+
+
+def _options(model: AsrModel, config) -> DecodeOptions:
+    beam_size = config.beam_size or 1
+    if not 1 <= beam_size <= 8:
+        raise errors.invalid_argument("config.beam_size", f"is {config.beam_size}; use 1 to 8")
+    if not 0.0 <= config.temperature <= 1.0:
+        raise errors.invalid_argument(
+            "config.temperature", f"is {config.temperature}; use 0.0 to 1.0"
+        )
+    if config.task not in _TASKS:
+        raise errors.invalid_argument("config.task", f"unknown value {config.task}")
+    if len(config.hotwords) > MAX_HOTWORDS:
+        raise errors.invalid_argument(
+            "config.hotwords", f"has {len(config.hotwords)} entries; at most {MAX_HOTWORDS}"
+        )
+    for word in config.hotwords:
+        if len(word) > MAX_HOTWORD_CHARS:
+            raise errors.invalid_argument(
+                "config.hotwords", f"{word[:20]!r}... is longer than {MAX_HOTWORD_CHARS} characters"
+            )
+    prompt = " ".join(p for p in (config.prompt.strip(), ", ".join(config.hotwords)) if p)
+    try:
+        return model.engine.options(
+            language=config.language_code,
+            task=_TASKS[config.task],
+            word_timestamps=config.enable_word_time_offsets,
+            prompt=prompt,
+            beam_size=beam_size,
+            temperature=config.temperature,
+        )
+    except InvalidOptionError as error:
+        raise errors.invalid_argument(_OPTION_FIELDS[error.option], str(error)) from None
+
+
+def _seconds(
+    value: duration_pb2.Duration, default: float, low: float, high: float, field: str
+) -> float:
+    if value.seconds == 0 and value.nanos == 0:
+        return default
+    seconds = value.ToNanoseconds() / 1e9
+    if not low <= seconds <= high:
+        raise errors.invalid_argument(field, f"is {seconds:g} s; use {low:g} to {high:g} s")
+    return seconds
+
+
+def _stream_settings(model: AsrModel, cfg) -> StreamSettings:
+    window = model.engine.window_seconds
+    threshold = cfg.vad_threshold or 0.5
+    if not 0.05 <= threshold <= 0.95:
+        raise errors.invalid_argument(
+            "streaming_config.vad_threshold", f"is {cfg.vad_threshold}; use 0.05 to 0.95"
+        )
+    return StreamSettings(
+        options=_options(model, cfg.config),
+        raw=_raw_format(cfg.config.audio_format, "streaming_config.config.audio_format"),
+        interim_results=cfg.interim_results,
+        single_utterance=cfg.single_utterance,
+        voice_activity_events=cfg.enable_voice_activity_events,
+        endpoint_silence=_seconds(
+            cfg.endpoint_silence, 0.5, 0.1, 5.0, "streaming_config.endpoint_silence"
+        ),
+        vad_threshold=threshold,
+        max_utterance=_seconds(
+            cfg.max_utterance_duration,
+            window,
+            1.0,
+            window,
+            "streaming_config.max_utterance_duration",
+        ),
+        interim_interval=_seconds(
+            cfg.interim_interval, 0.5, 0.2, 5.0, "streaming_config.interim_interval"
+        ),
+    )
+
+
+# -- domain -> responses ---------------------------------------------------
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    value = duration_pb2.Duration()
+    value.FromNanoseconds(round(seconds * 1e9))
+    return value
+
+
+def _words(words: list[Word]) -> list[asr_pb2.WordInfo]:
+    return [
+        asr_pb2.WordInfo(
+            word=w.text,
+            start_offset=_duration(w.start),
+            end_offset=_duration(w.end),
+            confidence=w.probability,
+        )
+        for w in words
+    ]
+
+
+def _segment(segment: Segment) -> asr_pb2.SpeechSegment:
+    return asr_pb2.SpeechSegment(
+        text=segment.text,
+        start_offset=_duration(segment.start),
+        end_offset=_duration(segment.end),
+        words=_words(segment.words),
+        confidence=segment.probability,
+    )
+
+
+def _recognize_response(request_id: str, model: AsrModel, transcript: Transcript):
+    return asr_pb2.RecognizeResponse(
+        request_id=request_id,
+        segments=[_segment(s) for s in transcript.segments],
+        transcript=transcript.text,
+        language_code=transcript.language,
+        language_probability=transcript.language_probability,
+        audio_duration=_duration(transcript.duration),
+        model=model.name,
+    )
+
+
+def _stream_response(request_id: str, event) -> asr_pb2.StreamingRecognizeResponse:
+    if isinstance(event, SpeechEvent):
+        return asr_pb2.StreamingRecognizeResponse(
+            request_id=request_id,
+            speech_event=asr_pb2.SpeechActivityEvent(
+                type=_EVENTS[event.kind], offset=_duration(event.offset)
+            ),
+        )
+    assert isinstance(event, UtteranceResult)
+    return asr_pb2.StreamingRecognizeResponse(
+        request_id=request_id,
+        result=asr_pb2.StreamingRecognitionResult(
+            utterance_index=event.index,
+            is_final=event.is_final,
+            stability=event.stability,
+            transcript=event.transcript,
+            stable_transcript=event.stable_transcript,
+            start_offset=_duration(event.start),
+            end_offset=_duration(event.end),
+            words=_words(event.words),
+            language_code=event.language,
+            language_probability=event.language_probability,
+        ),
+    )
+
+
+def service_name() -> str:
+    return asr_pb2.DESCRIPTOR.services_by_name["AsrService"].full_name
+
+
+def register(servicer: AsrServicer, server: grpc.aio.Server) -> None:
+    asr_pb2_grpc.add_AsrServiceServicer_to_server(servicer, server)

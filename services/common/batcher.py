@@ -1,0 +1,171 @@
+"""A micro-batcher: one per loaded model.
+
+Every unary call and every decode step of every open stream submits a job
+here. One background task forms batches (up to `max_batch_size` jobs with the
+same key, high priority first, then oldest) and runs them one at a time on a
+dedicated worker thread, off the event loop. While the model is busy, new jobs
+queue up and form the next batch; when it is idle, the first job waits at most
+`max_wait_s` for company. A full queue refuses at once (QueueFullError)
+rather than letting latency or memory grow without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from speechmesh.common import metrics
+
+J = TypeVar("J")
+R = TypeVar("R")
+
+#: Priorities: lower runs first.
+PRIORITY_HIGH = 0
+PRIORITY_LOW = 1
+
+
+class QueueFullError(Exception):
+    """The batcher's queue is full; retry after `retry_after_s`."""
+
+    def __init__(self, model: str, depth: int, retry_after_s: float):
+        super().__init__(
+            f"model {model} is at capacity ({depth} jobs queued); retry after "
+            f"{retry_after_s:.1f} s or add replicas"
+        )
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(order=True)
+class _Entry:
+    priority: int
+    seq: int
+    job: Any = field(compare=False)
+    key: Hashable = field(compare=False)
+    future: asyncio.Future = field(compare=False)
+
+
+class MicroBatcher(Generic[J, R]):
+    def __init__(
+        self,
+        name: str,
+        run_batch: Callable[[list[J]], Sequence[R | BaseException]],
+        *,
+        max_batch_size: int = 8,
+        max_wait_s: float = 0.005,
+        max_queue: int = 256,
+        key: Callable[[J], Hashable] = lambda job: None,
+    ):
+        self.name = name
+        self._run_batch = run_batch
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self._key = key
+        self._pending: list[_Entry] = []
+        self._seq = itertools.count()
+        self._wakeup = asyncio.Event()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"batch-{name}")
+        self._loop_task: asyncio.Task | None = None
+        self._last_batch_s = 0.1
+        self._depth = metrics.QUEUE_DEPTH.labels(name)
+        self._sizes = metrics.BATCH_SIZE.labels(name)
+        self._durations = metrics.BATCH_SECONDS.labels(name)
+
+    @property
+    def depth(self) -> int:
+        return len(self._pending)
+
+    async def submit(self, job: J, *, priority: int = PRIORITY_HIGH) -> R:
+        """Queues a job and waits for its result; cancelling the wait drops the job."""
+        if len(self._pending) >= self.max_queue:
+            metrics.REJECTED.labels(self.name).inc()
+            batches_ahead = len(self._pending) / self.max_batch_size
+            raise QueueFullError(self.name, len(self._pending), batches_ahead * self._last_batch_s)
+        if self._loop_task is None:
+            self._loop_task = asyncio.get_running_loop().create_task(self._loop())
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending.append(_Entry(priority, next(self._seq), job, self._key(job), future))
+        self._depth.set(len(self._pending))
+        self._wakeup.set()
+        return await future
+
+    async def run_direct(self, jobs: list[J]) -> Sequence[R | BaseException]:
+        """Runs one batch on the model's worker thread, bypassing the queue (benchmarks)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._run_batch, jobs
+        )
+
+    async def close(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        for entry in self._pending:
+            entry.future.cancel()
+        self._pending.clear()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            self._drop_cancelled()
+            if not self._pending:
+                continue
+            await self._fill(loop)
+            batch = self._take()
+            if not batch:
+                continue
+            started = time.perf_counter()
+            try:
+                results = await loop.run_in_executor(
+                    self._executor, self._run_batch, [e.job for e in batch]
+                )
+            except Exception as error:  # the whole batch failed: every job sees why
+                results = [error] * len(batch)
+            self._last_batch_s = time.perf_counter() - started
+            self._durations.observe(self._last_batch_s)
+            self._sizes.observe(len(batch))
+            for entry, result in zip(batch, results, strict=True):
+                if entry.future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    entry.future.set_exception(result)
+                else:
+                    entry.future.set_result(result)
+            if self._pending:
+                self._wakeup.set()
+
+    async def _fill(self, loop: asyncio.AbstractEventLoop) -> None:
+        """While the model idles, let the oldest job wait up to max_wait_s for company."""
+        deadline = loop.time() + self.max_wait_s
+        while len(self._pending) < self.max_batch_size:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except TimeoutError:
+                return
+            self._wakeup.clear()
+
+    def _drop_cancelled(self) -> None:
+        self._pending = [e for e in self._pending if not e.future.done()]
+        self._depth.set(len(self._pending))
+
+    def _take(self) -> list[_Entry]:
+        self._drop_cancelled()
+        if not self._pending:
+            return []
+        ordered = sorted(self._pending)
+        key = ordered[0].key
+        batch = [e for e in ordered if e.key == key][: self.max_batch_size]
+        taken = {id(e) for e in batch}
+        self._pending = [e for e in self._pending if id(e) not in taken]
+        self._depth.set(len(self._pending))
+        return batch

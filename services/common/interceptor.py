@@ -1,0 +1,175 @@
+"""One interceptor for every RPC: error mapping, one log event, metrics.
+
+Handlers raise ApiError (or a known domain error); this turns it into a gRPC
+status with google.rpc details. Anything unexpected is logged with its
+traceback and answered INTERNAL without leaking internals. Servicers add
+what they know about a call (request id, audio seconds, characters) to
+`call_stats()`, and it lands in the log event and the metrics.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import grpc
+import structlog
+from speechmesh.common import errors, metrics
+from speechmesh.common.audio import AudioError
+from speechmesh.common.batcher import QueueFullError
+
+log = structlog.get_logger("speechmesh.rpc")
+
+_QUIET_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+
+
+@dataclass
+class CallStats:
+    request_id: str = ""
+    audio_seconds: float = 0.0
+    characters: int = 0
+
+
+_CALL: contextvars.ContextVar[CallStats] = contextvars.ContextVar("speechmesh_call")
+
+
+def call_stats() -> CallStats:
+    """The stats of the RPC being handled (a throwaway object outside one)."""
+    try:
+        return _CALL.get()
+    except LookupError:
+        return CallStats()
+
+
+def _as_api_error(error: Exception) -> errors.ApiError | None:
+    if isinstance(error, errors.ApiError):
+        return error
+    if isinstance(error, AudioError):
+        return errors.invalid_argument("audio", str(error))
+    if isinstance(error, QueueFullError):
+        return errors.resource_exhausted(str(error), error.retry_after_s)
+    return None
+
+
+class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, service: str):
+        self.service = service
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        full_method = details.method
+        method = full_method.rsplit("/", 1)[-1]
+        quiet = full_method.startswith(_QUIET_PREFIXES)
+        call = _Call(self.service, method, quiet)
+        kwargs = dict(
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(call.unary(handler.unary_unary), **kwargs)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(call.stream(handler.unary_stream), **kwargs)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(call.unary(handler.stream_unary), **kwargs)
+        return grpc.stream_stream_rpc_method_handler(call.stream(handler.stream_stream), **kwargs)
+
+
+class _Call:
+    def __init__(self, service: str, method: str, quiet: bool):
+        self.service = service
+        self.method = method
+        self.quiet = quiet
+
+    def unary(self, behavior):
+        async def wrapped(request, context: grpc.aio.ServicerContext):
+            stats = CallStats(request_id=getattr(request, "request_id", "") or "")
+            _CALL.set(stats)
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                return await behavior(request, context)
+            except BaseException as error:
+                code, status = self._classify(error, context, stats)
+                if status is not None:
+                    await context.abort_with_status(status)
+                raise
+            finally:
+                self._record(context, stats, started, code)
+
+        return wrapped
+
+    def stream(self, behavior):
+        async def wrapped(request, context: grpc.aio.ServicerContext) -> AsyncIterator:
+            stats = CallStats(request_id=getattr(request, "request_id", "") or "")
+            _CALL.set(stats)
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            gauge = metrics.ACTIVE_STREAMS.labels(self.service, self.method)
+            gauge.inc()
+            try:
+                async for response in behavior(request, context):
+                    yield response
+            except BaseException as error:
+                code, status = self._classify(error, context, stats)
+                if status is not None:
+                    await context.abort_with_status(status)
+                raise
+            finally:
+                gauge.dec()
+                self._record(context, stats, started, code)
+
+        return wrapped
+
+    def _classify(
+        self, error: BaseException, context: grpc.aio.ServicerContext, stats: CallStats
+    ) -> tuple[grpc.StatusCode, grpc.Status | None]:
+        """The code the call ends with, and the status to abort it with (None: as it is)."""
+        if isinstance(error, grpc.aio.AbortError):
+            return context.code() or grpc.StatusCode.UNKNOWN, None
+        if not isinstance(error, Exception):  # CancelledError and friends
+            return grpc.StatusCode.CANCELLED, None
+        api_error = _as_api_error(error)
+        if api_error is None:
+            log.exception("rpc.internal_error", method=self.method, request_id=stats.request_id)
+            api_error = errors.ApiError(
+                grpc.StatusCode.INTERNAL,
+                f"internal error while handling {self.method}"
+                f" (request_id={stats.request_id or '-'}); the server log has the details",
+            )
+        return api_error.code, api_error.to_status()
+
+    def _record(
+        self,
+        context: grpc.aio.ServicerContext,
+        stats: CallStats,
+        started: float,
+        code: grpc.StatusCode,
+    ) -> None:
+        if code == grpc.StatusCode.OK and context.code() not in (None, grpc.StatusCode.OK):
+            code = context.code()
+        elapsed = time.perf_counter() - started
+        name = code.name
+        metrics.REQUESTS.labels(self.service, self.method, name).inc()
+        metrics.LATENCY.labels(self.service, self.method, name).observe(elapsed)
+        if stats.audio_seconds:
+            metrics.AUDIO_SECONDS.labels(self.service, self.method).inc(stats.audio_seconds)
+        emit = log.debug if self.quiet else log.info
+        emit(
+            "rpc",
+            service=self.service,
+            method=self.method,
+            request_id=stats.request_id,
+            peer=context.peer(),
+            code=name,
+            duration_ms=round(elapsed * 1000, 2),
+            audio_seconds=round(stats.audio_seconds, 3),
+            characters=stats.characters,
+        )

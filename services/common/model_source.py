@@ -1,0 +1,60 @@
+"""Where a model's files come from: a local folder, the Hugging Face cache, or the hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+
+from speechmesh.common.tiny_models import RANDOM_WEIGHTS_KEY
+
+WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]
+
+
+class ModelNotFoundError(RuntimeError):
+    """The model cannot be had; the message says what to set."""
+
+
+def resolve_model(name: str, env_var: str) -> pathlib.Path:
+    """Returns a local folder with the model's files.
+
+    `name` is a folder path or a Hugging Face id. With HF_HUB_OFFLINE=1 only the
+    local cache is consulted. The error names `env_var` and the `--model` flag.
+    """
+    path = pathlib.Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(
+                f"{path} has no config.json: point {env_var} (or --model) at a folder saved"
+                " with save_pretrained, or at a Hugging Face id"
+            )
+        return path.resolve()
+    if path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
+        raise ModelNotFoundError(
+            f"model folder {name!r} does not exist: set {env_var} (or --model) to a checkpoint"
+            " folder or a Hugging Face id"
+        )
+    from huggingface_hub import snapshot_download
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    try:
+        return pathlib.Path(
+            snapshot_download(name, allow_patterns=WEIGHT_PATTERNS, local_files_only=offline)
+        )
+    except Exception as error:
+        where = "the local cache (HF_HUB_OFFLINE is set)" if offline else "the hub or the cache"
+        raise ModelNotFoundError(
+            f"model {name!r} could not be loaded from {where}: {error.__class__.__name__}."
+            f" Download it where the hub is reachable (`hf download {name}`) and set HF_HOME,"
+            f" or set {env_var} (or --model) to a local checkpoint folder. For an offline"
+            " smoke test, `speechmesh models tiny whisper ./tiny-whisper` builds a random one."
+        ) from error
+
+
+def is_random_checkpoint(path: pathlib.Path) -> bool:
+    """True for checkpoints built by `speechmesh models tiny` (random weights)."""
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(config.get(RANDOM_WEIGHTS_KEY))

@@ -1,0 +1,61 @@
+"""Settings every service shares, from SPEECHMESH_* environment variables and flags.
+
+Each service subclasses ServiceSettings with its own defaults (port, model).
+Values are validated when the settings object is built, so a bad value stops
+start-up with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SPEECHMESH_", extra="ignore")
+
+    host: str = Field("0.0.0.0", description="Address to listen on.")
+    port: int = Field(50051, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
+    metrics_port: int = Field(
+        9151, ge=0, le=65535, description="Prometheus /metrics port; 0 picks a free one."
+    )
+    metrics: bool = Field(True, description="Serve Prometheus metrics.")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="auto: float32 on CPU, float16 on GPU."
+    )
+    max_batch_size: int = Field(8, ge=1, le=256, description="Most requests in one forward pass.")
+    max_batch_wait_ms: float = Field(
+        5.0, ge=0, le=1000, description="How long an idle model waits to fill a batch."
+    )
+    max_queue: int = Field(
+        256, ge=1, le=100_000, description="Queued decode jobs before RESOURCE_EXHAUSTED."
+    )
+    max_message_mb: int = Field(64, ge=1, le=2047, description="Largest gRPC message, MiB.")
+    max_streams: int = Field(256, ge=1, description="Concurrent streams before RESOURCE_EXHAUSTED.")
+    grace_period_s: float = Field(
+        30.0, ge=0, description="On SIGTERM, time in-flight calls get to finish."
+    )
+    keepalive_time_s: float = Field(30.0, gt=0, description="Server keepalive ping interval.")
+    keepalive_timeout_s: float = Field(10.0, gt=0, description="Keepalive ping ack timeout.")
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: console on a terminal, JSON lines otherwise."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    warmup: bool = Field(True, description="Run one inference before reporting SERVING.")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", value):
+            raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+        return value
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self.max_message_mb * MiB
