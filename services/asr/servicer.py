@@ -272,7 +272,7 @@ def _stream_settings(model: AsrModel, cfg) -> StreamSettings:
 
 def _duration(seconds: float) -> duration_pb2.Duration:
     value = duration_pb2.Duration()
-    value.FromNanoseconds(round(seconds * 1e9))
+    value.FromNanoseconds(round(seconds * 1000) * 1_000_000)  # millisecond precision
     return value
 
 

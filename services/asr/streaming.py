@@ -249,8 +249,9 @@ class StreamingSession:
         words = result.text.split()
         if utterance.previous_words is not None:
             agreed = _common_prefix(utterance.previous_words, words)
-            if len(agreed) > len(utterance.stable_words):
-                utterance.stable_words = agreed
+            if agreed > len(utterance.stable_words):
+                # Confirmed words are committed: later agreement only appends to them.
+                utterance.stable_words += words[len(utterance.stable_words) : agreed]
         utterance.previous_words = words
         stable = utterance.stable_words
         shown = stable + words[len(stable) :]
@@ -332,10 +333,15 @@ class StreamingSession:
         return task
 
 
-def _common_prefix(a: list[str], b: list[str]) -> list[str]:
-    prefix = []
+def _common_prefix(a: list[str], b: list[str]) -> int:
+    """How many leading words two hypotheses share, ignoring case and punctuation."""
+    count = 0
     for x, y in zip(a, b, strict=False):
-        if x != y:
+        if _word_key(x) != _word_key(y):
             break
-        prefix.append(x)
-    return prefix
+        count += 1
+    return count
+
+
+def _word_key(word: str) -> str:
+    return "".join(ch for ch in word.casefold() if ch.isalnum())

@@ -33,3 +33,13 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    _quiet_transformers(level)
+
+
+def _quiet_transformers(level: str) -> None:
+    """transformers' per-call generation warnings and load bars are noise in a server log."""
+    from transformers.utils import logging as hf_logging
+
+    if level != "debug":
+        hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()

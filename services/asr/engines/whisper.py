@@ -132,17 +132,18 @@ class WhisperEngine:
         )
         input_features = features.input_features.to(self._device, self._dtype)
         attention_mask = features.attention_mask.to(self._device)
-        encoder_outputs = self.model.get_encoder()(input_features)
         languages = [job.options.language for job in jobs]
         probabilities = [1.0] * len(jobs)
         if any(lang is None for lang in languages):
-            detected = self._detect_languages(encoder_outputs)
+            detected = self._detect_languages(input_features)
             for i, (code, prob) in enumerate(detected):
                 if languages[i] is None:
                     languages[i], probabilities[i] = code, prob
 
+        # Features, not encoder outputs: generate() re-seeks a window whose last timestamp ends
+        # early (decoding the rest of it) and then slices the features of the batch.
         kwargs: dict = dict(
-            encoder_outputs=encoder_outputs,
+            input_features=input_features,
             attention_mask=attention_mask,
             return_timestamps=True,
             return_dict_in_generate=True,
@@ -171,10 +172,12 @@ class WhisperEngine:
             results.append(WindowResult(segments, languages[i] or "en", probabilities[i]))
         return results
 
-    def _detect_languages(self, encoder_outputs) -> list[tuple[str, float]]:
+    def _detect_languages(self, input_features: torch.Tensor) -> list[tuple[str, float]]:
+        """Language and its probability per window, from the first decoder step."""
+        batch = input_features.shape[0]
         if not self.supports_language_detection:
-            return [("en", 1.0)] * encoder_outputs.last_hidden_state.shape[0]
-        batch = encoder_outputs.last_hidden_state.shape[0]
+            return [("en", 1.0)] * batch
+        encoder_outputs = self.model.get_encoder()(input_features)
         start = torch.full((batch, 1), self._sot, device=self._device, dtype=torch.long)
         logits = self.model(encoder_outputs=encoder_outputs, decoder_input_ids=start).logits[:, -1]
         codes = list(self._lang_to_id)

@@ -1,0 +1,71 @@
+"""Fixtures shared by the whole suite: paths, tiny checkpoints, in-process servers."""
+
+from __future__ import annotations
+
+import contextlib
+import pathlib
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+TINY_EN = SHARED / "models" / "whisper-tiny.en"
+AUDIO = SHARED / "audio"
+
+requires_shared = pytest.mark.skipif(
+    not TINY_EN.is_dir(), reason=f"real weights and audio not found at {SHARED}"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper(tmp_path_factory) -> pathlib.Path:
+    """A tiny random multilingual Whisper checkpoint, built offline once per run."""
+    from speechmesh.common.tiny_models import build_tiny
+
+    return build_tiny("whisper", tmp_path_factory.mktemp("tiny-whisper"))
+
+
+@contextlib.asynccontextmanager
+async def running_asr(model: pathlib.Path | str, **overrides) -> AsyncIterator:
+    """Starts the ASR service in-process on a free port; yields (host, channel)."""
+    from speechmesh.asr.app import build_app
+    from speechmesh.asr.config import AsrSettings
+    from speechmesh.common.server import ServiceHost
+
+    settings = AsrSettings(model=str(model), host="127.0.0.1", port=0, metrics_port=0, **overrides)
+    host = ServiceHost(build_app(settings), settings)
+    await host.start()
+    await host.ready.wait()
+    if host.failed is not None:
+        await host.stop(0)
+        raise host.failed
+    channel = grpc.aio.insecure_channel(
+        f"127.0.0.1:{host.port}",
+        options=[
+            ("grpc.max_receive_message_length", 64 << 20),
+            ("grpc.max_send_message_length", 128 << 20),
+        ],
+    )
+    try:
+        yield host, channel
+    finally:
+        await channel.close()
+        await host.stop(1)
+
+
+@pytest.fixture(scope="session")
+async def tiny_asr(tiny_whisper):
+    """ASR on the tiny random checkpoint: (host, channel)."""
+    async with running_asr(tiny_whisper) as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
+async def real_asr():
+    """ASR on the real whisper-tiny.en weights: (host, channel)."""
+    if not TINY_EN.is_dir():
+        pytest.skip(f"real weights not found at {TINY_EN}")
+    async with running_asr(TINY_EN) as served:
+        yield served
