@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import itertools
 
 import jiwer
 import pytest
@@ -23,7 +24,7 @@ def manifest() -> dict[str, str]:
 
 
 def clips() -> list[str]:
-    return sorted(p for p in manifest() if p.startswith("librivox/")) + ["goforward.wav"]
+    return [*sorted(p for p in manifest() if p.startswith("librivox/")), "goforward.wav"]
 
 
 def wer(references: list[str], hypotheses: list[str]) -> float:
@@ -117,7 +118,7 @@ async def test_interim_stable_prefix_only_grows(real_asr):
             assert r.result.transcript.startswith(r.result.stable_transcript)
     assert by_utterance, "interim results were sent"
     for stables in by_utterance.values():
-        for before, after in zip(stables, stables[1:], strict=False):
+        for before, after in itertools.pairwise(stables):
             assert after.startswith(before)
 
 

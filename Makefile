@@ -1,0 +1,46 @@
+# speechmesh: `make run` starts the suite, `make test` runs the tests.
+# Every target installs what it needs on a fresh clone.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SHARED ?= ../shared
+# The ASR model `make run` serves: the real tiny.en weights beside the repo when present,
+# otherwise the service default (downloaded from the Hugging Face hub on first start).
+ASR_MODEL ?= $(if $(wildcard $(SHARED)/models/whisper-tiny.en/config.json),$(SHARED)/models/whisper-tiny.en,openai/whisper-large-v3-turbo)
+PROTO_STAMP := services/asr/v1/asr_pb2.py
+PROTOS := $(shell find protos -name '*.proto')
+
+.PHONY: install protos test lint bench run clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# The CPU wheel of torch 2.13.0 first; the project's range keeps it.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+protos: $(PROTO_STAMP)
+
+$(PROTO_STAMP): $(PROTOS) tools/gen_protos.py $(VENV)/.installed
+	$(BIN)/python tools/gen_protos.py
+
+test: install protos
+	$(BIN)/python -m pytest -q
+
+lint: install protos
+	$(BIN)/ruff check services tests tools bench
+	$(BIN)/ruff format --check services tests tools bench
+	$(BIN)/buf lint
+
+bench: install protos
+	$(BIN)/python -m bench.asr --model $(ASR_MODEL)
+
+run: install protos
+	$(BIN)/speechmesh serve asr --model $(ASR_MODEL)
+
+clean:
+	rm -rf build services/audio services/*/v1 .pytest_cache
