@@ -20,12 +20,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU wheel of torch 2.13.0 first; the project's range keeps it.
 	$(BIN)/pip install -q torch==2.13.0
+	# The generated protobuf packages are part of the distribution: generate them first.
+	$(BIN)/pip install -q 'grpcio-tools>=1.66'
+	$(BIN)/python tools/gen_protos.py
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
 protos: $(PROTO_STAMP)
 
-$(PROTO_STAMP): $(PROTOS) tools/gen_protos.py $(VENV)/.installed
+$(PROTO_STAMP): $(PROTOS) tools/gen_protos.py | $(VENV)/.installed
 	$(BIN)/python tools/gen_protos.py
 
 test: install protos
