@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -36,10 +37,10 @@ _TASKS = {
     asr_pb2.RECOGNITION_TASK_TRANSLATE: "translate",
 }
 _OPTION_FIELDS = {
-    "language": "config.language_code",
-    "task": "config.task",
-    "word_timestamps": "config.enable_word_time_offsets",
-    "prompt": "config.prompt",
+    "language": "language_code",
+    "task": "task",
+    "word_timestamps": "enable_word_time_offsets",
+    "prompt": "prompt",
 }
 _EVENTS = {
     "begin": asr_pb2.SpeechActivityEvent.TYPE_SPEECH_BEGIN,
@@ -76,9 +77,9 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
         options = _options(model, config)
         if not data:
             raise errors.invalid_argument("audio", "is empty; send the recording's bytes")
-        audio = decode_audio(
-            data, _raw_format(config.audio_format, "config.audio_format"), model.engine.sample_rate
-        )
+        raw = _raw_format(config.audio_format, "config.audio_format")
+        # Decoding (MP3, long files) and resampling take milliseconds to seconds: off the loop.
+        audio = await asyncio.to_thread(decode_audio, data, raw, model.engine.sample_rate)
         call_stats().audio_seconds = audio.duration
         if audio.duration > self.settings.max_audio_seconds:
             raise errors.invalid_argument(
@@ -91,6 +92,7 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
             metrics.REAL_TIME_FACTOR.labels("asr", "Recognize").observe(
                 (time.perf_counter() - started) / audio.duration
             )
+        call_stats().characters = len(transcript.text)
         return _recognize_response(request_id, model, transcript)
 
     async def StreamingRecognize(self, request_iterator, context):
@@ -104,7 +106,7 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
                 " audio and control messages come after it",
             )
         cfg = first.streaming_config
-        _check_request_id(cfg.request_id)
+        _check_request_id(cfg.request_id, "streaming_config.request_id")
         call_stats().request_id = cfg.request_id
         model = self.models.get(cfg.config.model)
         settings = _stream_settings(model, cfg)
@@ -168,10 +170,10 @@ async def _stream_inputs(request_iterator) -> AsyncIterator[bytes | object]:
 # -- requests -> domain ----------------------------------------------------
 
 
-def _check_request_id(request_id: str) -> None:
+def _check_request_id(request_id: str, field: str = "request_id") -> None:
     if len(request_id) > MAX_REQUEST_ID:
         raise errors.invalid_argument(
-            "request_id", f"is {len(request_id)} characters; at most {MAX_REQUEST_ID}"
+            field, f"is {len(request_id)} characters; at most {MAX_REQUEST_ID}"
         )
 
 
@@ -193,24 +195,26 @@ def _raw_format(fmt: audio_pb2.AudioFormat, field: str) -> RawFormat | None:
     return raw
 
 
-def _options(model: AsrModel, config) -> DecodeOptions:
+def _options(model: AsrModel, config, field: str = "config") -> DecodeOptions:
+    """Validates a RecognitionConfig; `field` is its path in the request, for error details."""
     beam_size = config.beam_size or 1
     if not 1 <= beam_size <= 8:
-        raise errors.invalid_argument("config.beam_size", f"is {config.beam_size}; use 1 to 8")
+        raise errors.invalid_argument(f"{field}.beam_size", f"is {config.beam_size}; use 1 to 8")
     if not 0.0 <= config.temperature <= 1.0:
         raise errors.invalid_argument(
-            "config.temperature", f"is {config.temperature}; use 0.0 to 1.0"
+            f"{field}.temperature", f"is {config.temperature}; use 0.0 to 1.0"
         )
     if config.task not in _TASKS:
-        raise errors.invalid_argument("config.task", f"unknown value {config.task}")
+        raise errors.invalid_argument(f"{field}.task", f"unknown value {config.task}")
     if len(config.hotwords) > MAX_HOTWORDS:
         raise errors.invalid_argument(
-            "config.hotwords", f"has {len(config.hotwords)} entries; at most {MAX_HOTWORDS}"
+            f"{field}.hotwords", f"has {len(config.hotwords)} entries; at most {MAX_HOTWORDS}"
         )
     for word in config.hotwords:
         if len(word) > MAX_HOTWORD_CHARS:
             raise errors.invalid_argument(
-                "config.hotwords", f"{word[:20]!r}... is longer than {MAX_HOTWORD_CHARS} characters"
+                f"{field}.hotwords",
+                f"{word[:20]!r}... is longer than {MAX_HOTWORD_CHARS} characters",
             )
     prompt = " ".join(p for p in (config.prompt.strip(), ", ".join(config.hotwords)) if p)
     try:
@@ -223,7 +227,9 @@ def _options(model: AsrModel, config) -> DecodeOptions:
             temperature=config.temperature,
         )
     except InvalidOptionError as error:
-        raise errors.invalid_argument(_OPTION_FIELDS[error.option], str(error)) from None
+        raise errors.invalid_argument(
+            f"{field}.{_OPTION_FIELDS[error.option]}", str(error)
+        ) from None
 
 
 def _seconds(
@@ -245,7 +251,7 @@ def _stream_settings(model: AsrModel, cfg) -> StreamSettings:
             "streaming_config.vad_threshold", f"is {cfg.vad_threshold}; use 0.05 to 0.95"
         )
     return StreamSettings(
-        options=_options(model, cfg.config),
+        options=_options(model, cfg.config, "streaming_config.config"),
         raw=_raw_format(cfg.config.audio_format, "streaming_config.config.audio_format"),
         interim_results=cfg.interim_results,
         single_utterance=cfg.single_utterance,

@@ -200,8 +200,11 @@ class StreamingSession:
         if silence >= s.endpoint_silence:
             self._endpoint(utterance.last_speech_sample, speech_ended=True)
         elif length >= s.max_utterance:
-            self._endpoint(self._samples)
-            self._begin(self._samples, event=False)
+            if prob >= s.vad_threshold:  # still talking: the next utterance goes on from here
+                self._endpoint(self._samples)
+                self._begin(self._samples, event=False)
+            else:  # the cut fell in trailing silence: speech ended where it last was heard
+                self._endpoint(utterance.last_speech_sample, speech_ended=True)
         elif s.interim_results:
             self._maybe_interim(utterance)
 

@@ -35,7 +35,7 @@ class QueueFullError(Exception):
     def __init__(self, model: str, depth: int, retry_after_s: float):
         super().__init__(
             f"model {model} is at capacity ({depth} jobs queued); retry after "
-            f"{retry_after_s:.1f} s or add replicas"
+            f"{max(retry_after_s, 0.001) * 1000:.0f} ms or add replicas"
         )
         self.retry_after_s = retry_after_s
 
@@ -71,6 +71,7 @@ class MicroBatcher(Generic[J, R]):
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"batch-{name}")
         self._loop_task: asyncio.Task | None = None
+        self._running: list[_Entry] = []  # the batch on the worker thread now
         self._last_batch_s = 0.1
         self._depth = metrics.QUEUE_DEPTH.labels(name)
         self._sizes = metrics.BATCH_SIZE.labels(name)
@@ -82,6 +83,7 @@ class MicroBatcher(Generic[J, R]):
 
     async def submit(self, job: J, *, priority: int = PRIORITY_HIGH) -> R:
         """Queues a job and waits for its result; cancelling the wait drops the job."""
+        self._drop_cancelled()  # callers that went away free their slots at once
         if len(self._pending) >= self.max_queue:
             metrics.REJECTED.labels(self.name).inc()
             batches_ahead = len(self._pending) / self.max_batch_size
@@ -101,13 +103,16 @@ class MicroBatcher(Generic[J, R]):
         )
 
     async def close(self) -> None:
+        """Stops the batcher: queued jobs and the batch on the worker thread are cancelled."""
+        waiting = [*self._pending, *self._running]
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
-        for entry in self._pending:
+        for entry in waiting:
             entry.future.cancel()
         self._pending.clear()
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        # Waits for a batch still on the worker thread, without blocking the event loop.
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -122,12 +127,15 @@ class MicroBatcher(Generic[J, R]):
             if not batch:
                 continue
             started = time.perf_counter()
+            self._running = batch
             try:
                 results = await loop.run_in_executor(
                     self._executor, self._run_batch, [e.job for e in batch]
                 )
             except Exception as error:  # the whole batch failed: every job sees why
                 results = [error] * len(batch)
+            finally:
+                self._running = []
             self._last_batch_s = time.perf_counter() - started
             self._durations.observe(self._last_batch_s)
             self._sizes.observe(len(batch))

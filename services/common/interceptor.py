@@ -10,6 +10,7 @@ what they know about a call (request id, audio seconds, characters) to
 from __future__ import annotations
 
 import contextvars
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -107,6 +108,10 @@ class _Call:
         return wrapped
 
     def stream(self, behavior):
+        if not inspect.isasyncgenfunction(behavior):
+            # A handler that writes with context.write (the stock health Watch) is a coroutine.
+            return self.unary(behavior)
+
         async def wrapped(request, context: grpc.aio.ServicerContext) -> AsyncIterator:
             stats = CallStats(request_id=getattr(request, "request_id", "") or "")
             _CALL.set(stats)
