@@ -7,6 +7,7 @@ import pathlib
 
 import numpy as np
 import soundfile as sf
+
 from speechmesh.asr.v1 import asr_pb2, asr_pb2_grpc
 from speechmesh.audio.v1 import audio_pb2
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
 from speechmesh.common.settings import ServiceSettings
 
 DEFAULT_MODEL = "openai/whisper-large-v3-turbo"

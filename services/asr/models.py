@@ -7,6 +7,7 @@ import enum
 
 import grpc
 import structlog
+
 from speechmesh.asr.config import AsrSettings
 from speechmesh.asr.engines.base import AsrEngine
 from speechmesh.asr.engines.whisper import WhisperEngine

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
+
 from speechmesh.asr.engines.base import AsrEngine, DecodeJob, DecodeOptions, Segment, WindowResult
 from speechmesh.common.batcher import PRIORITY_HIGH, MicroBatcher
 from speechmesh.common.vad import SileroVad, chunk_regions, speech_regions

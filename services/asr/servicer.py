@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf import duration_pb2
+
 from speechmesh.asr.config import AsrSettings
 from speechmesh.asr.engines.base import DecodeOptions, InvalidOptionError, Segment, Word
 from speechmesh.asr.models import AsrModel, AsrModels, ModelState

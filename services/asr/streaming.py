@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+
 from speechmesh.asr.engines.base import DecodeOptions, WindowResult, Word
 from speechmesh.asr.recognizer import Recognizer
 from speechmesh.common import metrics

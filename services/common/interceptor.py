@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import grpc
 import structlog
+
 from speechmesh.common import errors, metrics
 from speechmesh.common.audio import AudioError
 from speechmesh.common.batcher import QueueFullError

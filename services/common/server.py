@@ -19,6 +19,7 @@ import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
 from speechmesh.common.interceptor import ObservabilityInterceptor
 from speechmesh.common.metrics import start_metrics_server
 from speechmesh.common.settings import ServiceSettings

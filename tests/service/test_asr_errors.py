@@ -20,9 +20,9 @@ from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
+
 from speechmesh.asr.v1 import asr_pb2
 from speechmesh.audio.v1 import audio_pb2
-
 from tests.asr_client import stub
 from tests.conftest import running_asr
 

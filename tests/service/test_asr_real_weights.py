@@ -8,9 +8,9 @@ import itertools
 
 import jiwer
 import pytest
-from speechmesh.asr.v1 import asr_pb2
 from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
 
+from speechmesh.asr.v1 import asr_pb2
 from tests.asr_client import chunked, pcm16, stream_config, stub
 from tests.conftest import AUDIO, requires_shared
 

@@ -25,9 +25,9 @@ from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import REGISTRY
+
 from speechmesh.asr.v1 import asr_pb2
 from speechmesh.audio.v1 import audio_pb2
-
 from tests.asr_client import stream_config, stub
 from tests.conftest import AUDIO, requires_shared
 

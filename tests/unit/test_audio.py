@@ -11,6 +11,7 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
+
 from speechmesh.common.audio import (
     OUTPUT_ENCODINGS,
     AudioError,

@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+
 from speechmesh.common.batcher import (
     PRIORITY_HIGH,
     PRIORITY_LOW,

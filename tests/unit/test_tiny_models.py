@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from speechmesh.common.tiny_models import TINY_ARCHS, build_tiny
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+from speechmesh.common.tiny_models import TINY_ARCHS, build_tiny
 
 
 @pytest.fixture(scope="module")

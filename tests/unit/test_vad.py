@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+
 from speechmesh.common.vad import (
     CONTEXT_SAMPLES,
     FRAME_SAMPLES,

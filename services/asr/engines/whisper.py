@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import math
 import pathlib
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+from speechmesh.asr.engines.alignment import token_start_times
 from speechmesh.asr.engines.base import (
     DecodeJob,
     DecodeOptions,
@@ -25,7 +29,6 @@ from speechmesh.asr.engines.base import (
 from speechmesh.common.devices import parameter_bytes
 from speechmesh.common.languages import primary_subtag
 from speechmesh.common.model_source import is_random_checkpoint
-from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 SAMPLE_RATE = 16000
 WINDOW_SECONDS = 30.0
@@ -58,7 +61,9 @@ class WhisperEngine:
         )
         self.supports_language_detection = self.multilingual and bool(self._lang_to_id)
         self.supports_word_timestamps = bool(getattr(gen, "alignment_heads", None))
-        self._timestamp_begin = gen.no_timestamps_token_id + 1
+        self._no_timestamps = gen.no_timestamps_token_id
+        self._alignment_heads = getattr(gen, "alignment_heads", None) or []
+        self._attn_implementation = self.model.config._attn_implementation
         self._eos = gen.eos_token_id
         self._sot = gen.decoder_start_token_id
         self._max_target = self.model.config.max_target_positions
@@ -148,7 +153,6 @@ class WhisperEngine:
             return_timestamps=True,
             return_dict_in_generate=True,
             output_scores=True,
-            return_token_timestamps=options.word_timestamps,
             num_beams=options.beam_size,
         )
         prompt_len = 0
@@ -163,14 +167,33 @@ class WhisperEngine:
             kwargs.update(do_sample=False)
         if self.multilingual:
             kwargs.update(language=languages, task=options.task)
-        output = self.model.generate(**kwargs)
+        encoded: list = []  # generate()'s first encoder pass, reused to time words
+        hook = (
+            self.model.get_encoder().register_forward_hook(
+                lambda _module, _args, out: encoded.append(out) if not encoded else None
+            )
+            if options.word_timestamps
+            else None
+        )
+        try:
+            output = self.model.generate(**kwargs)
+        finally:
+            if hook is not None:
+                hook.remove()
 
-        results: list[WindowResult | BaseException] = []
-        for i, job in enumerate(jobs):
-            duration = len(job.audio) / SAMPLE_RATE
-            segments = self._segments(output, i, duration, options)
-            results.append(WindowResult(segments, languages[i] or "en", probabilities[i]))
-        return results
+        decoded = [
+            self._segments(output, i, len(job.audio) / SAMPLE_RATE, options)
+            for i, job in enumerate(jobs)
+        ]
+        if options.word_timestamps:
+            token_lists = [[t for seg in segs for t in seg.tokens] for segs in decoded]
+            starts = self._align(encoded[0], attention_mask, token_lists, languages, options)
+            for segs, times, job in zip(decoded, starts, jobs, strict=True):
+                self._place_words(segs, times, len(job.audio) / SAMPLE_RATE)
+        return [
+            WindowResult([seg.segment for seg in segs], languages[i] or "en", probabilities[i])
+            for i, segs in enumerate(decoded)
+        ]
 
     def _detect_languages(self, input_features: torch.Tensor) -> list[tuple[str, float]]:
         """Language and its probability per window, from the first decoder step."""
@@ -188,28 +211,88 @@ class WhisperEngine:
 
     def _segments(
         self, output: dict, index: int, duration: float, options: DecodeOptions
-    ) -> list[Segment]:
+    ) -> list[_Decoded]:
         segments = []
         for raw in output["segments"][index]:
             tokens = raw["tokens"].tolist()
-            result = raw["result"]
-            probs = self._token_probabilities(result, raw["idxs"][0], len(tokens), options)
-            times = raw.get("token_timestamps")
-            times = times.tolist() if times is not None else None
-            start = min(max(float(raw["start"]), 0.0), duration)
-            end = min(max(float(raw["end"]), start), duration)
+            probs = self._token_probabilities(raw["result"], raw["idxs"][0], len(tokens), options)
             keep = [k for k, tok in enumerate(tokens) if tok < self._eos]
-            text = self.tokenizer.decode([tokens[k] for k in keep]).strip()
+            text_tokens = [tokens[k] for k in keep]
+            text = self.tokenizer.decode(text_tokens).strip()
             if not text:
                 continue
-            probability = float(np.mean([probs[k] for k in keep])) if keep else 0.0
-            words = (
-                self._words(tokens, keep, times, probs, start, duration)
-                if options.word_timestamps and times is not None
-                else []
-            )
-            segments.append(Segment(text, start, end, probability, words))
+            start = min(max(float(raw["start"]), 0.0), duration)
+            end = min(max(float(raw["end"]), start), duration)
+            token_probs = [probs[k] for k in keep]
+            segment = Segment(text, start, end, float(np.mean(token_probs)))
+            segments.append(_Decoded(segment, tokens, keep, token_probs))
         return segments
+
+    def _align(
+        self,
+        encoder_outputs,
+        attention_mask: torch.Tensor,
+        token_lists: list[list[int]],
+        languages: list[str | None],
+        options: DecodeOptions,
+    ) -> list[np.ndarray]:
+        """Start times of every decoded token of each window (plus the end of the last one).
+
+        The sequences include Whisper's timestamp tokens, which absorb the silence around
+        the words, as they did while decoding.
+        """
+        prefixes = [self._sot_sequence(lang, options.task) for lang in languages]
+        room = self._max_target - max(map(len, prefixes)) - 1
+        sequences = [p + t[:room] + [self._eos] for p, t in zip(prefixes, token_lists, strict=True)]
+        ids = torch.full((len(sequences), max(map(len, sequences))), self._eos, dtype=torch.long)
+        for row, sequence in enumerate(sequences):
+            ids[row, : len(sequence)] = torch.tensor(sequence)
+        # Attention weights need the eager kernels; generation keeps the fast ones.
+        self.model.set_attn_implementation("eager")
+        try:
+            output = self.model(
+                encoder_outputs=encoder_outputs,
+                decoder_input_ids=ids.to(self._device),
+                output_attentions=True,
+            )
+        finally:
+            self.model.set_attn_implementation(self._attn_implementation)
+        cross = torch.stack(output.cross_attentions)  # layers, batch, heads, tokens, positions
+        positions = (attention_mask.sum(-1) // 2).tolist()
+        starts = []
+        for row, (prefix, tokens) in enumerate(zip(prefixes, token_lists, strict=True)):
+            count = min(len(tokens), room)
+            rows = slice(len(prefix), len(prefix) + count + 1)
+            times = token_start_times(
+                cross[:, row, :, rows],
+                self._alignment_heads,
+                int(positions[row]),
+                self.model.config.median_filter_width,
+            )
+            if count < len(tokens):  # past the decoder's length: the last time holds
+                times = np.pad(times, (0, len(tokens) - count), mode="edge")
+            starts.append(times)
+        return starts
+
+    def _sot_sequence(self, language: str | None, task: str) -> list[int]:
+        """The decoder prompt of timestamp mode (no <|notimestamps|>)."""
+        if not self.multilingual:
+            return [self._sot]
+        task_id = self.model.generation_config.task_to_id[task]
+        return [self._sot, self._lang_to_id[language or "en"], task_id]
+
+    def _place_words(self, decoded: list[_Decoded], times: np.ndarray, limit: float) -> None:
+        """Words for each segment, from the start times of the window's tokens."""
+        offset = 0
+        for item in decoded:
+            positions = [offset + k for k in item.keep]
+            starts = times[positions]
+            ends = times[[min(p + 1, len(times) - 1) for p in positions]]
+            text_tokens = [item.tokens[k] for k in item.keep]
+            item.segment.words = self._words(
+                text_tokens, starts, ends, item.probs, item.segment.start, limit
+            )
+            offset += len(item.tokens)
 
     def _token_probabilities(
         self, result: dict, first: int, count: int, options: DecodeOptions
@@ -233,8 +316,8 @@ class WhisperEngine:
     def _words(
         self,
         tokens: list[int],
-        keep: list[int],
-        times: list[float],
+        starts: np.ndarray,
+        ends: np.ndarray,
         probs: list[float],
         start: float,
         limit: float,
@@ -242,7 +325,7 @@ class WhisperEngine:
         """Groups text tokens into words (split at spaces, whole characters kept together)."""
         pieces: list[tuple[str, list[int]]] = []
         pending: list[int] = []
-        for k in keep:
+        for k in range(len(tokens)):
             pending.append(k)
             text = self.tokenizer.decode([tokens[j] for j in pending])
             if "\ufffd" not in text:
@@ -261,12 +344,21 @@ class WhisperEngine:
                 grouped.append((text, list(idx)))
         words = []
         for text, idx in grouped:
-            w_start = _clamp(times[idx[0]], start, limit)
-            after = idx[-1] + 1
-            w_end = _clamp(times[after] if after < len(times) else limit, w_start, limit)
+            w_start = _clamp(starts[idx[0]], start, limit)
+            w_end = _clamp(ends[idx[-1]], w_start, limit)
             probability = float(np.prod([probs[k] for k in idx]))
             words.append(Word(text.strip(), w_start, w_end, probability))
         return words
+
+
+@dataclass
+class _Decoded:
+    """A decoded segment with its tokens and the probabilities of its text tokens."""
+
+    segment: Segment
+    tokens: list[int]  # every token of the segment, timestamps included
+    keep: list[int]  # positions of the text tokens in `tokens`
+    probs: list[float]  # probability of each text token
 
 
 def _clamp(value: float, low: float, high: float) -> float:
