@@ -5,7 +5,8 @@ here. One background task forms batches (up to `max_batch_size` jobs with the
 same key, high priority first, then oldest) and runs them one at a time on a
 dedicated worker thread, off the event loop. While the model is busy, new jobs
 queue up and form the next batch; when it is idle, the first job waits at most
-`max_wait_s` for company. A full queue refuses at once (QueueFullError)
+`max_wait_s` for as many jobs as the last batch had (see `_fill`). A full queue
+refuses at once (QueueFullError)
 rather than letting latency or memory grow without bound.
 """
 
@@ -73,6 +74,7 @@ class MicroBatcher(Generic[J, R]):
         self._loop_task: asyncio.Task | None = None
         self._running: list[_Entry] = []  # the batch on the worker thread now
         self._last_batch_s = 0.1
+        self._last_batch_size = 1
         self._depth = metrics.QUEUE_DEPTH.labels(name)
         self._sizes = metrics.BATCH_SIZE.labels(name)
         self._durations = metrics.BATCH_SECONDS.labels(name)
@@ -139,6 +141,7 @@ class MicroBatcher(Generic[J, R]):
             self._last_batch_s = time.perf_counter() - started
             self._durations.observe(self._last_batch_s)
             self._sizes.observe(len(batch))
+            self._last_batch_size = len(batch)
             for entry, result in zip(batch, results, strict=True):
                 if entry.future.done():
                     continue
@@ -150,9 +153,15 @@ class MicroBatcher(Generic[J, R]):
                 self._wakeup.set()
 
     async def _fill(self, loop: asyncio.AbstractEventLoop) -> None:
-        """While the model idles, let the oldest job wait up to max_wait_s for company."""
+        """While the model idles, wait up to max_wait_s for as many jobs as the last batch had.
+
+        Jobs tend to come back together: clients whose answers left in one batch send their
+        next requests within milliseconds of each other. Expecting the last batch's size
+        refills full batches under load, and costs a lone client no wait at all.
+        """
+        expected = min(self.max_batch_size, self._last_batch_size)
         deadline = loop.time() + self.max_wait_s
-        while len(self._pending) < self.max_batch_size:
+        while len(self._pending) < expected:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return

@@ -31,7 +31,10 @@ class ServiceSettings(BaseSettings):
     )
     max_batch_size: int = Field(8, ge=1, le=256, description="Most requests in one forward pass.")
     max_batch_wait_ms: float = Field(
-        5.0, ge=0, le=1000, description="How long an idle model waits to fill a batch."
+        20.0,
+        ge=0,
+        le=1000,
+        description="How long an idle model waits for as many jobs as its last batch had.",
     )
     max_queue: int = Field(
         256, ge=1, le=100_000, description="Queued decode jobs before RESOURCE_EXHAUSTED."
