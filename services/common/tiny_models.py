@@ -24,6 +24,9 @@ from transformers import (
 )
 from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
+from speechmesh.common.tiny_seamless import build_seamless_m4t_v2
+from speechmesh.common.tiny_seq2seq import TINY_SEQ2SEQ
+
 RANDOM_WEIGHTS_KEY = "speechmesh_random_weights"
 
 
@@ -103,6 +106,8 @@ def _build_whisper(dest: Path, seed: int) -> None:
 
 TINY_ARCHS: dict[str, Callable[[Path, int], None]] = {
     "whisper": _build_whisper,
+    "seamless_m4t_v2": build_seamless_m4t_v2,
+    **TINY_SEQ2SEQ,
 }
 
 
