@@ -4,29 +4,53 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import pathlib
 import sys
 
 from pydantic import ValidationError
+
+#: service -> (module:settings class, module:build_app); each module is imported when served.
+SERVICES = {
+    "asr": ("speechmesh.asr.config:AsrSettings", "speechmesh.asr.app:build_app"),
+    "translate": (
+        "speechmesh.translate.config:TranslateSettings",
+        "speechmesh.translate.app:build_app",
+    ),
+}
+#: Flags that only some services take: flag -> its settings field.
+_SERVICE_FLAGS = {"text_model": "--text-model"}
+
+
+def _load(spec: str):
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def _serve(args: argparse.Namespace) -> int:
     from speechmesh.common.logging import configure_logging
     from speechmesh.common.server import ServiceHost
 
-    if args.service != "asr":
+    if args.service not in SERVICES:
         print(f"speechmesh: the {args.service} service is not available yet", file=sys.stderr)
         return 2
-    from speechmesh.asr.app import build_app
-    from speechmesh.asr.config import AsrSettings
+    settings_spec, app_spec = SERVICES[args.service]
+    settings_class = _load(settings_spec)
+    build_app = _load(app_spec)
+    for key, flag in _SERVICE_FLAGS.items():
+        if getattr(args, key, None) is not None and key not in settings_class.model_fields:
+            print(
+                f"speechmesh: {flag} does not apply to the {args.service} service", file=sys.stderr
+            )
+            return 2
 
     overrides = {
         key: value
         for key, value in vars(args).items()
-        if key in AsrSettings.model_fields and value is not None
+        if key in settings_class.model_fields and value is not None
     }
     try:
-        settings = AsrSettings(**overrides)
+        settings = settings_class(**overrides)
     except ValidationError as error:
         print(f"speechmesh: invalid settings:\n{error}", file=sys.stderr)
         return 2
@@ -60,15 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run a service",
         description="Run a service. Every flag has a SPEECHMESH_<SERVICE>_<FLAG> variable too"
-        " (SPEECHMESH_ASR_MODEL, SPEECHMESH_ASR_PORT, ...); flags win.",
+        " (SPEECHMESH_ASR_MODEL, SPEECHMESH_TRANSLATE_PORT, ...); flags win.",
     )
     serve.add_argument("service", choices=["asr", "translate", "tts"])
     serve.add_argument("--host", help="address to listen on (default 0.0.0.0)")
-    serve.add_argument("--port", type=int, help="gRPC port (asr default 50051; 0 picks one)")
+    serve.add_argument(
+        "--port", type=int, help="gRPC port (asr 50051, translate 50052; 0 picks one)"
+    )
     serve.add_argument("--model", help="Hugging Face id or checkpoint folder")
+    serve.add_argument(
+        "--text-model",
+        help="translate: a second, lighter text-to-text model (NLLB, M2M100, Marian)",
+    )
     serve.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
     serve.add_argument("--dtype", help="auto, float32, float16 or bfloat16 (default auto)")
-    serve.add_argument("--metrics-port", type=int, help="Prometheus port (asr default 9151)")
+    serve.add_argument(
+        "--metrics-port", type=int, help="Prometheus port (asr 9151, translate 9152)"
+    )
     serve.add_argument("--max-batch-size", type=int, help="jobs per forward pass (default 8)")
     serve.add_argument("--max-batch-wait-ms", type=float, help="batch fill wait (default 5)")
     serve.add_argument("--max-queue", type=int, help="queued jobs before RESOURCE_EXHAUSTED")

@@ -69,3 +69,66 @@ async def real_asr():
         pytest.skip(f"real weights not found at {TINY_EN}")
     async with running_asr(TINY_EN) as served:
         yield served
+
+
+# -- translate -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_seamless_checkpoint(tmp_path_factory) -> pathlib.Path:
+    """A tiny random SeamlessM4T v2 checkpoint (all four tasks), built offline once per run."""
+    from speechmesh.common.tiny_models import build_tiny
+
+    return build_tiny("seamless_m4t_v2", tmp_path_factory.mktemp("tiny-seamless"))
+
+
+@pytest.fixture(scope="session")
+def tiny_nllb_checkpoint(tmp_path_factory) -> pathlib.Path:
+    """A tiny random NLLB-200 checkpoint (text to text), built offline once per run."""
+    from speechmesh.common.tiny_models import build_tiny
+
+    return build_tiny("nllb", tmp_path_factory.mktemp("tiny-nllb"))
+
+
+@contextlib.asynccontextmanager
+async def running_translate(
+    model: pathlib.Path | str, text_model: pathlib.Path | str = "", **overrides
+) -> AsyncIterator:
+    """Starts the translate service in-process on a free port; yields (host, channel)."""
+    from speechmesh.common.server import ServiceHost
+    from speechmesh.translate.app import build_app
+    from speechmesh.translate.config import TranslateSettings
+
+    settings = TranslateSettings(
+        model=str(model),
+        text_model=str(text_model),
+        host="127.0.0.1",
+        port=0,
+        metrics_port=0,
+        **overrides,
+    )
+    host = ServiceHost(build_app(settings), settings)
+    await host.start()
+    await host.ready.wait()
+    if host.failed is not None:
+        await host.stop(0)
+        raise host.failed
+    channel = grpc.aio.insecure_channel(
+        f"127.0.0.1:{host.port}",
+        options=[
+            ("grpc.max_receive_message_length", 64 << 20),
+            ("grpc.max_send_message_length", 128 << 20),
+        ],
+    )
+    try:
+        yield host, channel
+    finally:
+        await channel.close()
+        await host.stop(1)
+
+
+@pytest.fixture(scope="session")
+async def tiny_translate(tiny_seamless_checkpoint, tiny_nllb_checkpoint):
+    """Translate on tiny random Seamless (default) and NLLB (text model): (host, channel)."""
+    async with running_translate(tiny_seamless_checkpoint, tiny_nllb_checkpoint) as served:
+        yield served

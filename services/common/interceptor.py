@@ -52,6 +52,8 @@ def _as_api_error(error: Exception) -> errors.ApiError | None:
         return errors.invalid_argument("audio", str(error))
     if isinstance(error, QueueFullError):
         return errors.resource_exhausted(str(error), error.retry_after_s)
+    if isinstance(error, NotImplementedError):  # a generated servicer's default method
+        return errors.ApiError(grpc.StatusCode.UNIMPLEMENTED, "not implemented by this server")
     return None
 
 

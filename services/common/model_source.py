@@ -15,23 +15,23 @@ class ModelNotFoundError(RuntimeError):
     """The model cannot be had; the message says what to set."""
 
 
-def resolve_model(name: str, env_var: str) -> pathlib.Path:
+def resolve_model(name: str, env_var: str, flag: str = "--model") -> pathlib.Path:
     """Returns a local folder with the model's files.
 
     `name` is a folder path or a Hugging Face id. With HF_HUB_OFFLINE=1 only the
-    local cache is consulted. The error names `env_var` and the `--model` flag.
+    local cache is consulted. The error names `env_var` and `flag`.
     """
     path = pathlib.Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(
-                f"{path} has no config.json: point {env_var} (or --model) at a folder saved"
+                f"{path} has no config.json: point {env_var} (or {flag}) at a folder saved"
                 " with save_pretrained, or at a Hugging Face id"
             )
         return path.resolve()
     if path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
         raise ModelNotFoundError(
-            f"model folder {name!r} does not exist: set {env_var} (or --model) to a checkpoint"
+            f"model folder {name!r} does not exist: set {env_var} (or {flag}) to a checkpoint"
             " folder or a Hugging Face id"
         )
     from huggingface_hub import snapshot_download
@@ -46,7 +46,7 @@ def resolve_model(name: str, env_var: str) -> pathlib.Path:
         raise ModelNotFoundError(
             f"model {name!r} could not be loaded from {where}: {error.__class__.__name__}."
             f" Download it where the hub is reachable (`hf download {name}`) and set HF_HOME,"
-            f" or set {env_var} (or --model) to a local checkpoint folder. For an offline"
+            f" or set {env_var} (or {flag}) to a local checkpoint folder. For an offline"
             " smoke test, `speechmesh models tiny whisper ./tiny-whisper` builds a random one."
         ) from error
 

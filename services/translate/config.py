@@ -1,0 +1,38 @@
+"""Translate settings: SPEECHMESH_TRANSLATE_* environment variables, or `speechmesh serve
+translate` flags."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from speechmesh.common.settings import ServiceSettings
+
+DEFAULT_MODEL = "facebook/seamless-m4t-v2-large"
+
+
+class TranslateSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="SPEECHMESH_TRANSLATE_", extra="ignore")
+
+    port: int = Field(50052, ge=0, le=65535)
+    metrics_port: int = Field(9152, ge=0, le=65535)
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="Default model: a SeamlessM4T v2 (all four tasks) or a text seq2seq"
+        " checkpoint (NLLB, M2M100, Marian); Hugging Face id or folder.",
+    )
+    text_model: str = Field(
+        "",
+        description="Optional second, lighter text-to-text model (NLLB, M2M100, Marian),"
+        " e.g. facebook/nllb-200-distilled-600M; empty: none.",
+    )
+    max_texts: int = Field(128, ge=1, le=10_000, description="Most texts per TranslateText call.")
+    max_text_characters: int = Field(
+        100_000, ge=1, description="Most characters (code points) per TranslateText call, in all."
+    )
+    max_speech_text_characters: int = Field(
+        10_000, ge=1, description="Most characters per text-to-speech call."
+    )
+    max_audio_seconds: float = Field(
+        2 * 3600, gt=0, description="Longest recording a speech translation call accepts, in s."
+    )

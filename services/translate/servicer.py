@@ -1,0 +1,435 @@
+"""TranslateService: maps protos to translator calls and back, nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import grpc
+import numpy as np
+from google.api import httpbody_pb2
+from google.protobuf import duration_pb2
+
+from speechmesh.audio.v1 import audio_pb2
+from speechmesh.common import errors, metrics
+from speechmesh.common.audio import AudioError, RawFormat, content_type, decode_audio, encode_audio
+from speechmesh.common.interceptor import call_stats
+from speechmesh.translate.config import TranslateSettings
+from speechmesh.translate.engines.base import TASK_MODALITIES, InvalidOptionError
+from speechmesh.translate.models import ModelState, TranslateModel, TranslateModels
+from speechmesh.translate.translator import GAP_SECONDS, SpeechTranslation
+from speechmesh.translate.translator import supports_language_detection as detects
+from speechmesh.translate.v1 import translate_pb2, translate_pb2_grpc
+
+_RAW = {
+    audio_pb2.AUDIO_ENCODING_LINEAR16: "linear16",
+    audio_pb2.AUDIO_ENCODING_FLOAT32: "float32",
+    audio_pb2.AUDIO_ENCODING_MULAW: "mulaw",
+    audio_pb2.AUDIO_ENCODING_ALAW: "alaw",
+}
+_OUTPUT_ENCODINGS = {
+    audio_pb2.OUTPUT_ENCODING_UNSPECIFIED: "wav",
+    audio_pb2.OUTPUT_ENCODING_WAV: "wav",
+    audio_pb2.OUTPUT_ENCODING_FLAC: "flac",
+    audio_pb2.OUTPUT_ENCODING_OGG_OPUS: "ogg_opus",
+    audio_pb2.OUTPUT_ENCODING_MP3: "mp3",
+    audio_pb2.OUTPUT_ENCODING_PCM: "pcm",
+}
+_MODALITIES = {"text": translate_pb2.MODALITY_TEXT, "speech": translate_pb2.MODALITY_SPEECH}
+_MODEL_STATES = {
+    ModelState.LOADING: translate_pb2.MODEL_STATE_LOADING,
+    ModelState.READY: translate_pb2.MODEL_STATE_READY,
+    ModelState.FAILED: translate_pb2.MODEL_STATE_FAILED,
+}
+# Engine option (InvalidOptionError.option) -> the request field it comes from, per RPC.
+_TEXT_FIELDS = {
+    "source_language": "source_language_code",
+    "target_language": "target_language_code",
+    "text": "texts",
+    "modality": "model",
+    "task": "model",
+}
+_SPEECH_FIELDS = {
+    "source_language": "config.source_language_code",
+    "target_language": "config.target_language_code",
+    "voice": "config.voice",
+    "audio": "audio",
+    "modality": "config.model",
+    "task": "config.model",
+}
+_TTS_FIELDS = {
+    "source_language": "config.source_language_code",
+    "target_language": "config.target_language_code",
+    "voice": "config.voice",
+    "text": "text",
+    "modality": "config.model",
+    "task": "config.model",
+}
+_LANGUAGE_OPTIONS = ("source_language", "target_language")
+MAX_REQUEST_ID = 128
+
+
+class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
+    """Every unary method. StreamingTranslateSpeech answers UNIMPLEMENTED for now."""
+
+    def __init__(self, models: TranslateModels, settings: TranslateSettings):
+        self.models = models
+        self.settings = settings
+
+    # -- text --------------------------------------------------------------
+
+    async def TranslateText(self, request, context):
+        _start(request.request_id)
+        texts = list(request.texts)
+        if not texts:
+            raise errors.invalid_argument("texts", "is empty; send 1 or more texts to translate")
+        if len(texts) > self.settings.max_texts:
+            raise errors.invalid_argument(
+                "texts", f"has {len(texts)} entries; at most {self.settings.max_texts} per call"
+            )
+        characters = sum(len(t) for t in texts)
+        call_stats().characters = characters
+        if characters > self.settings.max_text_characters:
+            raise errors.invalid_argument(
+                "texts",
+                f"hold {characters} characters in all; at most"
+                f" {self.settings.max_text_characters} per call (send several calls)",
+            )
+        model = self.models.for_task(request.model, "t2tt", "model")
+        with _fields(_TEXT_FIELDS):
+            translated = await model.translator.translate_texts(
+                texts, request.source_language_code, request.target_language_code
+            )
+        given = bool(request.source_language_code.strip())
+        return translate_pb2.TranslateTextResponse(
+            request_id=request.request_id,
+            translations=[
+                translate_pb2.Translation(
+                    translated_text=text,
+                    source_language_code=request.source_language_code if given else "",
+                    source_language_probability=1.0 if given else 0.0,
+                )
+                for text in translated
+            ],
+            model=model.name,
+        )
+
+    # -- speech ------------------------------------------------------------
+
+    async def TranslateSpeech(self, request, context):
+        return await self._speech(
+            "TranslateSpeech", request.request_id, request.config, request.audio
+        )
+
+    async def TranslateSpeechFile(self, request, context):
+        return await self._speech(
+            "TranslateSpeechFile", request.request_id, request.config, request.audio.data
+        )
+
+    async def TranslateSpeechAudio(self, request, context):
+        response = await self._speech(
+            "TranslateSpeechAudio",
+            request.request_id,
+            request.config,
+            request.audio.data,
+            speech_only=True,
+        )
+        encoding, _ = _output_format(request.config.output_audio_config)
+        return httpbody_pb2.HttpBody(
+            content_type=_content_type(encoding, response.translated_audio_sample_rate_hertz),
+            data=response.translated_audio,
+        )
+
+    async def _speech(
+        self, method: str, request_id: str, config, data: bytes, *, speech_only: bool = False
+    ) -> translate_pb2.TranslateSpeechResponse:
+        started = time.perf_counter()
+        _start(request_id)
+        if speech_only:
+            want_text, want_speech, want_transcript = False, True, False
+        else:
+            want_text, want_speech = _output_modalities(config.output_modalities)
+            want_transcript = config.enable_source_transcript
+        tasks = ["s2st" if want_speech else "s2tt"] + (["s2tt"] if want_transcript else [])
+        model = self.models.for_task(config.model, tasks, "config.model")
+        output = _output_format(config.output_audio_config) if want_speech else None
+        if not data:
+            raise errors.invalid_argument("audio", "is empty; send the recording's bytes")
+        raw = _raw_format(config.audio_format, "config.audio_format")
+        engine = model.engine
+        audio = await asyncio.to_thread(decode_audio, data, raw, engine.input_sample_rate)
+        call_stats().audio_seconds = audio.duration
+        if audio.duration > self.settings.max_audio_seconds:
+            raise errors.invalid_argument(
+                "audio",
+                f"is {audio.duration:.0f} s long; at most"
+                f" {self.settings.max_audio_seconds:.0f} s per request (split it)",
+            )
+        with _fields(_SPEECH_FIELDS):
+            result = await model.translator.translate_speech(
+                audio.samples,
+                config.source_language_code,
+                config.target_language_code,
+                want_text=want_text,
+                want_speech=want_speech,
+                want_source_transcript=want_transcript,
+                voice=config.voice,
+            )
+        if audio.duration > 0:
+            metrics.REAL_TIME_FACTOR.labels("translate", method).observe(
+                (time.perf_counter() - started) / audio.duration
+            )
+        call_stats().characters = len(result.text)
+        response = _speech_response(request_id, config, model, result)
+        if output is not None:
+            encoded, rate = _encode(result.audio, result.sample_rate, *output)
+            response.translated_audio = encoded
+            response.translated_audio_sample_rate_hertz = rate
+            response.translated_audio_duration.CopyFrom(
+                _duration(_seconds(result.audio, result.sample_rate))
+            )
+            response.voice = result.voice
+        return response
+
+    async def StreamingTranslateSpeech(self, request_iterator, context):
+        # The generated base raises NotImplementedError, which the interceptor (rightly, for
+        # unknown exceptions) reports as INTERNAL; say UNIMPLEMENTED explicitly instead.
+        raise errors.ApiError(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "StreamingTranslateSpeech is not implemented yet; use TranslateSpeech for recordings",
+        )
+        yield  # an async generator, as the streaming handler is  # pragma: no cover
+
+    # -- text to speech ----------------------------------------------------
+
+    async def TranslateTextToSpeech(self, request, context):
+        return await self._text_to_speech(request)
+
+    async def TranslateTextToSpeechAudio(self, request, context):
+        response = await self._text_to_speech(request)
+        encoding, _ = _output_format(request.config.output_audio_config)
+        return httpbody_pb2.HttpBody(
+            content_type=_content_type(encoding, response.sample_rate_hertz), data=response.audio
+        )
+
+    async def _text_to_speech(self, request) -> translate_pb2.TranslateTextToSpeechResponse:
+        _start(request.request_id)
+        config = request.config
+        text = request.text
+        call_stats().characters = len(text)
+        if not text.strip():
+            raise errors.invalid_argument("text", "is empty; send 1 or more characters to speak")
+        limit = self.settings.max_speech_text_characters
+        if len(text) > limit:
+            raise errors.invalid_argument(
+                "text", f"is {len(text)} characters; at most {limit} per call"
+            )
+        model = self.models.for_task(config.model, "t2st", "config.model")
+        encoding, rate = _output_format(config.output_audio_config)
+        with _fields(_TTS_FIELDS):
+            speech = await model.translator.text_to_speech(
+                text, config.source_language_code, config.target_language_code, config.voice
+            )
+        encoded, out_rate = _encode(speech.audio, speech.sample_rate, encoding, rate)
+        return translate_pb2.TranslateTextToSpeechResponse(
+            request_id=request.request_id,
+            source_language_code=config.source_language_code,
+            translated_text=speech.text,
+            audio=encoded,
+            sample_rate_hertz=out_rate,
+            audio_duration=_duration(_seconds(speech.audio, speech.sample_rate)),
+            model=model.name,
+            voice=speech.voice,
+        )
+
+    # -- models ------------------------------------------------------------
+
+    async def ListLanguages(self, request, context):
+        _start(request.request_id)
+        models = [self.models.get(request.model)] if request.model else self._listed()
+        entries = []
+        for model in models:
+            entry = translate_pb2.ModelLanguages(model=model.name)
+            engine = model.engine
+            if engine is not None:
+                langs = engine.languages
+                entry.text_input_language_codes.extend(sorted(langs.text_in))
+                entry.text_output_language_codes.extend(sorted(langs.text_out))
+                entry.speech_input_language_codes.extend(sorted(langs.speech_in))
+                entry.speech_output_language_codes.extend(sorted(langs.speech_out))
+                entry.voices.extend(
+                    translate_pb2.PresetVoice(name=name, display_name=name)
+                    for name in engine.voices
+                )
+            entries.append(entry)
+        return translate_pb2.ListLanguagesResponse(request_id=request.request_id, models=entries)
+
+    async def ListModels(self, request, context):
+        _start(request.request_id)
+        infos = []
+        for model in self._listed():
+            info = translate_pb2.ModelInfo(
+                name=model.name,
+                state=_MODEL_STATES[model.state],
+                default=model is self.models.default,
+                error=model.error,
+            )
+            engine = model.engine
+            if engine is not None:
+                ins = {TASK_MODALITIES[t][0] for t in engine.tasks}
+                outs = {TASK_MODALITIES[t][1] for t in engine.tasks}
+                info.engine = engine.family
+                info.input_modalities.extend(_MODALITIES[m] for m in ("text", "speech") if m in ins)
+                info.output_modalities.extend(
+                    _MODALITIES[m] for m in ("text", "speech") if m in outs
+                )
+                info.supports_language_detection = detects(engine)
+                info.native_sample_rate_hertz = engine.output_sample_rate if "speech" in outs else 0
+                info.device = engine.device
+                info.dtype = engine.dtype
+                info.memory_bytes = engine.memory_bytes
+                info.random_weights = engine.random_weights
+            infos.append(info)
+        return translate_pb2.ListModelsResponse(request_id=request.request_id, models=infos)
+
+    def _listed(self) -> list[TranslateModel]:
+        """Every model, the default first."""
+        return list(self.models.models.values())
+
+
+# -- requests -> domain ----------------------------------------------------
+
+
+def _start(request_id: str, field: str = "request_id") -> None:
+    if len(request_id) > MAX_REQUEST_ID:
+        raise errors.invalid_argument(
+            field, f"is {len(request_id)} characters; at most {MAX_REQUEST_ID}"
+        )
+    call_stats().request_id = request_id
+
+
+@contextlib.contextmanager
+def _fields(table: dict[str, str]):
+    """Turns an engine's InvalidOptionError into INVALID_ARGUMENT naming the request field."""
+    try:
+        yield
+    except InvalidOptionError as error:
+        message = str(error)
+        if error.option in _LANGUAGE_OPTIONS and "ListLanguages" not in message:
+            message += "; ListLanguages lists the languages of each model"
+        raise errors.invalid_argument(table.get(error.option, error.option), message) from None
+
+
+def _output_modalities(values) -> tuple[bool, bool]:
+    """(text, speech) from `output_modalities`; empty means text."""
+    if not values:
+        return True, False
+    for value in values:
+        if value not in (translate_pb2.MODALITY_TEXT, translate_pb2.MODALITY_SPEECH):
+            raise errors.invalid_argument(
+                "config.output_modalities",
+                f"holds {translate_pb2.Modality.Name(value) if value == 0 else value};"
+                " use MODALITY_TEXT and/or MODALITY_SPEECH",
+            )
+    return translate_pb2.MODALITY_TEXT in values, translate_pb2.MODALITY_SPEECH in values
+
+
+def _output_format(config: audio_pb2.OutputAudioConfig) -> tuple[str, int | None]:
+    field = "config.output_audio_config"
+    if config.encoding not in _OUTPUT_ENCODINGS:
+        raise errors.invalid_argument(f"{field}.encoding", f"unknown value {config.encoding}")
+    rate = config.sample_rate_hertz
+    if rate and not 8000 <= rate <= 192000:
+        raise errors.invalid_argument(
+            f"{field}.sample_rate_hertz", f"is {rate}; use 8000 to 192000, or 0 for the model's"
+        )
+    return _OUTPUT_ENCODINGS[config.encoding], rate or None
+
+
+def _raw_format(fmt: audio_pb2.AudioFormat, field: str) -> RawFormat | None:
+    if fmt.encoding == audio_pb2.AUDIO_ENCODING_UNSPECIFIED:
+        return None
+    if fmt.encoding not in _RAW:
+        raise errors.invalid_argument(f"{field}.encoding", f"unknown value {fmt.encoding}")
+    if fmt.sample_rate_hertz == 0:
+        raise errors.invalid_argument(
+            f"{field}.sample_rate_hertz", "is required for raw audio (8000 to 192000)"
+        )
+    raw = RawFormat(_RAW[fmt.encoding], fmt.sample_rate_hertz, fmt.channel_count or 1)
+    try:
+        raw.validate()
+    except ValueError as error:
+        name = "channel_count" if "channel" in str(error) else "sample_rate_hertz"
+        raise errors.invalid_argument(f"{field}.{name}", str(error)) from None
+    return raw
+
+
+# -- domain -> responses ---------------------------------------------------
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    value = duration_pb2.Duration()
+    value.FromNanoseconds(round(seconds * 1000) * 1_000_000)  # millisecond precision
+    return value
+
+
+def _encode(
+    samples: np.ndarray | None, rate: int, encoding: str, output_rate: int | None
+) -> tuple[bytes, int]:
+    """Encoded audio and its sample rate. Nothing said (no speech found): a short silence."""
+    if samples is None or not len(samples):
+        samples = np.zeros(int(GAP_SECONDS * rate), dtype=np.float32)
+    try:
+        data = encode_audio(samples, rate, encoding, output_rate)
+    except AudioError as error:
+        raise errors.invalid_argument(
+            "config.output_audio_config.sample_rate_hertz", str(error)
+        ) from None
+    return data, 48000 if encoding == "ogg_opus" else output_rate or rate
+
+
+def _seconds(samples: np.ndarray | None, rate: int) -> float:
+    """Length of the audio _encode encodes."""
+    return len(samples) / rate if samples is not None and len(samples) else GAP_SECONDS
+
+
+def _content_type(encoding: str, rate: int) -> str:
+    # Raw PCM carries its rate in the type, as the contract says.
+    return f"audio/pcm;rate={rate}" if encoding == "pcm" else content_type(encoding)
+
+
+def _speech_response(
+    request_id: str, config, model: TranslateModel, result: SpeechTranslation
+) -> translate_pb2.TranslateSpeechResponse:
+    given = bool(config.source_language_code.strip())
+    speech = result.audio is not None
+    return translate_pb2.TranslateSpeechResponse(
+        request_id=request_id,
+        source_language_code=config.source_language_code if given else "",
+        source_language_probability=1.0 if given else 0.0,
+        target_language_code=config.target_language_code,
+        source_transcript=result.transcript,
+        translated_text=result.text,
+        segments=[
+            translate_pb2.TranslatedSegment(
+                start_offset=_duration(s.start),
+                end_offset=_duration(s.end),
+                source_transcript=s.transcript,
+                translated_text=s.text,
+                translated_audio_start_offset=_duration(s.audio_start) if speech else None,
+                translated_audio_end_offset=_duration(s.audio_end) if speech else None,
+            )
+            for s in result.segments
+        ],
+        audio_duration=_duration(result.duration),
+        model=model.name,
+    )
+
+
+def service_name() -> str:
+    return translate_pb2.DESCRIPTOR.services_by_name["TranslateService"].full_name
+
+
+def register(servicer: TranslateServicer, server: grpc.aio.Server) -> None:
+    translate_pb2_grpc.add_TranslateServiceServicer_to_server(servicer, server)

@@ -1,0 +1,281 @@
+"""Translation of whole inputs on top of an engine and its batcher (no protos here).
+
+Text: every text is split at sentence boundaries into pieces the engine takes
+(`split_text`), the pieces of all texts of a call go to the batcher at once so
+they share forward passes, and each text is joined back (`join_pieces`).
+
+Speech: audio up to the engine's window is translated whole; longer audio is
+cut where nobody speaks (Silero VAD) into segments of at most the window, and
+all segments go to the batcher at once. Translated speech of the segments is
+joined with a short silence between them.
+
+Languages come in as BCP-47 tags and are mapped to the engine's codes here;
+an unusable option raises the engine's InvalidOptionError naming it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from speechmesh.common.batcher import MicroBatcher
+from speechmesh.common.vad import SileroVad, chunk_regions, speech_regions
+from speechmesh.translate.engines.base import (
+    InvalidOptionError,
+    Task,
+    TranslationEngine,
+    TranslationJob,
+    TranslationOutput,
+)
+from speechmesh.translate.text_split import join_pieces, split_text
+
+#: Silence between the translated speech of consecutive segments or sentences, seconds.
+GAP_SECONDS = 0.2
+
+
+@dataclass
+class SpeechSegment:
+    #: Times in the input audio, seconds.
+    start: float
+    end: float
+    transcript: str = ""
+    text: str = ""
+    #: Times in the translated audio, seconds (speech output only).
+    audio_start: float = 0.0
+    audio_end: float = 0.0
+
+
+@dataclass
+class SpeechTranslation:
+    segments: list[SpeechSegment]
+    #: Input length, seconds.
+    duration: float
+    #: Translated speech at `sample_rate`; None without speech output.
+    audio: np.ndarray | None = None
+    sample_rate: int = 0
+    voice: str = ""
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.segments if s.text)
+
+    @property
+    def transcript(self) -> str:
+        return " ".join(s.transcript for s in self.segments if s.transcript)
+
+
+@dataclass
+class SpeechOutput:
+    """Text translated into speech."""
+
+    text: str
+    audio: np.ndarray
+    sample_rate: int
+    voice: str
+    pieces: list[str] = field(default_factory=list)
+
+
+def supports_language_detection(engine: TranslationEngine) -> bool:
+    """Whether text requests may leave the source language empty."""
+    if hasattr(engine, "requires_source_language"):
+        return not engine.requires_source_language
+    return bool(getattr(engine, "supports_language_detection", False))
+
+
+class Translator:
+    def __init__(
+        self,
+        engine: TranslationEngine,
+        batcher: MicroBatcher[TranslationJob, TranslationOutput],
+        vad: SileroVad,
+    ):
+        self.engine = engine
+        self.batcher = batcher
+        self.vad = vad
+
+    # -- options ---------------------------------------------------------
+
+    def target_code(self, tag: str, modality: str) -> str:
+        if not tag.strip():
+            raise InvalidOptionError(
+                "target_language", "is required: the BCP-47 code to translate into (e.g. 'fr')"
+            )
+        return self.engine.language_code(tag, modality, "out")
+
+    def text_source_code(self, tag: str) -> str | None:
+        if tag.strip():
+            return self.engine.language_code(tag, "text", "in")
+        if not supports_language_detection(self.engine):
+            raise InvalidOptionError(
+                "source_language",
+                f"is required: model {self.engine.name} cannot detect the language of text;"
+                " set it (ListLanguages lists the text input languages)",
+            )
+        return None
+
+    def voice_index(self, name: str) -> tuple[int, str]:
+        voices = self.engine.voices
+        if not voices:
+            raise InvalidOptionError("modality", f"model {self.engine.name} does not speak")
+        if not name:
+            return 0, voices[0]
+        if name not in voices:
+            shown = ", ".join(voices[:3]) + (", ..." if len(voices) > 3 else "")
+            raise InvalidOptionError(
+                "voice",
+                f"{name!r} is not a voice of model {self.engine.name} ({shown});"
+                " ListLanguages lists them",
+            )
+        return voices.index(name), name
+
+    # -- text ------------------------------------------------------------
+
+    async def translate_texts(self, texts: list[str], source: str, target: str) -> list[str]:
+        """Translations of `texts` (BCP-47 `source`, may be empty, and `target`), in order."""
+        target_code = self.target_code(target, "text")
+        source_code = self.text_source_code(source)
+        split = await asyncio.to_thread(self._split_all, texts)
+        jobs = [
+            TranslationJob("t2tt", target_code, text=piece.text, source=source_code)
+            for pieces in split
+            for piece in pieces
+        ]
+        outputs = await _all(self.batcher.submit(job) for job in jobs)
+        results, at = [], 0
+        for text, pieces in zip(texts, split, strict=True):
+            done = [o.text for o in outputs[at : at + len(pieces)]]
+            at += len(pieces)
+            results.append(join_pieces(pieces, text, done).strip() if pieces else "")
+        return results
+
+    def _split_all(self, texts: list[str]):
+        engine = self.engine
+        return [split_text(text, engine.max_input_tokens, engine.count_tokens) for text in texts]
+
+    async def text_to_speech(self, text: str, source: str, target: str, voice: str) -> SpeechOutput:
+        """`text` translated into `target` and spoken; long text sentence by sentence."""
+        target_code = self.target_code(target, "speech")
+        source_code = self.text_source_code(source)
+        voice_id, voice_name = self.voice_index(voice)
+        (pieces,) = await asyncio.to_thread(self._split_all, [text])
+        if not pieces:
+            raise InvalidOptionError("text", "is blank: send the text to translate and speak")
+        jobs = [
+            TranslationJob("t2st", target_code, text=p.text, source=source_code, voice=voice_id)
+            for p in pieces
+        ]
+        outputs = await _all(self.batcher.submit(job) for job in jobs)
+        rate = self.engine.output_sample_rate
+        audio, _ = _concatenate([o.audio for o in outputs], rate)
+        translated = join_pieces(pieces, text, [o.text for o in outputs]).strip()
+        return SpeechOutput(translated, audio, rate, voice_name, [o.text for o in outputs])
+
+    # -- speech ----------------------------------------------------------
+
+    async def translate_speech(
+        self,
+        audio: np.ndarray,
+        source: str,
+        target: str,
+        *,
+        want_text: bool = True,
+        want_speech: bool = False,
+        want_source_transcript: bool = False,
+        voice: str = "",
+    ) -> SpeechTranslation:
+        """Translates a recording (float32 mono at `engine.input_sample_rate`) of any length."""
+        engine = self.engine
+        if want_speech:
+            target_code = self.target_code(target, "speech")
+            voice_id, voice_name = self.voice_index(voice)
+        else:
+            target_code = self.target_code(target, "text")
+            voice_id, voice_name = 0, ""
+        if source.strip():
+            engine.language_code(source, "speech", "in")  # checks it
+        transcript_code = None
+        if want_source_transcript:
+            if not source.strip():
+                raise InvalidOptionError(
+                    "source_language",
+                    "is required with enable_source_transcript: the transcript is written in"
+                    " the language spoken, which the model does not detect",
+                )
+            try:
+                transcript_code = engine.language_code(source, "text", "out")
+            except InvalidOptionError as error:
+                raise InvalidOptionError(
+                    "source_language", f"{error} (needed for the source transcript)"
+                ) from None
+
+        rate = engine.input_sample_rate
+        duration = len(audio) / rate
+        windows = await self._windows(audio, duration)
+        task: Task = "s2st" if want_speech else "s2tt"
+        pieces = [audio[int(start * rate) : int(end * rate)] for start, end in windows]
+        jobs = [TranslationJob(task, target_code, audio=p, voice=voice_id) for p in pieces]
+        if transcript_code is not None:
+            jobs += [TranslationJob("s2tt", transcript_code, audio=p) for p in pieces]
+        outputs = await _all(self.batcher.submit(job) for job in jobs)
+        translations = outputs[: len(windows)]
+        transcripts = outputs[len(windows) :] or [None] * len(windows)
+        segments = [
+            SpeechSegment(
+                start,
+                end,
+                transcript=transcript.text if transcript is not None else "",
+                text=output.text if want_text else "",
+            )
+            for (start, end), output, transcript in zip(
+                windows, translations, transcripts, strict=True
+            )
+        ]
+        result = SpeechTranslation(segments, duration)
+        if want_speech:
+            out_rate = engine.output_sample_rate
+            result.audio, spans = _concatenate([o.audio for o in translations], out_rate)
+            result.sample_rate, result.voice = out_rate, voice_name
+            for segment, (begin, end) in zip(segments, spans, strict=True):
+                segment.audio_start, segment.audio_end = begin, end
+        return result
+
+    async def _windows(self, audio: np.ndarray, duration: float) -> list[tuple[float, float]]:
+        window = self.engine.max_speech_seconds
+        if duration <= window:
+            return [(0.0, duration)]
+        probs = await asyncio.to_thread(self.vad.speech_probs, audio)
+        regions = speech_regions(probs, duration=duration)
+        return chunk_regions(regions, max_chunk=window, duration=duration)
+
+
+def _concatenate(
+    pieces: list[np.ndarray | None], rate: int
+) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """The pieces one after the other with GAP_SECONDS of silence between them, and the
+    (start, end) of each in seconds."""
+    gap = np.zeros(int(GAP_SECONDS * rate), dtype=np.float32)
+    parts: list[np.ndarray] = []
+    spans: list[tuple[float, float]] = []
+    at = 0
+    for i, piece in enumerate(pieces):
+        samples = np.zeros(0, np.float32) if piece is None else np.asarray(piece, np.float32)
+        if i:
+            parts.append(gap)
+            at += len(gap)
+        spans.append((at / rate, (at + len(samples)) / rate))
+        parts.append(samples)
+        at += len(samples)
+    audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return audio, spans
+
+
+async def _all(awaitables) -> list:
+    """Like gather, but the first failure cancels the rest and is raised as it is."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
