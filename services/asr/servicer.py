@@ -21,17 +21,11 @@ from speechmesh.asr.streaming import (
     UtteranceResult,
 )
 from speechmesh.asr.v1 import asr_pb2, asr_pb2_grpc
-from speechmesh.audio.v1 import audio_pb2
 from speechmesh.common import errors, metrics
-from speechmesh.common.audio import RawFormat, decode_audio
+from speechmesh.common.audio import decode_audio
 from speechmesh.common.interceptor import call_stats
+from speechmesh.common.proto_mapping import check_request_id, duration, raw_format
 
-_RAW = {
-    audio_pb2.AUDIO_ENCODING_LINEAR16: "linear16",
-    audio_pb2.AUDIO_ENCODING_FLOAT32: "float32",
-    audio_pb2.AUDIO_ENCODING_MULAW: "mulaw",
-    audio_pb2.AUDIO_ENCODING_ALAW: "alaw",
-}
 _TASKS = {
     asr_pb2.RECOGNITION_TASK_UNSPECIFIED: "transcribe",
     asr_pb2.RECOGNITION_TASK_TRANSCRIBE: "transcribe",
@@ -53,7 +47,6 @@ _MODEL_STATES = {
     ModelState.READY: asr_pb2.MODEL_STATE_READY,
     ModelState.FAILED: asr_pb2.MODEL_STATE_FAILED,
 }
-MAX_REQUEST_ID = 128
 MAX_HOTWORDS = 50
 MAX_HOTWORD_CHARS = 50
 
@@ -72,13 +65,13 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
 
     async def _recognize(self, request_id: str, config, data: bytes) -> asr_pb2.RecognizeResponse:
         started = time.perf_counter()
-        _check_request_id(request_id)
+        check_request_id(request_id)
         call_stats().request_id = request_id
         model = self.models.get(config.model)
         options = _options(model, config)
         if not data:
             raise errors.invalid_argument("audio", "is empty; send the recording's bytes")
-        raw = _raw_format(config.audio_format, "config.audio_format")
+        raw = raw_format(config.audio_format, "config.audio_format")
         # Decoding (MP3, long files) and resampling take milliseconds to seconds: off the loop.
         audio = await asyncio.to_thread(decode_audio, data, raw, model.engine.sample_rate)
         call_stats().audio_seconds = audio.duration
@@ -107,7 +100,7 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
                 " audio and control messages come after it",
             )
         cfg = first.streaming_config
-        _check_request_id(cfg.request_id, "streaming_config.request_id")
+        check_request_id(cfg.request_id, "streaming_config.request_id")
         call_stats().request_id = cfg.request_id
         model = self.models.get(cfg.config.model)
         settings = _stream_settings(model, cfg)
@@ -171,31 +164,6 @@ async def _stream_inputs(request_iterator) -> AsyncIterator[bytes | object]:
 # -- requests -> domain ----------------------------------------------------
 
 
-def _check_request_id(request_id: str, field: str = "request_id") -> None:
-    if len(request_id) > MAX_REQUEST_ID:
-        raise errors.invalid_argument(
-            field, f"is {len(request_id)} characters; at most {MAX_REQUEST_ID}"
-        )
-
-
-def _raw_format(fmt: audio_pb2.AudioFormat, field: str) -> RawFormat | None:
-    if fmt.encoding == audio_pb2.AUDIO_ENCODING_UNSPECIFIED:
-        return None
-    if fmt.encoding not in _RAW:
-        raise errors.invalid_argument(f"{field}.encoding", f"unknown value {fmt.encoding}")
-    if fmt.sample_rate_hertz == 0:
-        raise errors.invalid_argument(
-            f"{field}.sample_rate_hertz", "is required for raw audio (8000 to 192000)"
-        )
-    raw = RawFormat(_RAW[fmt.encoding], fmt.sample_rate_hertz, fmt.channel_count or 1)
-    try:
-        raw.validate()
-    except ValueError as error:
-        name = "channel_count" if "channel" in str(error) else "sample_rate_hertz"
-        raise errors.invalid_argument(f"{field}.{name}", str(error)) from None
-    return raw
-
-
 def _options(model: AsrModel, config, field: str = "config") -> DecodeOptions:
     """Validates a RecognitionConfig; `field` is its path in the request, for error details."""
     beam_size = config.beam_size or 1
@@ -253,7 +221,7 @@ def _stream_settings(model: AsrModel, cfg) -> StreamSettings:
         )
     return StreamSettings(
         options=_options(model, cfg.config, "streaming_config.config"),
-        raw=_raw_format(cfg.config.audio_format, "streaming_config.config.audio_format"),
+        raw=raw_format(cfg.config.audio_format, "streaming_config.config.audio_format"),
         interim_results=cfg.interim_results,
         single_utterance=cfg.single_utterance,
         voice_activity_events=cfg.enable_voice_activity_events,
@@ -277,18 +245,12 @@ def _stream_settings(model: AsrModel, cfg) -> StreamSettings:
 # -- domain -> responses ---------------------------------------------------
 
 
-def _duration(seconds: float) -> duration_pb2.Duration:
-    value = duration_pb2.Duration()
-    value.FromNanoseconds(round(seconds * 1000) * 1_000_000)  # millisecond precision
-    return value
-
-
 def _words(words: list[Word]) -> list[asr_pb2.WordInfo]:
     return [
         asr_pb2.WordInfo(
             word=w.text,
-            start_offset=_duration(w.start),
-            end_offset=_duration(w.end),
+            start_offset=duration(w.start),
+            end_offset=duration(w.end),
             confidence=w.probability,
         )
         for w in words
@@ -298,8 +260,8 @@ def _words(words: list[Word]) -> list[asr_pb2.WordInfo]:
 def _segment(segment: Segment) -> asr_pb2.SpeechSegment:
     return asr_pb2.SpeechSegment(
         text=segment.text,
-        start_offset=_duration(segment.start),
-        end_offset=_duration(segment.end),
+        start_offset=duration(segment.start),
+        end_offset=duration(segment.end),
         words=_words(segment.words),
         confidence=segment.probability,
     )
@@ -312,7 +274,7 @@ def _recognize_response(request_id: str, model: AsrModel, transcript: Transcript
         transcript=transcript.text,
         language_code=transcript.language,
         language_probability=transcript.language_probability,
-        audio_duration=_duration(transcript.duration),
+        audio_duration=duration(transcript.duration),
         model=model.name,
     )
 
@@ -322,7 +284,7 @@ def _stream_response(request_id: str, event) -> asr_pb2.StreamingRecognizeRespon
         return asr_pb2.StreamingRecognizeResponse(
             request_id=request_id,
             speech_event=asr_pb2.SpeechActivityEvent(
-                type=_EVENTS[event.kind], offset=_duration(event.offset)
+                type=_EVENTS[event.kind], offset=duration(event.offset)
             ),
         )
     assert isinstance(event, UtteranceResult)
@@ -334,8 +296,8 @@ def _stream_response(request_id: str, event) -> asr_pb2.StreamingRecognizeRespon
             stability=event.stability,
             transcript=event.transcript,
             stable_transcript=event.stable_transcript,
-            start_offset=_duration(event.start),
-            end_offset=_duration(event.end),
+            start_offset=duration(event.start),
+            end_offset=duration(event.end),
             words=_words(event.words),
             language_code=event.language,
             language_probability=event.language_probability,

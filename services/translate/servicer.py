@@ -9,12 +9,12 @@ import time
 import grpc
 import numpy as np
 from google.api import httpbody_pb2
-from google.protobuf import duration_pb2
 
 from speechmesh.audio.v1 import audio_pb2
 from speechmesh.common import errors, metrics
-from speechmesh.common.audio import AudioError, RawFormat, content_type, decode_audio, encode_audio
+from speechmesh.common.audio import AudioError, content_type, decode_audio, encode_audio
 from speechmesh.common.interceptor import call_stats
+from speechmesh.common.proto_mapping import check_request_id, duration, raw_format
 from speechmesh.translate.config import TranslateSettings
 from speechmesh.translate.engines.base import TASK_MODALITIES, InvalidOptionError
 from speechmesh.translate.models import ModelState, TranslateModel, TranslateModels
@@ -22,12 +22,6 @@ from speechmesh.translate.translator import GAP_SECONDS, SpeechTranslation
 from speechmesh.translate.translator import supports_language_detection as detects
 from speechmesh.translate.v1 import translate_pb2, translate_pb2_grpc
 
-_RAW = {
-    audio_pb2.AUDIO_ENCODING_LINEAR16: "linear16",
-    audio_pb2.AUDIO_ENCODING_FLOAT32: "float32",
-    audio_pb2.AUDIO_ENCODING_MULAW: "mulaw",
-    audio_pb2.AUDIO_ENCODING_ALAW: "alaw",
-}
 _OUTPUT_ENCODINGS = {
     audio_pb2.OUTPUT_ENCODING_UNSPECIFIED: "wav",
     audio_pb2.OUTPUT_ENCODING_WAV: "wav",
@@ -67,7 +61,6 @@ _TTS_FIELDS = {
     "task": "config.model",
 }
 _LANGUAGE_OPTIONS = ("source_language", "target_language")
-MAX_REQUEST_ID = 128
 
 
 class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
@@ -156,7 +149,7 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
         output = _output_format(config.output_audio_config) if want_speech else None
         if not data:
             raise errors.invalid_argument("audio", "is empty; send the recording's bytes")
-        raw = _raw_format(config.audio_format, "config.audio_format")
+        raw = raw_format(config.audio_format, "config.audio_format")
         engine = model.engine
         audio = await asyncio.to_thread(decode_audio, data, raw, engine.input_sample_rate)
         call_stats().audio_seconds = audio.duration
@@ -187,7 +180,7 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
             response.translated_audio = encoded
             response.translated_audio_sample_rate_hertz = rate
             response.translated_audio_duration.CopyFrom(
-                _duration(_seconds(result.audio, result.sample_rate))
+                duration(_seconds(result.audio, result.sample_rate))
             )
             response.voice = result.voice
         return response
@@ -238,7 +231,7 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
             translated_text=speech.text,
             audio=encoded,
             sample_rate_hertz=out_rate,
-            audio_duration=_duration(_seconds(speech.audio, speech.sample_rate)),
+            audio_duration=duration(_seconds(speech.audio, speech.sample_rate)),
             model=model.name,
             voice=speech.voice,
         )
@@ -302,10 +295,7 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
 
 
 def _start(request_id: str, field: str = "request_id") -> None:
-    if len(request_id) > MAX_REQUEST_ID:
-        raise errors.invalid_argument(
-            field, f"is {len(request_id)} characters; at most {MAX_REQUEST_ID}"
-        )
+    check_request_id(request_id, field)
     call_stats().request_id = request_id
 
 
@@ -347,31 +337,7 @@ def _output_format(config: audio_pb2.OutputAudioConfig) -> tuple[str, int | None
     return _OUTPUT_ENCODINGS[config.encoding], rate or None
 
 
-def _raw_format(fmt: audio_pb2.AudioFormat, field: str) -> RawFormat | None:
-    if fmt.encoding == audio_pb2.AUDIO_ENCODING_UNSPECIFIED:
-        return None
-    if fmt.encoding not in _RAW:
-        raise errors.invalid_argument(f"{field}.encoding", f"unknown value {fmt.encoding}")
-    if fmt.sample_rate_hertz == 0:
-        raise errors.invalid_argument(
-            f"{field}.sample_rate_hertz", "is required for raw audio (8000 to 192000)"
-        )
-    raw = RawFormat(_RAW[fmt.encoding], fmt.sample_rate_hertz, fmt.channel_count or 1)
-    try:
-        raw.validate()
-    except ValueError as error:
-        name = "channel_count" if "channel" in str(error) else "sample_rate_hertz"
-        raise errors.invalid_argument(f"{field}.{name}", str(error)) from None
-    return raw
-
-
 # -- domain -> responses ---------------------------------------------------
-
-
-def _duration(seconds: float) -> duration_pb2.Duration:
-    value = duration_pb2.Duration()
-    value.FromNanoseconds(round(seconds * 1000) * 1_000_000)  # millisecond precision
-    return value
 
 
 def _encode(
@@ -413,16 +379,16 @@ def _speech_response(
         translated_text=result.text,
         segments=[
             translate_pb2.TranslatedSegment(
-                start_offset=_duration(s.start),
-                end_offset=_duration(s.end),
+                start_offset=duration(s.start),
+                end_offset=duration(s.end),
                 source_transcript=s.transcript,
                 translated_text=s.text,
-                translated_audio_start_offset=_duration(s.audio_start) if speech else None,
-                translated_audio_end_offset=_duration(s.audio_end) if speech else None,
+                translated_audio_start_offset=duration(s.audio_start) if speech else None,
+                translated_audio_end_offset=duration(s.audio_end) if speech else None,
             )
             for s in result.segments
         ],
-        audio_duration=_duration(result.duration),
+        audio_duration=duration(result.duration),
         model=model.name,
     )
 

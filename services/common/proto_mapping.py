@@ -1,0 +1,51 @@
+"""Mapping every servicer shares between shared proto types and the domain."""
+
+from __future__ import annotations
+
+from google.protobuf import duration_pb2
+
+from speechmesh.audio.v1 import audio_pb2
+from speechmesh.common import errors
+from speechmesh.common.audio import RawFormat
+
+MAX_REQUEST_ID = 128
+
+_RAW_ENCODINGS = {
+    audio_pb2.AUDIO_ENCODING_LINEAR16: "linear16",
+    audio_pb2.AUDIO_ENCODING_FLOAT32: "float32",
+    audio_pb2.AUDIO_ENCODING_MULAW: "mulaw",
+    audio_pb2.AUDIO_ENCODING_ALAW: "alaw",
+}
+
+
+def check_request_id(request_id: str, field: str = "request_id") -> None:
+    if len(request_id) > MAX_REQUEST_ID:
+        raise errors.invalid_argument(
+            field, f"is {len(request_id)} characters; at most {MAX_REQUEST_ID}"
+        )
+
+
+def raw_format(fmt: audio_pb2.AudioFormat, field: str) -> RawFormat | None:
+    """The raw format an AudioFormat describes; None when a container is to be detected."""
+    if fmt.encoding == audio_pb2.AUDIO_ENCODING_UNSPECIFIED:
+        return None
+    if fmt.encoding not in _RAW_ENCODINGS:
+        raise errors.invalid_argument(f"{field}.encoding", f"unknown value {fmt.encoding}")
+    if fmt.sample_rate_hertz == 0:
+        raise errors.invalid_argument(
+            f"{field}.sample_rate_hertz", "is required for raw audio (8000 to 192000)"
+        )
+    raw = RawFormat(_RAW_ENCODINGS[fmt.encoding], fmt.sample_rate_hertz, fmt.channel_count or 1)
+    try:
+        raw.validate()
+    except ValueError as error:
+        name = "channel_count" if "channel" in str(error) else "sample_rate_hertz"
+        raise errors.invalid_argument(f"{field}.{name}", str(error)) from None
+    return raw
+
+
+def duration(seconds: float) -> duration_pb2.Duration:
+    """Seconds as a Duration, to the millisecond (finer digits are noise here)."""
+    value = duration_pb2.Duration()
+    value.FromNanoseconds(round(seconds * 1000) * 1_000_000)
+    return value
