@@ -186,8 +186,7 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
         return response
 
     async def StreamingTranslateSpeech(self, request_iterator, context):
-        # The generated base raises NotImplementedError, which the interceptor (rightly, for
-        # unknown exceptions) reports as INTERNAL; say UNIMPLEMENTED explicitly instead.
+        # Streaming speech translation comes next (issue 3); until then, say what to use.
         raise errors.ApiError(
             grpc.StatusCode.UNIMPLEMENTED,
             "StreamingTranslateSpeech is not implemented yet; use TranslateSpeech for recordings",
