@@ -79,7 +79,7 @@ class Plan:
     def __init__(self, quick: bool, requests: int | None):
         self.quick = quick
         self.unary_requests = requests or (16 if quick else 48)
-        self.unary_rounds = 2 if quick else 3
+        self.unary_rounds = 2 if quick else 6
         self.warmup_requests = 8
         # concurrency -> rounds of that many streams, per path
         self.stream_rounds = {1: 1, 4: 1, 16: 1} if quick else {1: 5, 4: 2, 16: 2}
