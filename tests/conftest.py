@@ -28,14 +28,11 @@ def tiny_whisper(tmp_path_factory) -> pathlib.Path:
 
 
 @contextlib.asynccontextmanager
-async def running_asr(model: pathlib.Path | str, **overrides) -> AsyncIterator:
-    """Starts the ASR service in-process on a free port; yields (host, channel)."""
-    from speechmesh.asr.app import build_app
-    from speechmesh.asr.config import AsrSettings
+async def serving(app, settings) -> AsyncIterator:
+    """Runs a service app in-process until it is ready; yields (host, channel)."""
     from speechmesh.common.server import ServiceHost
 
-    settings = AsrSettings(model=str(model), host="127.0.0.1", port=0, metrics_port=0, **overrides)
-    host = ServiceHost(build_app(settings), settings)
+    host = ServiceHost(app, settings)
     await host.start()
     await host.ready.wait()
     if host.failed is not None:
@@ -53,6 +50,17 @@ async def running_asr(model: pathlib.Path | str, **overrides) -> AsyncIterator:
     finally:
         await channel.close()
         await host.stop(1)
+
+
+@contextlib.asynccontextmanager
+async def running_asr(model: pathlib.Path | str, **overrides) -> AsyncIterator:
+    """Starts the ASR service in-process on a free port; yields (host, channel)."""
+    from speechmesh.asr.app import build_app
+    from speechmesh.asr.config import AsrSettings
+
+    settings = AsrSettings(model=str(model), host="127.0.0.1", port=0, metrics_port=0, **overrides)
+    async with serving(build_app(settings), settings) as served:
+        yield served
 
 
 @pytest.fixture(scope="session")
@@ -95,7 +103,6 @@ async def running_translate(
     model: pathlib.Path | str, text_model: pathlib.Path | str = "", **overrides
 ) -> AsyncIterator:
     """Starts the translate service in-process on a free port; yields (host, channel)."""
-    from speechmesh.common.server import ServiceHost
     from speechmesh.translate.app import build_app
     from speechmesh.translate.config import TranslateSettings
 
@@ -107,24 +114,8 @@ async def running_translate(
         metrics_port=0,
         **overrides,
     )
-    host = ServiceHost(build_app(settings), settings)
-    await host.start()
-    await host.ready.wait()
-    if host.failed is not None:
-        await host.stop(0)
-        raise host.failed
-    channel = grpc.aio.insecure_channel(
-        f"127.0.0.1:{host.port}",
-        options=[
-            ("grpc.max_receive_message_length", 64 << 20),
-            ("grpc.max_send_message_length", 128 << 20),
-        ],
-    )
-    try:
-        yield host, channel
-    finally:
-        await channel.close()
-        await host.stop(1)
+    async with serving(build_app(settings), settings) as served:
+        yield served
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import enum
 
-import grpc
 import structlog
 
 from speechmesh.asr.config import AsrSettings
@@ -13,19 +11,13 @@ from speechmesh.asr.engines.base import AsrEngine
 from speechmesh.asr.engines.whisper import WhisperEngine
 from speechmesh.asr.recognizer import Recognizer
 from speechmesh.asr.streaming import VadBatcher
-from speechmesh.common import errors
 from speechmesh.common.batcher import MicroBatcher
 from speechmesh.common.devices import resolve_device, resolve_dtype
 from speechmesh.common.model_source import resolve_model
+from speechmesh.common.model_state import ModelState, ready_model
 from speechmesh.common.vad import SileroVad
 
 log = structlog.get_logger("speechmesh.asr")
-
-
-class ModelState(enum.Enum):
-    LOADING = "loading"
-    READY = "ready"
-    FAILED = "failed"
 
 
 class AsrModel:
@@ -86,23 +78,7 @@ class AsrModels:
 
     def get(self, name: str) -> AsrModel:
         """The named model (empty: the default), ready to serve, or an ApiError."""
-        model = self.models.get(name) if name else self.default
-        if model is None:
-            raise errors.not_found(
-                "model",
-                name,
-                f"model {name!r} is not served here; ListModels lists the models"
-                f" (default: {self.default.name})",
-            )
-        if model.state is ModelState.LOADING:
-            raise errors.unavailable(
-                f"model {model.name} is still loading; retry shortly", 5.0, "MODEL_LOADING"
-            )
-        if model.state is ModelState.FAILED:
-            raise errors.ApiError(
-                grpc.StatusCode.UNAVAILABLE, f"model {model.name} failed to load: {model.error}"
-            )
-        return model
+        return ready_model(self.models, self.default, name)
 
     async def close(self) -> None:
         for model in self.models.values():

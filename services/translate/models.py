@@ -8,18 +8,17 @@ default when it can do the task, or the first model that can (`for_task`).
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
 import pathlib
 from collections.abc import Iterable
 
-import grpc
 import structlog
 
 from speechmesh.common import errors
 from speechmesh.common.batcher import MicroBatcher
 from speechmesh.common.devices import resolve_device, resolve_dtype
 from speechmesh.common.model_source import resolve_model
+from speechmesh.common.model_state import ModelState, ready_model
 from speechmesh.common.vad import SileroVad
 from speechmesh.translate.config import TranslateSettings
 from speechmesh.translate.engines.base import Task, TranslationEngine
@@ -36,12 +35,6 @@ _TASK_NAMES = {
     "t2st": "text-to-speech",
     "s2st": "speech-to-speech",
 }
-
-
-class ModelState(enum.Enum):
-    LOADING = "loading"
-    READY = "ready"
-    FAILED = "failed"
 
 
 def model_type(path: pathlib.Path) -> str:
@@ -134,23 +127,7 @@ class TranslateModels:
 
     def get(self, name: str) -> TranslateModel:
         """The named model (empty: the default), ready to serve, or an ApiError."""
-        model = self.models.get(name) if name else self.default
-        if model is None:
-            raise errors.not_found(
-                "model",
-                name,
-                f"model {name!r} is not served here; ListModels lists the models"
-                f" ({', '.join(self.models)})",
-            )
-        if model.state is ModelState.LOADING:
-            raise errors.unavailable(
-                f"model {model.name} is still loading; retry shortly", 5.0, "MODEL_LOADING"
-            )
-        if model.state is ModelState.FAILED:
-            raise errors.ApiError(
-                grpc.StatusCode.UNAVAILABLE, f"model {model.name} failed to load: {model.error}"
-            )
-        return model
+        return ready_model(self.models, self.default, name)
 
     def for_task(
         self, name: str, tasks: Task | Iterable[Task], field: str = "model"

@@ -1,0 +1,47 @@
+"""Load state of a service's models, and handing a ready one to a request."""
+
+from __future__ import annotations
+
+import enum
+from typing import Protocol, TypeVar
+
+import grpc
+
+from speechmesh.common import errors
+
+
+class ModelState(enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class _Model(Protocol):
+    name: str
+    state: ModelState
+    error: str
+
+
+M = TypeVar("M", bound=_Model)
+
+
+def ready_model(models: dict[str, M], default: M, name: str) -> M:
+    """The named model (empty: the default) if it can serve now; otherwise the ApiError
+    that says why: NOT_FOUND (not served here), UNAVAILABLE (loading, or failed to load)."""
+    model = models.get(name) if name else default
+    if model is None:
+        raise errors.not_found(
+            "model",
+            name,
+            f"model {name!r} is not served here; ListModels lists the models"
+            f" ({', '.join(models)}; default {default.name})",
+        )
+    if model.state is ModelState.LOADING:
+        raise errors.unavailable(
+            f"model {model.name} is still loading; retry shortly", 5.0, "MODEL_LOADING"
+        )
+    if model.state is ModelState.FAILED:
+        raise errors.ApiError(
+            grpc.StatusCode.UNAVAILABLE, f"model {model.name} failed to load: {model.error}"
+        )
+    return model
