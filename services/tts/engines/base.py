@@ -1,0 +1,106 @@
+"""The domain of speech synthesis: the jobs engines take and give, and their interface.
+
+A job is one sentence of text to speak in one voice. Jobs with the same batch key share one
+forward pass; the engine runs a batch on the model's worker thread. Splitting text into
+sentences, resampling, encoding and protos live above the engine. Languages here are BCP-47.
+
+A cloned voice is a reference recording with its transcript; `prepare_voice` turns it into a
+`VoicePrompt` once (for CSM: the codec tokens of the recording), which the voice store keeps
+and every later job reuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+class InvalidOptionError(ValueError):
+    """A request option the engine cannot honour; `option` names it (e.g. "preset_voice")."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(message)
+        self.option = option
+
+
+@dataclass(frozen=True)
+class PresetVoice:
+    name: str
+    display_name: str = ""
+    languages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class VoicePrompt:
+    """A reference voice prepared for one engine family; stored with a voice, reused by jobs."""
+
+    #: Engine family it was prepared for (a voice of another family is refused).
+    engine: str
+    #: The exact words of the reference recording.
+    transcript: str
+    #: BCP-47 language of the recording.
+    language: str
+    #: Engine-specific precomputed arrays (CSM: "codes", the Mimi codec tokens, and "audio",
+    #: the normalised recording at `engine.sample_rate`). Plain arrays so the store can save
+    #: them as .npz without pickling.
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class SynthesisJob:
+    #: One sentence (or a short run of text), at most `engine.max_input_characters`.
+    text: str
+    #: BCP-47 language to speak.
+    language: str
+    #: A cloned voice, or None.
+    prompt: VoicePrompt | None = None
+    #: A preset voice name (`engine.preset_voices`), or None: the default voice.
+    preset: str | None = None
+    #: Sampling temperature; 0 is greedy. None: `engine.default_temperature`.
+    temperature: float | None = None
+    #: Seed of this job's own random generator: same seed, text and voice, same audio.
+    seed: int = 0
+    #: Text spoken before this one with the same voice, to carry prosody across sentences
+    #: (engines may ignore it).
+    context_text: str = ""
+
+
+class SynthesisEngine(Protocol):
+    #: The name callers use (the id or path it was loaded from).
+    name: str
+    #: Engine family: "csm", "vits".
+    family: str
+    supports_cloning: bool
+    #: BCP-47 tags the engine can speak.
+    languages: list[str]
+    preset_voices: list[PresetVoice]
+    #: Native output rate, Hz.
+    sample_rate: int
+    default_temperature: float
+    max_input_characters: int
+    device: str
+    dtype: str
+    memory_bytes: int
+    random_weights: bool
+
+    def batch_key(self, job: SynthesisJob) -> Hashable:
+        """Jobs with equal keys may share one forward pass in `run_batch`."""
+        ...
+
+    def prepare_voice(self, audio: np.ndarray, transcript: str, language: str) -> VoicePrompt:
+        """Blocking: prepares a reference recording (float32 mono at `sample_rate`, already
+        validated and normalised) for reuse; raises InvalidOptionError if the engine cannot
+        clone."""
+        ...
+
+    def run_batch(self, jobs: list[SynthesisJob]) -> list[np.ndarray | BaseException]:
+        """Speaks jobs that share a batch key in one forward pass; blocking (worker thread).
+        Each result is float32 mono at `sample_rate`, or the exception for that job."""
+        ...
+
+    def warmup(self) -> None:
+        """One short job (and one cloned job if it can clone), before health turns SERVING."""
+        ...
