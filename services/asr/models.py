@@ -10,9 +10,9 @@ from speechmesh.asr.config import AsrSettings
 from speechmesh.asr.engines.base import AsrEngine
 from speechmesh.asr.engines.whisper import WhisperEngine
 from speechmesh.asr.recognizer import Recognizer
-from speechmesh.asr.streaming import VadBatcher
 from speechmesh.common.batcher import MicroBatcher
 from speechmesh.common.devices import resolve_device, resolve_dtype
+from speechmesh.common.endpointing import VadBatcher
 from speechmesh.common.model_source import resolve_model
 from speechmesh.common.model_state import ModelState, ready_model
 from speechmesh.common.vad import SileroVad
