@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import grpc
-from google.protobuf import duration_pb2
 
 from speechmesh.asr.config import AsrSettings
 from speechmesh.asr.engines.base import DecodeOptions, InvalidOptionError, Segment, Word
 from speechmesh.asr.models import AsrModel, AsrModels, ModelState
 from speechmesh.asr.recognizer import Transcript
 from speechmesh.asr.streaming import (
-    ForceEndpoint,
     SpeechEvent,
     StreamingSession,
     StreamSettings,
@@ -24,7 +21,13 @@ from speechmesh.asr.v1 import asr_pb2, asr_pb2_grpc
 from speechmesh.common import errors, metrics
 from speechmesh.common.audio import decode_audio
 from speechmesh.common.interceptor import call_stats
-from speechmesh.common.proto_mapping import check_request_id, duration, raw_format
+from speechmesh.common.proto_mapping import (
+    check_request_id,
+    duration,
+    raw_format,
+    seconds_option,
+)
+from speechmesh.common.streams import StreamSlots, first_config, stream_inputs
 
 _TASKS = {
     asr_pb2.RECOGNITION_TASK_UNSPECIFIED: "transcribe",
@@ -55,7 +58,7 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
     def __init__(self, models: AsrModels, settings: AsrSettings):
         self.models = models
         self.settings = settings
-        self._streams = 0
+        self._streams = StreamSlots(settings.max_streams)
 
     async def Recognize(self, request, context):
         return await self._recognize(request.request_id, request.config, request.audio)
@@ -90,33 +93,23 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
         return _recognize_response(request_id, model, transcript)
 
     async def StreamingRecognize(self, request_iterator, context):
-        first = await anext(aiter(request_iterator), None)
-        if first is None:
+        cfg = await first_config(request_iterator)
+        if cfg is None:
             return
-        if first.WhichOneof("streaming_request") != "streaming_config":
-            raise errors.invalid_argument(
-                "streaming_config",
-                "the first message of a stream must carry streaming_config;"
-                " audio and control messages come after it",
-            )
-        cfg = first.streaming_config
         check_request_id(cfg.request_id, "streaming_config.request_id")
         call_stats().request_id = cfg.request_id
         model = self.models.get(cfg.config.model)
         settings = _stream_settings(model, cfg)
-        if self._streams >= self.settings.max_streams:
-            raise errors.resource_exhausted(
-                f"{self._streams} streams are open, the most this replica takes; retry later",
-                1.0,
+        with self._streams.hold():
+            session = StreamingSession(model.recognizer, self.models.vad, settings)
+            inputs = stream_inputs(
+                request_iterator, "audio", asr_pb2.StreamingControl.ACTION_FORCE_ENDPOINT
             )
-        self._streams += 1
-        session = StreamingSession(model.recognizer, self.models.vad, settings)
-        try:
-            async for event in session.run(_stream_inputs(request_iterator)):
-                yield _stream_response(cfg.request_id, event)
-        finally:
-            self._streams -= 1
-            call_stats().audio_seconds = session.audio_seconds
+            try:
+                async for event in session.run(inputs):
+                    yield _stream_response(cfg.request_id, event)
+            finally:
+                call_stats().audio_seconds = session.audio_seconds
 
     async def ListModels(self, request, context):
         infos = []
@@ -141,24 +134,6 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
                 info.random_weights = engine.random_weights
             infos.append(info)
         return asr_pb2.ListModelsResponse(request_id=request.request_id, models=infos)
-
-
-async def _stream_inputs(request_iterator) -> AsyncIterator[bytes | object]:
-    async for request in request_iterator:
-        kind = request.WhichOneof("streaming_request")
-        if kind == "audio":
-            yield request.audio
-        elif kind == "control":
-            if request.control.action == asr_pb2.StreamingControl.ACTION_FORCE_ENDPOINT:
-                yield ForceEndpoint
-        elif kind == "streaming_config":
-            raise errors.invalid_argument(
-                "streaming_config", "only the first message of a stream may carry it"
-            )
-        else:
-            raise errors.invalid_argument(
-                "streaming_request", "empty message; set audio or control"
-            )
 
 
 # -- requests -> domain ----------------------------------------------------
@@ -201,17 +176,6 @@ def _options(model: AsrModel, config, field: str = "config") -> DecodeOptions:
         ) from None
 
 
-def _seconds(
-    value: duration_pb2.Duration, default: float, low: float, high: float, field: str
-) -> float:
-    if value.seconds == 0 and value.nanos == 0:
-        return default
-    seconds = value.ToNanoseconds() / 1e9
-    if not low <= seconds <= high:
-        raise errors.invalid_argument(field, f"is {seconds:g} s; use {low:g} to {high:g} s")
-    return seconds
-
-
 def _stream_settings(model: AsrModel, cfg) -> StreamSettings:
     window = model.engine.window_seconds
     threshold = cfg.vad_threshold or 0.5
@@ -225,18 +189,18 @@ def _stream_settings(model: AsrModel, cfg) -> StreamSettings:
         interim_results=cfg.interim_results,
         single_utterance=cfg.single_utterance,
         voice_activity_events=cfg.enable_voice_activity_events,
-        endpoint_silence=_seconds(
+        endpoint_silence=seconds_option(
             cfg.endpoint_silence, 0.5, 0.1, 5.0, "streaming_config.endpoint_silence"
         ),
         vad_threshold=threshold,
-        max_utterance=_seconds(
+        max_utterance=seconds_option(
             cfg.max_utterance_duration,
             window,
             1.0,
             window,
             "streaming_config.max_utterance_duration",
         ),
-        interim_interval=_seconds(
+        interim_interval=seconds_option(
             cfg.interim_interval, 0.5, 0.2, 5.0, "streaming_config.interim_interval"
         ),
     )

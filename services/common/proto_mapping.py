@@ -49,3 +49,15 @@ def duration(seconds: float) -> duration_pb2.Duration:
     value = duration_pb2.Duration()
     value.FromNanoseconds(round(seconds * 1000) * 1_000_000)
     return value
+
+
+def seconds_option(
+    value: duration_pb2.Duration, default: float, low: float, high: float, field: str
+) -> float:
+    """A Duration option in seconds: `default` when unset, INVALID_ARGUMENT outside [low, high]."""
+    if value.seconds == 0 and value.nanos == 0:
+        return default
+    seconds = value.ToNanoseconds() / 1e9
+    if not low <= seconds <= high:
+        raise errors.invalid_argument(field, f"is {seconds:g} s; use {low:g} to {high:g} s")
+    return seconds

@@ -147,6 +147,7 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
         tasks = ["s2st" if want_speech else "s2tt"] + (["s2tt"] if want_transcript else [])
         model = self.models.for_task(config.model, tasks, "config.model")
         output = _output_format(config.output_audio_config) if want_speech else None
+        options = _speech_options(model, config, want_text, want_speech, want_transcript)
         if not data:
             raise errors.invalid_argument("audio", "is empty; send the recording's bytes")
         raw = raw_format(config.audio_format, "config.audio_format")
@@ -160,15 +161,7 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
                 f" {self.settings.max_audio_seconds:.0f} s per request (split it)",
             )
         with _fields(_SPEECH_FIELDS):
-            result = await model.translator.translate_speech(
-                audio.samples,
-                config.source_language_code,
-                config.target_language_code,
-                want_text=want_text,
-                want_speech=want_speech,
-                want_source_transcript=want_transcript,
-                voice=config.voice,
-            )
+            result = await model.translator.translate_speech(audio.samples, options)
         if audio.duration > 0:
             metrics.REAL_TIME_FACTOR.labels("translate", method).observe(
                 (time.perf_counter() - started) / audio.duration
@@ -308,6 +301,18 @@ def _fields(table: dict[str, str]):
         if error.option in _LANGUAGE_OPTIONS and "ListLanguages" not in message:
             message += "; ListLanguages lists the languages of each model"
         raise errors.invalid_argument(table.get(error.option, error.option), message) from None
+
+
+def _speech_options(model: TranslateModel, config, want_text, want_speech, want_transcript):
+    with _fields(_SPEECH_FIELDS):
+        return model.translator.speech_options(
+            config.source_language_code,
+            config.target_language_code,
+            want_text=want_text,
+            want_speech=want_speech,
+            want_source_transcript=want_transcript,
+            voice=config.voice,
+        )
 
 
 def _output_modalities(values) -> tuple[bool, bool]:

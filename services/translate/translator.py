@@ -66,6 +66,19 @@ class SpeechTranslation:
         return " ".join(s.transcript for s in self.segments if s.transcript)
 
 
+@dataclass(frozen=True)
+class SpeechOptions:
+    """Checked options of a speech translation, in the engine's codes."""
+
+    target_code: str
+    want_text: bool
+    want_speech: bool
+    voice_id: int
+    voice_name: str
+    #: Language code of the source transcript, None when none is wanted.
+    transcript_code: str | None
+
+
 @dataclass
 class SpeechOutput:
     """Text translated into speech."""
@@ -174,9 +187,8 @@ class Translator:
 
     # -- speech ----------------------------------------------------------
 
-    async def translate_speech(
+    def speech_options(
         self,
-        audio: np.ndarray,
         source: str,
         target: str,
         *,
@@ -184,8 +196,9 @@ class Translator:
         want_speech: bool = False,
         want_source_transcript: bool = False,
         voice: str = "",
-    ) -> SpeechTranslation:
-        """Translates a recording (float32 mono at `engine.input_sample_rate`) of any length."""
+    ) -> SpeechOptions:
+        """Checks the options of a speech translation (BCP-47 `source` may be empty) once,
+        before any audio is translated."""
         engine = self.engine
         if want_speech:
             target_code = self.target_code(target, "speech")
@@ -209,15 +222,26 @@ class Translator:
                 raise InvalidOptionError(
                     "source_language", f"{error} (needed for the source transcript)"
                 ) from None
+        return SpeechOptions(
+            target_code, want_text, want_speech, voice_id, voice_name, transcript_code
+        )
 
+    async def translate_speech(
+        self, audio: np.ndarray, options: SpeechOptions
+    ) -> SpeechTranslation:
+        """Translates a recording (float32 mono at `engine.input_sample_rate`) of any length."""
+        engine = self.engine
         rate = engine.input_sample_rate
         duration = len(audio) / rate
         windows = await self._windows(audio, duration)
-        task: Task = "s2st" if want_speech else "s2tt"
+        task: Task = "s2st" if options.want_speech else "s2tt"
         pieces = [audio[int(start * rate) : int(end * rate)] for start, end in windows]
-        jobs = [TranslationJob(task, target_code, audio=p, voice=voice_id) for p in pieces]
-        if transcript_code is not None:
-            jobs += [TranslationJob("s2tt", transcript_code, audio=p) for p in pieces]
+        jobs = [
+            TranslationJob(task, options.target_code, audio=p, voice=options.voice_id)
+            for p in pieces
+        ]
+        if options.transcript_code is not None:
+            jobs += [TranslationJob("s2tt", options.transcript_code, audio=p) for p in pieces]
         outputs = await _all(self.batcher.submit(job) for job in jobs)
         translations = outputs[: len(windows)]
         transcripts = outputs[len(windows) :] or [None] * len(windows)
@@ -226,17 +250,17 @@ class Translator:
                 start,
                 end,
                 transcript=transcript.text if transcript is not None else "",
-                text=output.text if want_text else "",
+                text=output.text if options.want_text else "",
             )
             for (start, end), output, transcript in zip(
                 windows, translations, transcripts, strict=True
             )
         ]
         result = SpeechTranslation(segments, duration)
-        if want_speech:
+        if options.want_speech:
             out_rate = engine.output_sample_rate
             result.audio, spans = _concatenate([o.audio for o in translations], out_rate)
-            result.sample_rate, result.voice = out_rate, voice_name
+            result.sample_rate, result.voice = out_rate, options.voice_name
             for segment, (begin, end) in zip(segments, spans, strict=True):
                 segment.audio_start, segment.audio_end = begin, end
         return result
