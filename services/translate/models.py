@@ -17,6 +17,7 @@ import structlog
 from speechmesh.common import errors
 from speechmesh.common.batcher import MicroBatcher
 from speechmesh.common.devices import resolve_device, resolve_dtype
+from speechmesh.common.endpointing import VadBatcher
 from speechmesh.common.model_source import resolve_model
 from speechmesh.common.model_state import ModelState, ready_model
 from speechmesh.common.vad import SileroVad
@@ -95,9 +96,12 @@ class TranslateModels:
             text = TranslateModel(settings.text_model, "SPEECHMESH_TRANSLATE_TEXT_MODEL", settings)
             self.models[text.name] = text
         self.vad: SileroVad | None = None
+        #: Steps VAD for every open stream in shared forward passes.
+        self.stream_vad: VadBatcher | None = None
 
     async def load(self) -> None:
         self.vad = await asyncio.to_thread(SileroVad.load)
+        self.stream_vad = VadBatcher(self.vad)
         for model in self.models.values():
             try:
                 engine = await asyncio.to_thread(model.load_engine)
@@ -161,6 +165,8 @@ class TranslateModels:
         return f"{who}; ListModels lists what each model does"
 
     async def close(self) -> None:
+        if self.stream_vad is not None:
+            await self.stream_vad.close()
         for model in self.models.values():
             if model.translator is not None:
                 await model.translator.batcher.close()

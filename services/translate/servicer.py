@@ -13,11 +13,26 @@ from google.api import httpbody_pb2
 from speechmesh.audio.v1 import audio_pb2
 from speechmesh.common import errors, metrics
 from speechmesh.common.audio import AudioError, content_type, decode_audio, encode_audio
+from speechmesh.common.endpointing import EndpointSettings
 from speechmesh.common.interceptor import call_stats
-from speechmesh.common.proto_mapping import check_request_id, duration, raw_format
+from speechmesh.common.proto_mapping import (
+    check_request_id,
+    duration,
+    raw_format,
+    seconds_option,
+)
+from speechmesh.common.stream_encoder import StreamEncoder
+from speechmesh.common.streams import StreamSlots, first_config, stream_inputs
 from speechmesh.translate.config import TranslateSettings
 from speechmesh.translate.engines.base import TASK_MODALITIES, InvalidOptionError
 from speechmesh.translate.models import ModelState, TranslateModel, TranslateModels
+from speechmesh.translate.streaming import (
+    SegmentDone,
+    SegmentSpeech,
+    SegmentText,
+    SegmentTranscript,
+    TranslationStream,
+)
 from speechmesh.translate.translator import GAP_SECONDS, SpeechTranslation
 from speechmesh.translate.translator import supports_language_detection as detects
 from speechmesh.translate.v1 import translate_pb2, translate_pb2_grpc
@@ -64,11 +79,10 @@ _LANGUAGE_OPTIONS = ("source_language", "target_language")
 
 
 class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
-    """Every unary method. StreamingTranslateSpeech answers UNIMPLEMENTED for now."""
-
     def __init__(self, models: TranslateModels, settings: TranslateSettings):
         self.models = models
         self.settings = settings
+        self._streams = StreamSlots(settings.max_streams)
 
     # -- text --------------------------------------------------------------
 
@@ -179,12 +193,42 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
         return response
 
     async def StreamingTranslateSpeech(self, request_iterator, context):
-        # Streaming speech translation comes next (issue 3); until then, say what to use.
-        raise errors.ApiError(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "StreamingTranslateSpeech is not implemented yet; use TranslateSpeech for recordings",
+        cfg = await first_config(request_iterator)
+        if cfg is None:
+            return
+        _start(cfg.request_id, "streaming_config.request_id")
+        config, at = cfg.config, "streaming_config.config."
+        want_text, want_speech = _output_modalities(
+            config.output_modalities, at + "output_modalities"
         )
-        yield  # an async generator, as the streaming handler is  # pragma: no cover
+        want_transcript = config.enable_source_transcript
+        tasks = ["s2st" if want_speech else "s2tt"] + (["s2tt"] if want_transcript else [])
+        model = self.models.for_task(config.model, tasks, at + "model")
+        options = _speech_options(
+            model, config, want_text, want_speech, want_transcript, "streaming_config."
+        )
+        encoder = None
+        if want_speech:
+            encoding, rate = _output_format(config.output_audio_config, at + "output_audio_config")
+            encoder = StreamEncoder(model.engine.output_sample_rate, encoding, rate)
+        raw = raw_format(config.audio_format, at + "audio_format")
+        endpointing = _endpointing(cfg, model.engine.max_speech_seconds)
+        with self._streams.hold():
+            stream = TranslationStream(
+                model.translator, self.models.stream_vad, endpointing, raw, options
+            )
+            inputs = stream_inputs(
+                request_iterator, "audio", translate_pb2.StreamingControl.ACTION_FORCE_ENDPOINT
+            )
+            try:
+                async for event in stream.run(inputs):
+                    source = config.source_language_code.strip()
+                    for response in _stream_responses(cfg.request_id, event, encoder, source):
+                        yield response
+                if encoder is not None and (tail := encoder.finish()):
+                    yield _trailing_chunk(cfg.request_id, tail, encoder.rate, stream)
+            finally:
+                call_stats().audio_seconds = stream.audio_seconds
 
     # -- text to speech ----------------------------------------------------
 
@@ -292,19 +336,24 @@ def _start(request_id: str, field: str = "request_id") -> None:
 
 
 @contextlib.contextmanager
-def _fields(table: dict[str, str]):
-    """Turns an engine's InvalidOptionError into INVALID_ARGUMENT naming the request field."""
+def _fields(table: dict[str, str], prefix: str = ""):
+    """Turns an engine's InvalidOptionError into INVALID_ARGUMENT naming the request field
+    (`prefix` + its name in `table`)."""
     try:
         yield
     except InvalidOptionError as error:
         message = str(error)
         if error.option in _LANGUAGE_OPTIONS and "ListLanguages" not in message:
             message += "; ListLanguages lists the languages of each model"
-        raise errors.invalid_argument(table.get(error.option, error.option), message) from None
+        raise errors.invalid_argument(
+            prefix + table.get(error.option, error.option), message
+        ) from None
 
 
-def _speech_options(model: TranslateModel, config, want_text, want_speech, want_transcript):
-    with _fields(_SPEECH_FIELDS):
+def _speech_options(
+    model: TranslateModel, config, want_text, want_speech, want_transcript, prefix: str = ""
+):
+    with _fields(_SPEECH_FIELDS, prefix):
         return model.translator.speech_options(
             config.source_language_code,
             config.target_language_code,
@@ -315,22 +364,45 @@ def _speech_options(model: TranslateModel, config, want_text, want_speech, want_
         )
 
 
-def _output_modalities(values) -> tuple[bool, bool]:
+def _endpointing(cfg, window: float) -> EndpointSettings:
+    threshold = cfg.vad_threshold or 0.5
+    if not 0.05 <= threshold <= 0.95:
+        raise errors.invalid_argument(
+            "streaming_config.vad_threshold", f"is {cfg.vad_threshold}; use 0.05 to 0.95"
+        )
+    longest = min(30.0, window)
+    return EndpointSettings(
+        endpoint_silence=seconds_option(
+            cfg.endpoint_silence, 0.5, 0.1, 5.0, "streaming_config.endpoint_silence"
+        ),
+        vad_threshold=threshold,
+        max_utterance=seconds_option(
+            cfg.max_segment_duration,
+            min(20.0, longest),
+            1.0,
+            longest,
+            "streaming_config.max_segment_duration",
+        ),
+    )
+
+
+def _output_modalities(values, field: str = "config.output_modalities") -> tuple[bool, bool]:
     """(text, speech) from `output_modalities`; empty means text."""
     if not values:
         return True, False
     for value in values:
         if value not in (translate_pb2.MODALITY_TEXT, translate_pb2.MODALITY_SPEECH):
             raise errors.invalid_argument(
-                "config.output_modalities",
+                field,
                 f"holds {translate_pb2.Modality.Name(value) if value == 0 else value};"
                 " use MODALITY_TEXT and/or MODALITY_SPEECH",
             )
     return translate_pb2.MODALITY_TEXT in values, translate_pb2.MODALITY_SPEECH in values
 
 
-def _output_format(config: audio_pb2.OutputAudioConfig) -> tuple[str, int | None]:
-    field = "config.output_audio_config"
+def _output_format(
+    config: audio_pb2.OutputAudioConfig, field: str = "config.output_audio_config"
+) -> tuple[str, int | None]:
     if config.encoding not in _OUTPUT_ENCODINGS:
         raise errors.invalid_argument(f"{field}.encoding", f"unknown value {config.encoding}")
     rate = config.sample_rate_hertz
@@ -394,6 +466,66 @@ def _speech_response(
         ],
         audio_duration=duration(result.duration),
         model=model.name,
+    )
+
+
+#: Translated speech goes out in chunks of at most this much audio.
+CHUNK_SECONDS = 1.0
+
+
+def _stream_responses(
+    request_id: str, event, encoder: StreamEncoder | None, source: str
+) -> list[translate_pb2.StreamingTranslateSpeechResponse]:
+    """The messages for one event of a TranslationStream; `source` is the requested source
+    language (the transcript needs one)."""
+
+    def response(**kwargs) -> translate_pb2.StreamingTranslateSpeechResponse:
+        return translate_pb2.StreamingTranslateSpeechResponse(
+            request_id=request_id,
+            segment_index=event.index,
+            start_offset=duration(event.start),
+            end_offset=duration(event.end),
+            **kwargs,
+        )
+
+    if isinstance(event, SegmentTranscript):
+        transcript = translate_pb2.SegmentTranscript(
+            transcript=event.transcript, language_code=source, language_probability=1.0
+        )
+        return [response(source_transcript=transcript)]
+    if isinstance(event, SegmentText):
+        text = translate_pb2.SegmentTranslation(
+            translated_text=event.text, source_language_code=source
+        )
+        return [response(translation=text)]
+    if isinstance(event, SegmentDone):
+        end = translate_pb2.SegmentEnd(translated_audio_duration=duration(event.speech_seconds))
+        return [response(segment_end=end)]
+    assert isinstance(event, SegmentSpeech) and encoder is not None
+    step = int(CHUNK_SECONDS * event.sample_rate)
+    responses = []
+    for at in range(0, len(event.audio), step):
+        piece = event.audio[at : at + step]
+        chunk = translate_pb2.TranslatedAudioChunk(
+            audio=encoder.encode(piece),
+            sample_rate_hertz=encoder.rate,
+            offset=duration(event.offset + at / event.sample_rate),
+            duration=duration(len(piece) / event.sample_rate),
+        )
+        responses.append(response(audio_chunk=chunk))
+    return responses
+
+
+def _trailing_chunk(
+    request_id: str, data: bytes, rate: int, stream: TranslationStream
+) -> translate_pb2.StreamingTranslateSpeechResponse:
+    """The encoder's last bytes (codec tail, container trailer), after the last segment."""
+    return translate_pb2.StreamingTranslateSpeechResponse(
+        request_id=request_id,
+        segment_index=max(stream.segments - 1, 0),  # the last segment's
+        audio_chunk=translate_pb2.TranslatedAudioChunk(
+            audio=data, sample_rate_hertz=rate, offset=duration(stream.speech_seconds)
+        ),
     )
 
 

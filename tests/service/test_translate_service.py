@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 
-import grpc
 import numpy as np
 import pytest
 import soundfile as sf
@@ -408,21 +407,3 @@ async def test_concurrent_calls_share_forward_passes(translate):
     count_after, total_after = batches()
     assert total_after - total == 8
     assert count_after - count < 8  # some calls shared a forward pass
-
-
-async def test_streaming_is_unimplemented(translate, tiny_translate):
-    _, channel = tiny_translate
-
-    async def requests():
-        yield translate_pb2.StreamingTranslateSpeechRequest(
-            streaming_config=translate_pb2.StreamingSpeechTranslationConfig(
-                config=translate_pb2.SpeechTranslationConfig(target_language_code="fr")
-            )
-        )
-
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        async for _ in stub(channel).StreamingTranslateSpeech(requests(), timeout=10):
-            pass
-    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    # and the server goes on serving
-    await stub(channel).ListModels(translate_pb2.ListModelsRequest(), timeout=10)
