@@ -26,6 +26,7 @@ from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
 from speechmesh.common.tiny_seamless import build_seamless_m4t_v2
 from speechmesh.common.tiny_seq2seq import TINY_SEQ2SEQ
+from speechmesh.common.tiny_tts import build_csm, build_vits
 
 RANDOM_WEIGHTS_KEY = "speechmesh_random_weights"
 
@@ -108,6 +109,8 @@ TINY_ARCHS: dict[str, Callable[[Path, int], None]] = {
     "whisper": _build_whisper,
     "seamless_m4t_v2": build_seamless_m4t_v2,
     **TINY_SEQ2SEQ,
+    "csm": build_csm,
+    "vits": build_vits,
 }
 
 
