@@ -42,8 +42,13 @@ lint: install protos
 bench: install protos
 	$(BIN)/python -m bench.asr --model $(ASR_MODEL)
 
+# `make run`: the whole suite (`speechmesh up`: every service, Envoy on :8080). ASR serves the
+# ASR_MODEL you give, else ../shared/models/whisper-tiny.en when present; every other model (and
+# ASR without either) is a tiny random checkpoint, built offline (`speechmesh up --offline`).
+RUN_ASR_MODEL = $(if $(filter command line environment,$(origin ASR_MODEL)),$(ASR_MODEL),$(patsubst %/config.json,%,$(wildcard $(SHARED)/models/whisper-tiny.en/config.json)))
+
 run: install protos
-	$(BIN)/speechmesh serve asr --model $(ASR_MODEL)
+	$(BIN)/speechmesh up --offline $(if $(RUN_ASR_MODEL),--model asr=$(RUN_ASR_MODEL))
 
 clean:
 	rm -rf build services/audio services/*/v1 .pytest_cache

@@ -117,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("dest", help="folder to write")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=_tiny)
+
+    from speechmesh.gateway.commands import add_commands  # `gateway config` and `up`
+
+    add_commands(commands)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""The Envoy gateway: settings, the rendered Envoy bootstrap, and `speechmesh up`."""

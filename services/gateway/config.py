@@ -1,0 +1,176 @@
+"""Gateway settings: SPEECHMESH_GATEWAY_* environment variables, or `speechmesh gateway` flags.
+
+These settings are the one source of truth for the Envoy bootstrap that envoy_config.py renders:
+listener, upstream addresses, limits, timeouts and the edge-security switches.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MiB = 1024 * 1024
+ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
+#: Where `make protos` (tools/gen_protos.py) writes the descriptor set.
+DEFAULT_DESCRIPTOR_SET = ROOT / "build" / "speechmesh.pb"
+#: The service areas the gateway fronts (`speechmesh.<area>.v1`), with their default ports.
+UPSTREAM_PORTS = {"asr": 50051, "translate": 50052, "tts": 50053}
+
+
+def _split_list(value: object) -> object:
+    """Lists from the environment: a JSON array, or comma-separated values."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SPEECHMESH_GATEWAY_", extra="ignore")
+
+    host: str = Field("0.0.0.0", description="Address the gateway listens on.")
+    port: int = Field(
+        8080, ge=1, le=65535, description="One port for gRPC (HTTP/2) and REST (HTTP/1.1, h2c)."
+    )
+    admin_host: str = Field("127.0.0.1", description="Envoy admin address (keep it loopback).")
+    admin_port: int = Field(9901, ge=1, le=65535, description="Envoy admin port.")
+    asr_upstream: str = Field("127.0.0.1:50051", description="host:port of the ASR service.")
+    translate_upstream: str = Field(
+        "127.0.0.1:50052", description="host:port of the translate service."
+    )
+    tts_upstream: str = Field("127.0.0.1:50053", description="host:port of the TTS service.")
+    descriptor_set: pathlib.Path = Field(
+        DEFAULT_DESCRIPTOR_SET, description="Descriptor set from `make protos`."
+    )
+    max_request_bytes: int = Field(
+        32 * MiB, ge=1024, le=2**31 - 1, description="Largest REST request body; 413 past it."
+    )
+    max_response_bytes: int = Field(
+        64 * MiB, ge=1024, le=2**31 - 1, description="Largest transcoded REST response body."
+    )
+    unary_timeout_s: float = Field(
+        300.0, ge=0, description="Route timeout of unary calls (0: none); streams have none."
+    )
+    stream_idle_timeout_s: float = Field(
+        300.0, ge=0, description="A stream with no bytes either way for this long is reset."
+    )
+    connect_timeout_s: float = Field(2.0, gt=0, description="Upstream connect timeout.")
+    health_check_interval_s: float = Field(
+        5.0, gt=0, description="Active gRPC health checks of each upstream, every N seconds."
+    )
+    auth: Literal["none", "api_key", "jwt"] = Field(
+        "none", description="Authentication at the edge: none, api_key or jwt."
+    )
+    api_keys_file: pathlib.Path | None = Field(
+        None, description="auth=api_key: a file of `IDENTITY KEY` lines ('#' comments)."
+    )
+    jwks_file: pathlib.Path | None = Field(None, description="auth=jwt: a local JWKS (JSON).")
+    jwt_issuer: str = Field("", description="auth=jwt: required `iss` (empty: any).")
+    jwt_audiences: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="auth=jwt: accepted `aud` values (empty: any)."
+    )
+    jwt_identity_claim: str = Field("sub", description="auth=jwt: the claim naming the caller.")
+    identity_header: str = Field(
+        "x-speechmesh-identity",
+        description="Header carrying the authenticated caller to the services; set by Envoy,"
+        " stripped from clients.",
+    )
+    rate_limit_requests: int = Field(
+        0, ge=0, description="Requests per client per interval (0: no rate limit); 429 past it."
+    )
+    rate_limit_interval_s: float = Field(
+        1.0, ge=0.05, description="Token refill interval of the per-client rate limit."
+    )
+    rate_limit_burst: int = Field(
+        0, ge=0, description="Bucket size of the per-client rate limit (0: rate_limit_requests)."
+    )
+    cors_allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins allowed cross-origin (comma-separated; '*' any; empty: none).",
+    )
+    tls_cert_file: pathlib.Path | None = Field(None, description="PEM certificate: enables TLS.")
+    tls_key_file: pathlib.Path | None = Field(None, description="PEM private key for TLS.")
+    access_log: bool = Field(True, description="One JSON access-log line per request on stdout.")
+    envoy_binary: str = Field("envoy", description="The Envoy executable `speechmesh up` runs.")
+
+    @field_validator("jwt_audiences", "cors_allowed_origins", mode="before")
+    @classmethod
+    def _lists(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("asr_upstream", "translate_upstream", "tts_upstream")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"must be host:port, got {value!r}")
+        return value
+
+    @field_validator("identity_header")
+    @classmethod
+    def _header(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not value or not all(c.isalnum() or c == "-" for c in value):
+            raise ValueError("must be an HTTP header name (letters, digits, '-')")
+        return value
+
+    @model_validator(mode="after")
+    def _switches(self) -> GatewaySettings:
+        if self.auth == "api_key":
+            if self.api_keys_file is None:
+                raise ValueError(
+                    "auth=api_key needs api_keys_file (SPEECHMESH_GATEWAY_API_KEYS_FILE)"
+                )
+            if not self.api_keys_file.is_file():
+                raise ValueError(f"api_keys_file {self.api_keys_file} is not a file")
+        if self.auth == "jwt":
+            if self.jwks_file is None:
+                raise ValueError("auth=jwt needs jwks_file (SPEECHMESH_GATEWAY_JWKS_FILE)")
+            if not self.jwks_file.is_file():
+                raise ValueError(f"jwks_file {self.jwks_file} is not a file")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TLS needs both tls_cert_file and tls_key_file")
+        for path in (self.tls_cert_file, self.tls_key_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path} is not a file")
+        return self
+
+    def upstreams(self) -> dict[str, tuple[str, int]]:
+        """area -> (host, port) of every service the gateway fronts."""
+        result = {}
+        for area in UPSTREAM_PORTS:
+            host, _, port = getattr(self, f"{area}_upstream").rpartition(":")
+            result[area] = (host.strip("[]"), int(port))
+        return result
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
+
+    def api_keys(self) -> list[tuple[str, str]]:
+        """(identity, key) pairs from api_keys_file."""
+        if self.api_keys_file is None:
+            return []
+        pairs = []
+        for number, raw in enumerate(self.api_keys_file.read_text().splitlines(), 1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            parts = line.split()
+            if len(parts) != 2:
+                raise ValueError(
+                    f"{self.api_keys_file}:{number}: expected `IDENTITY KEY`, got {raw!r}"
+                )
+            pairs.append((parts[0], parts[1]))
+        if not pairs:
+            raise ValueError(f"{self.api_keys_file} holds no `IDENTITY KEY` line")
+        keys = [key for _, key in pairs]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"{self.api_keys_file}: a key appears twice")
+        return pairs

