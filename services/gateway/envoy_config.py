@@ -47,6 +47,8 @@ JWT_PROVIDER = "speechmesh"
 #: Local replies (Envoy's own answers) to REST callers, as google.rpc.Status JSON:
 #: HTTP status -> gRPC code.
 LOCAL_REPLY_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 413: 3, 429: 8, 502: 14, 503: 14, 504: 4}
+#: Open client connections Envoy accepts at once.
+MAX_CONNECTIONS = 50000
 _TYPE = "@type"
 _T = "type.googleapis.com/"
 
@@ -501,6 +503,8 @@ def _listener(settings: GatewaySettings, descriptor: bytes, services) -> dict[st
         # HTTP/1.1, HTTP/2 with prior knowledge (h2c) and, over TLS, h2 by ALPN.
         "codec_type": "AUTO",
         "use_remote_address": True,
+        "normalize_path": True,
+        "merge_slashes": True,
         "server_name": "speechmesh-gateway",
         "stream_idle_timeout": _duration(settings.stream_idle_timeout_s),
         "request_timeout": "0s",
@@ -602,6 +606,18 @@ def render_config(settings: GatewaySettings) -> dict[str, Any]:
         "static_resources": {
             "listeners": [_listener(settings, descriptor, services)],
             "clusters": clusters,
+        },
+        "overload_manager": {
+            "resource_monitors": [
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        _TYPE: _T + "envoy.extensions.resource_monitors.downstream_connections.v3"
+                        ".DownstreamConnectionsConfig",
+                        "max_active_downstream_connections": MAX_CONNECTIONS,
+                    },
+                }
+            ]
         },
     }
 

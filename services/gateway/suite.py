@@ -311,9 +311,17 @@ class Suite:
             while pending:
                 exited = self._exited()
                 if exited is not None:
+                    hint = (
+                        ""
+                        if exited is self.envoy or self.offline
+                        else (
+                            "; without the model hub, `speechmesh up --offline` serves tiny"
+                            " checkpoints"
+                        )
+                    )
                     raise RuntimeError(
                         f"{exited.name} exited with code {exited.process.returncode}"
-                        " before the suite was ready (its log is above)"
+                        f" before the suite was ready (its log is above){hint}"
                     )
                 for name, service in list(pending.items()):
                     if (
