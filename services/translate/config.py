@@ -26,6 +26,13 @@ class TranslateSettings(ServiceSettings):
         description="Optional second, lighter text-to-text model (NLLB, M2M100, Marian),"
         " e.g. facebook/nllb-200-distilled-600M; empty: none.",
     )
+    max_queue: int = Field(
+        4096,
+        ge=1,
+        le=1_000_000,
+        description="Queued jobs (sentences, speech segments) before RESOURCE_EXHAUSTED; one call"
+        " can queue up to max_texts sentences.",
+    )
     max_texts: int = Field(128, ge=1, le=10_000, description="Most texts per TranslateText call.")
     max_text_characters: int = Field(
         100_000, ge=1, description="Most characters (code points) per TranslateText call, in all."
