@@ -29,7 +29,7 @@ from speechmesh.translate.engines.base import (
     TranslationJob,
     TranslationOutput,
 )
-from speechmesh.translate.text_split import join_pieces, split_text
+from speechmesh.common.text_split import join_pieces, split_text
 
 #: Silence between the translated speech of consecutive segments or sentences, seconds.
 GAP_SECONDS = 0.2

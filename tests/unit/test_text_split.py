@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from speechmesh.translate.text_split import Piece, _sentences, join_pieces, split_text
+from speechmesh.common.text_split import Piece, _sentences, join_pieces, split_text
 
 
 def words(text: str) -> int:
@@ -140,3 +140,42 @@ def test_twenty_thousand_characters_round_trip_quickly() -> None:
     assert all("\n" not in p.text for p in pieces)
     assert join_pieces(pieces, text) == text
     assert text.count("\n\n") == sum(p.separator.count("\n\n") for p in pieces)
+
+
+# -- sentences for speech ----------------------------------------------------------
+
+
+def test_split_sentences_gives_one_piece_per_sentence_and_cuts_long_ones():
+    from speechmesh.common.text_split import split_sentences
+
+    text = "Hi. This is long, with clauses, and more clauses that go on. End!"
+    pieces = [p.text for p in split_sentences(text, 20)]
+    assert pieces[0] == "Hi." and pieces[-1] == "End!"
+    assert all(len(p) <= 20 for p in pieces)
+    assert " ".join(pieces) == text
+    assert [p.text for p in split_sentences("One. Two.", 100)] == ["One.", "Two."]
+
+
+def test_sentence_buffer_waits_for_what_follows_an_end():
+    from speechmesh.common.text_split import SentenceBuffer
+
+    buffer = SentenceBuffer(400)
+    assert buffer.add("Hello there. How a") == ["Hello there."]
+    assert buffer.add("re you? It is 3.") == ["How are you?"]
+    assert buffer.add("14 degrees, e.g. warm.") == []  # "3." then "14": no end; "warm." may go on
+    assert buffer.add(" Next") == ["It is 3.14 degrees, e.g. warm."]
+    assert buffer.add(" one\nline two") == ["Next one"]  # a line break ends a sentence
+    assert buffer.pending == "line two"
+    assert buffer.flush() == ["line two"] and buffer.pending == ""
+    assert buffer.flush() == []
+
+
+def test_sentence_buffer_cuts_text_that_never_ends():
+    from speechmesh.common.text_split import SentenceBuffer
+
+    buffer = SentenceBuffer(40)
+    out = buffer.add("a very long sentence without any end at all, it goes on and on and on")
+    assert out == ["a very long sentence without any end at"]  # no clause mark: last space
+    assert buffer.add(" then, at last, it") == ["all, it goes on and on and on then,"]
+    assert all(len(s) <= 40 for s in out)
+    assert len(buffer.pending) <= 40

@@ -83,6 +83,66 @@ def split_text(text: str, max_tokens: int, count_tokens: Callable[[str], int]) -
     return pieces
 
 
+def split_sentences(text: str, max_chars: int) -> list[Piece]:
+    """One piece per sentence of `text` (for speech: each sentence is spoken on its own); a
+    sentence over `max_chars` code points is cut at clauses, then words, into pieces that fit."""
+    splitter = _Splitter(max_chars, len)
+    pieces: list[Piece] = []
+    for sentence, separator in _sentences(text):
+        pieces += splitter.pack([(sentence, separator)], _LEVEL_SENTENCE)
+    return pieces
+
+
+class SentenceBuffer:
+    """Text arriving in pieces (from a language model, say), taken out sentence by sentence.
+
+    A sentence is complete once the text after its end has begun (a "." at the very end of the
+    buffer may yet be "3.14" or "e.g."), or at a line break. Text that grows past `max_chars`
+    without an end is cut at its last clause punctuation or space, so speech never waits on a
+    text that will not end. `flush` takes whatever is buffered.
+    """
+
+    def __init__(self, max_chars: int = 400):
+        self.max_chars = max_chars
+        self._text = ""
+
+    @property
+    def pending(self) -> str:
+        return self._text
+
+    def add(self, piece: str) -> list[str]:
+        """Adds a piece (joined exactly as sent); returns the sentences it completed."""
+        self._text += piece
+        done: list[str] = []
+        while True:
+            sentences = _sentences(self._text)
+            if len(sentences) < 2:
+                break
+            sentence, separator = sentences[0]
+            done.append(sentence)
+            self._text = self._text[self._text.index(sentence) + len(sentence) + len(separator) :]
+        if len(self._text) > self.max_chars:
+            done += self._cut_long()
+        return done
+
+    def flush(self) -> list[str]:
+        """Every buffered sentence, complete or not."""
+        text, self._text = self._text, ""
+        return [sentence for sentence, _ in _sentences(text)]
+
+    def _cut_long(self) -> list[str]:
+        out: list[str] = []
+        while len(self._text) > self.max_chars:
+            head = self._text[: self.max_chars]
+            cut = max((m.end() for m in _CLAUSE.finditer(head)), default=0)
+            if cut == 0:
+                cut = head.rfind(" ") + 1 or self.max_chars
+            piece, self._text = self._text[:cut].strip(), self._text[cut:].lstrip()
+            if piece:
+                out.append(piece)
+        return out
+
+
 def join_pieces(pieces: Sequence[Piece], original: str, texts: Sequence[str] | None = None) -> str:
     """The pieces' texts (or `texts`, their translations, in order) with the original spacing.
 
