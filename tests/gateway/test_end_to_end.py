@@ -403,3 +403,59 @@ def test_rate_limit_answers_429_per_client(up, tmp_path):
                 health_pb2.HealthCheckRequest(service="speechmesh.asr.v1.AsrService"), timeout=10
             )
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def _speech_wav() -> bytes:
+    return GOFORWARD.read_bytes() if GOFORWARD.is_file() else tone_wav(2.0)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+#: Every annotated ASR and translate RPC not covered above: (path, JSON body or raw audio,
+#: response content type).
+REST_ROUTES = [
+    ("/v1/asr:recognize", lambda: {"audio": _b64(_speech_wav())}, "application/json"),
+    (
+        "/v1/translate:translateSpeech",
+        lambda: {"audio": _b64(_speech_wav()), "config": {"target_language_code": "fr"}},
+        "application/json",
+    ),
+    (
+        "/v1/translate:translateSpeechFile?config.target_language_code=fr",
+        _speech_wav,
+        "application/json",
+    ),
+    (
+        "/v1/translate:translateTextToSpeech",
+        lambda: {
+            "text": "Hello.",
+            "config": {"source_language_code": "en", "target_language_code": "fr"},
+        },
+        "application/json",
+    ),
+    (
+        "/v1/translate:streamingTranslateSpeech",
+        lambda: [
+            {"streaming_config": {"config": {"target_language_code": "fr"}}},
+            {"audio": _b64(_speech_wav())},
+        ],
+        "text/event-stream",
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "content_type"), REST_ROUTES)
+def test_every_annotated_rpc_answers_over_rest(up, path, body, content_type):
+    payload = body()
+    if isinstance(payload, bytes):
+        reply = up.gateway.request("POST", path, payload, {"Content-Type": "audio/wav"})
+    else:
+        reply = up.gateway.post_json(path, payload)
+    assert reply.status == 200, reply.body
+    assert reply.headers["content-type"] == content_type
+    if content_type == "text/event-stream":
+        assert all("request_id" in event for event in _sse_events(reply.body))
+    else:
+        assert "request_id" in reply.json()
