@@ -53,10 +53,22 @@ def failed_precondition(message: str, reason: str) -> ApiError:
 
 
 def not_found(resource_type: str, resource_name: str, description: str) -> ApiError:
+    return _resource_error(grpc.StatusCode.NOT_FOUND, resource_type, resource_name, description)
+
+
+def already_exists(resource_type: str, resource_name: str, description: str) -> ApiError:
+    return _resource_error(
+        grpc.StatusCode.ALREADY_EXISTS, resource_type, resource_name, description
+    )
+
+
+def _resource_error(
+    code: grpc.StatusCode, resource_type: str, resource_name: str, description: str
+) -> ApiError:
     info = error_details_pb2.ResourceInfo(
         resource_type=resource_type, resource_name=resource_name, description=description
     )
-    return ApiError(grpc.StatusCode.NOT_FOUND, description, [info])
+    return ApiError(code, description, [info])
 
 
 def resource_exhausted(message: str, retry_after_s: float) -> ApiError:

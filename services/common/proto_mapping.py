@@ -6,7 +6,7 @@ from google.protobuf import duration_pb2
 
 from speechmesh.audio.v1 import audio_pb2
 from speechmesh.common import errors
-from speechmesh.common.audio import RawFormat
+from speechmesh.common.audio import AudioError, RawFormat, content_type, encode_audio
 
 MAX_REQUEST_ID = 128
 
@@ -15,6 +15,16 @@ _RAW_ENCODINGS = {
     audio_pb2.AUDIO_ENCODING_FLOAT32: "float32",
     audio_pb2.AUDIO_ENCODING_MULAW: "mulaw",
     audio_pb2.AUDIO_ENCODING_ALAW: "alaw",
+}
+
+
+_OUTPUT_ENCODINGS = {
+    audio_pb2.OUTPUT_ENCODING_UNSPECIFIED: "wav",
+    audio_pb2.OUTPUT_ENCODING_WAV: "wav",
+    audio_pb2.OUTPUT_ENCODING_FLAC: "flac",
+    audio_pb2.OUTPUT_ENCODING_OGG_OPUS: "ogg_opus",
+    audio_pb2.OUTPUT_ENCODING_MP3: "mp3",
+    audio_pb2.OUTPUT_ENCODING_PCM: "pcm",
 }
 
 
@@ -61,3 +71,32 @@ def seconds_option(
     if not low <= seconds <= high:
         raise errors.invalid_argument(field, f"is {seconds:g} s; use {low:g} to {high:g} s")
     return seconds
+
+
+def output_format(config: audio_pb2.OutputAudioConfig, field: str) -> tuple[str, int | None]:
+    """(encoding, sample rate or None for the model's own) an OutputAudioConfig asks for."""
+    if config.encoding not in _OUTPUT_ENCODINGS:
+        raise errors.invalid_argument(f"{field}.encoding", f"unknown value {config.encoding}")
+    rate = config.sample_rate_hertz
+    if rate and not 8000 <= rate <= 192000:
+        raise errors.invalid_argument(
+            f"{field}.sample_rate_hertz", f"is {rate}; use 8000 to 192000, or 0 for the model's"
+        )
+    return _OUTPUT_ENCODINGS[config.encoding], rate or None
+
+
+def encode_output(
+    samples, rate: int, encoding: str, output_rate: int | None, field: str
+) -> tuple[bytes, int]:
+    """Encoded audio and its sample rate; an encoding that cannot take the rate is
+    INVALID_ARGUMENT naming `field`.sample_rate_hertz."""
+    try:
+        data = encode_audio(samples, rate, encoding, output_rate)
+    except AudioError as error:
+        raise errors.invalid_argument(f"{field}.sample_rate_hertz", str(error)) from None
+    return data, 48000 if encoding == "ogg_opus" else output_rate or rate
+
+
+def body_content_type(encoding: str, rate: int) -> str:
+    """HttpBody content type of audio: raw PCM carries its rate, as the contracts say."""
+    return f"audio/pcm;rate={rate}" if encoding == "pcm" else content_type(encoding)

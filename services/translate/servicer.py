@@ -10,14 +10,16 @@ import grpc
 import numpy as np
 from google.api import httpbody_pb2
 
-from speechmesh.audio.v1 import audio_pb2
 from speechmesh.common import errors, metrics
-from speechmesh.common.audio import AudioError, content_type, decode_audio, encode_audio
+from speechmesh.common.audio import decode_audio
 from speechmesh.common.endpointing import EndpointSettings
 from speechmesh.common.interceptor import call_stats
 from speechmesh.common.proto_mapping import (
+    body_content_type,
     check_request_id,
     duration,
+    encode_output,
+    output_format,
     raw_format,
     seconds_option,
 )
@@ -37,14 +39,6 @@ from speechmesh.translate.translator import GAP_SECONDS, SpeechTranslation
 from speechmesh.translate.translator import supports_language_detection as detects
 from speechmesh.translate.v1 import translate_pb2, translate_pb2_grpc
 
-_OUTPUT_ENCODINGS = {
-    audio_pb2.OUTPUT_ENCODING_UNSPECIFIED: "wav",
-    audio_pb2.OUTPUT_ENCODING_WAV: "wav",
-    audio_pb2.OUTPUT_ENCODING_FLAC: "flac",
-    audio_pb2.OUTPUT_ENCODING_OGG_OPUS: "ogg_opus",
-    audio_pb2.OUTPUT_ENCODING_MP3: "mp3",
-    audio_pb2.OUTPUT_ENCODING_PCM: "pcm",
-}
 _MODALITIES = {"text": translate_pb2.MODALITY_TEXT, "speech": translate_pb2.MODALITY_SPEECH}
 _MODEL_STATES = {
     ModelState.LOADING: translate_pb2.MODEL_STATE_LOADING,
@@ -142,9 +136,11 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
             request.audio.data,
             speech_only=True,
         )
-        encoding, _ = _output_format(request.config.output_audio_config)
+        encoding, _ = output_format(
+            request.config.output_audio_config, "config.output_audio_config"
+        )
         return httpbody_pb2.HttpBody(
-            content_type=_content_type(encoding, response.translated_audio_sample_rate_hertz),
+            content_type=body_content_type(encoding, response.translated_audio_sample_rate_hertz),
             data=response.translated_audio,
         )
 
@@ -160,7 +156,9 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
             want_transcript = config.enable_source_transcript
         tasks = ["s2st" if want_speech else "s2tt"] + (["s2tt"] if want_transcript else [])
         model = self.models.for_task(config.model, tasks, "config.model")
-        output = _output_format(config.output_audio_config) if want_speech else None
+        output = None
+        if want_speech:
+            output = output_format(config.output_audio_config, "config.output_audio_config")
         options = _speech_options(model, config, want_text, want_speech, want_transcript)
         if not data:
             raise errors.invalid_argument("audio", "is empty; send the recording's bytes")
@@ -209,7 +207,7 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
         )
         encoder = None
         if want_speech:
-            encoding, rate = _output_format(config.output_audio_config, at + "output_audio_config")
+            encoding, rate = output_format(config.output_audio_config, at + "output_audio_config")
             encoder = StreamEncoder(model.engine.output_sample_rate, encoding, rate)
         raw = raw_format(config.audio_format, at + "audio_format")
         endpointing = _endpointing(cfg, model.engine.max_speech_seconds)
@@ -237,9 +235,12 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
 
     async def TranslateTextToSpeechAudio(self, request, context):
         response = await self._text_to_speech(request)
-        encoding, _ = _output_format(request.config.output_audio_config)
+        encoding, _ = output_format(
+            request.config.output_audio_config, "config.output_audio_config"
+        )
         return httpbody_pb2.HttpBody(
-            content_type=_content_type(encoding, response.sample_rate_hertz), data=response.audio
+            content_type=body_content_type(encoding, response.sample_rate_hertz),
+            data=response.audio,
         )
 
     async def _text_to_speech(self, request) -> translate_pb2.TranslateTextToSpeechResponse:
@@ -255,7 +256,7 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
                 "text", f"is {len(text)} characters; at most {limit} per call"
             )
         model = self.models.for_task(config.model, "t2st", "config.model")
-        encoding, rate = _output_format(config.output_audio_config)
+        encoding, rate = output_format(config.output_audio_config, "config.output_audio_config")
         with _fields(_TTS_FIELDS):
             speech = await model.translator.text_to_speech(
                 text, config.source_language_code, config.target_language_code, config.voice
@@ -400,19 +401,6 @@ def _output_modalities(values, field: str = "config.output_modalities") -> tuple
     return translate_pb2.MODALITY_TEXT in values, translate_pb2.MODALITY_SPEECH in values
 
 
-def _output_format(
-    config: audio_pb2.OutputAudioConfig, field: str = "config.output_audio_config"
-) -> tuple[str, int | None]:
-    if config.encoding not in _OUTPUT_ENCODINGS:
-        raise errors.invalid_argument(f"{field}.encoding", f"unknown value {config.encoding}")
-    rate = config.sample_rate_hertz
-    if rate and not 8000 <= rate <= 192000:
-        raise errors.invalid_argument(
-            f"{field}.sample_rate_hertz", f"is {rate}; use 8000 to 192000, or 0 for the model's"
-        )
-    return _OUTPUT_ENCODINGS[config.encoding], rate or None
-
-
 # -- domain -> responses ---------------------------------------------------
 
 
@@ -422,23 +410,12 @@ def _encode(
     """Encoded audio and its sample rate. Nothing said (no speech found): a short silence."""
     if samples is None or not len(samples):
         samples = np.zeros(int(GAP_SECONDS * rate), dtype=np.float32)
-    try:
-        data = encode_audio(samples, rate, encoding, output_rate)
-    except AudioError as error:
-        raise errors.invalid_argument(
-            "config.output_audio_config.sample_rate_hertz", str(error)
-        ) from None
-    return data, 48000 if encoding == "ogg_opus" else output_rate or rate
+    return encode_output(samples, rate, encoding, output_rate, "config.output_audio_config")
 
 
 def _seconds(samples: np.ndarray | None, rate: int) -> float:
     """Length of the audio _encode encodes."""
     return len(samples) / rate if samples is not None and len(samples) else GAP_SECONDS
-
-
-def _content_type(encoding: str, rate: int) -> str:
-    # Raw PCM carries its rate in the type, as the contract says.
-    return f"audio/pcm;rate={rate}" if encoding == "pcm" else content_type(encoding)
 
 
 def _speech_response(
