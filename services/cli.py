@@ -17,9 +17,14 @@ SERVICES = {
         "speechmesh.translate.config:TranslateSettings",
         "speechmesh.translate.app:build_app",
     ),
+    "tts": ("speechmesh.tts.config:TtsSettings", "speechmesh.tts.app:build_app"),
 }
 #: Flags that only some services take: flag -> its settings field.
-_SERVICE_FLAGS = {"text_model": "--text-model"}
+_SERVICE_FLAGS = {
+    "text_model": "--text-model",
+    "extra_models": "--extra-models",
+    "voices_dir": "--voices-dir",
+}
 
 
 def _load(spec: str):
@@ -89,17 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("service", choices=["asr", "translate", "tts"])
     serve.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     serve.add_argument(
-        "--port", type=int, help="gRPC port (asr 50051, translate 50052; 0 picks one)"
+        "--port", type=int, help="gRPC port (asr 50051, translate 50052, tts 50053; 0 picks one)"
     )
     serve.add_argument("--model", help="Hugging Face id or checkpoint folder")
     serve.add_argument(
         "--text-model",
         help="translate: a second, lighter text-to-text model (NLLB, M2M100, Marian)",
     )
+    serve.add_argument(
+        "--extra-models", help="tts: more models beside --model, comma-separated (e.g. VITS)"
+    )
+    serve.add_argument("--voices-dir", help="tts: where stored voices live")
     serve.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
     serve.add_argument("--dtype", help="auto, float32, float16 or bfloat16 (default auto)")
     serve.add_argument(
-        "--metrics-port", type=int, help="Prometheus port (asr 9151, translate 9152)"
+        "--metrics-port", type=int, help="Prometheus port (asr 9151, translate 9152, tts 9153)"
     )
     serve.add_argument("--max-batch-size", type=int, help="jobs per forward pass (default 8)")
     serve.add_argument("--max-batch-wait-ms", type=float, help="batch fill wait (default 5)")

@@ -123,3 +123,48 @@ async def tiny_translate(tiny_seamless_checkpoint, tiny_nllb_checkpoint):
     """Translate on tiny random Seamless (default) and NLLB (text model): (host, channel)."""
     async with running_translate(tiny_seamless_checkpoint, tiny_nllb_checkpoint) as served:
         yield served
+
+
+@pytest.fixture(scope="session")
+def tiny_csm_checkpoint(tmp_path_factory) -> pathlib.Path:
+    """A tiny random CSM checkpoint (with its Mimi codec): voice cloning, built offline once."""
+    from speechmesh.common.tiny_models import build_tiny
+
+    return build_tiny("csm", tmp_path_factory.mktemp("tiny-csm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_vits_checkpoint(tmp_path_factory) -> pathlib.Path:
+    """A tiny random VITS (MMS-TTS layout) checkpoint: a preset voice, built offline once."""
+    from speechmesh.common.tiny_models import build_tiny
+
+    return build_tiny("vits", tmp_path_factory.mktemp("tiny-vits"))
+
+
+@contextlib.asynccontextmanager
+async def running_tts(
+    model: pathlib.Path | str, voices_dir: pathlib.Path, extra_models: str = "", **overrides
+) -> AsyncIterator:
+    """Starts the TTS service in-process on a free port; yields (host, channel)."""
+    from speechmesh.tts.app import build_app
+    from speechmesh.tts.config import TtsSettings
+
+    settings = TtsSettings(
+        model=str(model),
+        extra_models=extra_models,
+        voices_dir=str(voices_dir),
+        host="127.0.0.1",
+        port=0,
+        metrics_port=0,
+        **overrides,
+    )
+    async with serving(build_app(settings), settings) as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
+async def tiny_tts(tiny_csm_checkpoint, tiny_vits_checkpoint, tmp_path_factory):
+    """TTS on tiny random CSM (default, clones) and VITS (presets): (host, channel)."""
+    voices = tmp_path_factory.mktemp("voices")
+    async with running_tts(tiny_csm_checkpoint, voices, str(tiny_vits_checkpoint)) as served:
+        yield served

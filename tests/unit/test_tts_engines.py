@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import AutoProcessor, CsmForConditionalGeneration, CsmProcessor
 
-from speechmesh.common.tiny_models import TINY_ARCHS, build_tiny
+from speechmesh.common.tiny_models import TINY_ARCHS
 from speechmesh.common.tiny_tts import CSM_CODEBOOK_SIZE, CSM_CODEBOOKS, build_vits
 from speechmesh.tts.engines.base import InvalidOptionError, SynthesisJob, VoicePrompt
 from speechmesh.tts.engines.csm import CsmEngine
@@ -33,13 +33,13 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
-def csm_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny("csm", tmp_path_factory.mktemp("tiny-csm"))
+def csm_path(tiny_csm_checkpoint: Path) -> Path:
+    return tiny_csm_checkpoint
 
 
 @pytest.fixture(scope="session")
-def vits_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny("vits", tmp_path_factory.mktemp("tiny-vits"))
+def vits_path(tiny_vits_checkpoint: Path) -> Path:
+    return tiny_vits_checkpoint
 
 
 @pytest.fixture(scope="module")
