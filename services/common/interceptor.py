@@ -32,6 +32,9 @@ class CallStats:
     request_id: str = ""
     audio_seconds: float = 0.0
     characters: int = 0
+    #: The caller's address, read when the call starts (grpc may crash reading it from the
+    #: context of a call that was cancelled meanwhile).
+    peer: str = ""
 
 
 _CALL: contextvars.ContextVar[CallStats] = contextvars.ContextVar("speechmesh_call")
@@ -94,7 +97,9 @@ class _Call:
 
     def unary(self, behavior):
         async def wrapped(request, context: grpc.aio.ServicerContext):
-            stats = CallStats(request_id=getattr(request, "request_id", "") or "")
+            stats = CallStats(
+                request_id=getattr(request, "request_id", "") or "", peer=context.peer()
+            )
             _CALL.set(stats)
             started = time.perf_counter()
             code = grpc.StatusCode.OK
@@ -116,7 +121,9 @@ class _Call:
             return self.unary(behavior)
 
         async def wrapped(request, context: grpc.aio.ServicerContext) -> AsyncIterator:
-            stats = CallStats(request_id=getattr(request, "request_id", "") or "")
+            stats = CallStats(
+                request_id=getattr(request, "request_id", "") or "", peer=context.peer()
+            )
             _CALL.set(stats)
             started = time.perf_counter()
             code = grpc.StatusCode.OK
@@ -175,7 +182,7 @@ class _Call:
             service=self.service,
             method=self.method,
             request_id=stats.request_id,
-            peer=context.peer(),
+            peer=stats.peer,
             code=name,
             duration_ms=round(elapsed * 1000, 2),
             audio_seconds=round(stats.audio_seconds, 3),
