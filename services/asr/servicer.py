@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import grpc
+from google.api import httpbody_pb2
 
 from speechmesh.asr.config import AsrSettings
 from speechmesh.asr.engines.base import DecodeOptions, InvalidOptionError, Segment, Word
@@ -18,8 +19,8 @@ from speechmesh.asr.streaming import (
     UtteranceResult,
 )
 from speechmesh.asr.v1 import asr_pb2, asr_pb2_grpc
-from speechmesh.common import errors, metrics
-from speechmesh.common.audio import decode_audio
+from speechmesh.common import errors, metrics, openai_compat
+from speechmesh.common.audio import AudioError, RawFormat, decode_audio
 from speechmesh.common.interceptor import call_stats
 from speechmesh.common.proto_mapping import (
     check_request_id,
@@ -59,6 +60,8 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
         self.models = models
         self.settings = settings
         self._streams = StreamSlots(settings.max_streams)
+        #: `created` of the models in the OpenAI model list: when this service started.
+        self._created = int(time.time())
 
     async def Recognize(self, request, context):
         return await self._recognize(request.request_id, request.config, request.audio)
@@ -67,7 +70,6 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
         return await self._recognize(request.request_id, request.config, request.audio.data)
 
     async def _recognize(self, request_id: str, config, data: bytes) -> asr_pb2.RecognizeResponse:
-        started = time.perf_counter()
         check_request_id(request_id)
         call_stats().request_id = request_id
         model = self.models.get(config.model)
@@ -75,22 +77,39 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
         if not data:
             raise errors.invalid_argument("audio", "is empty; send the recording's bytes")
         raw = raw_format(config.audio_format, "config.audio_format")
+        transcript = await self._transcribe(model, options, data, raw, "Recognize", "audio")
+        return _recognize_response(request_id, model, transcript)
+
+    async def _transcribe(
+        self,
+        model: AsrModel,
+        options: DecodeOptions,
+        data: bytes,
+        raw: RawFormat | None,
+        method: str,
+        field: str,
+    ) -> Transcript:
+        """Decodes a whole recording and recognizes it; `field` names the audio in errors."""
+        started = time.perf_counter()
         # Decoding (MP3, long files) and resampling take milliseconds to seconds: off the loop.
-        audio = await asyncio.to_thread(decode_audio, data, raw, model.engine.sample_rate)
+        try:
+            audio = await asyncio.to_thread(decode_audio, data, raw, model.engine.sample_rate)
+        except AudioError as error:
+            raise errors.invalid_argument(field, str(error)) from None
         call_stats().audio_seconds = audio.duration
         if audio.duration > self.settings.max_audio_seconds:
             raise errors.invalid_argument(
-                "audio",
+                field,
                 f"is {audio.duration:.0f} s long; at most"
                 f" {self.settings.max_audio_seconds:.0f} s per request (split it, or stream it)",
             )
         transcript = await model.recognizer.recognize(audio.samples, options)
         if audio.duration > 0:
-            metrics.REAL_TIME_FACTOR.labels("asr", "Recognize").observe(
+            metrics.REAL_TIME_FACTOR.labels("asr", method).observe(
                 (time.perf_counter() - started) / audio.duration
             )
         call_stats().characters = len(transcript.text)
-        return _recognize_response(request_id, model, transcript)
+        return transcript
 
     async def StreamingRecognize(self, request_iterator, context):
         cfg = await first_config(request_iterator)
@@ -135,6 +154,35 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
             infos.append(info)
         return asr_pb2.ListModelsResponse(request_id=request.request_id, models=infos)
 
+    # -- the OpenAI-compatible face (parsing and formatting live in openai_compat) ----------
+
+    async def CreateTranscription(self, request, context):
+        return await self._openai_audio(request, "CreateTranscription", translate=False)
+
+    async def CreateTranslation(self, request, context):
+        return await self._openai_audio(request, "CreateTranslation", translate=True)
+
+    async def _openai_audio(self, body, method: str, *, translate: bool) -> httpbody_pb2.HttpBody:
+        asked = openai_compat.audio_request(body.content_type, body.data, translate=translate)
+        model = self.models.get(asked.model)
+        options = _openai_options(model, asked)
+        transcript = await self._transcribe(model, options, asked.file.data, None, method, "file")
+        content_type, data = openai_compat.transcription_body(transcript, asked)
+        return httpbody_pb2.HttpBody(content_type=content_type, data=data)
+
+    async def ListOpenAiModels(self, request, context):
+        content_type, data = openai_compat.models_body(self._openai_ids(), self._created)
+        return httpbody_pb2.HttpBody(content_type=content_type, data=data)
+
+    async def GetOpenAiModel(self, request, context):
+        content_type, data = openai_compat.model_body(
+            request.model, self._openai_ids(), self._created
+        )
+        return httpbody_pb2.HttpBody(content_type=content_type, data=data)
+
+    def _openai_ids(self) -> list[str]:
+        return openai_compat.model_ids(self.models.models)
+
 
 # -- requests -> domain ----------------------------------------------------
 
@@ -174,6 +222,21 @@ def _options(model: AsrModel, config, field: str = "config") -> DecodeOptions:
         raise errors.invalid_argument(
             f"{field}.{_OPTION_FIELDS[error.option]}", str(error)
         ) from None
+
+
+def _openai_options(model: AsrModel, asked: openai_compat.AudioRequest) -> DecodeOptions:
+    """Decode options of an OpenAI request; errors name its form fields."""
+    try:
+        return model.engine.options(
+            language=asked.language,
+            task=asked.task,
+            word_timestamps=asked.word_timestamps,
+            prompt=asked.prompt,
+            beam_size=1,
+            temperature=asked.temperature,
+        )
+    except InvalidOptionError as error:
+        raise openai_compat.option_error(error.option, str(error), model.name) from None
 
 
 def _stream_settings(model: AsrModel, cfg) -> StreamSettings:
