@@ -11,7 +11,11 @@ certificate is set). Its HTTP filters, in order:
    is on, else its address); 429 for REST, RESOURCE_EXHAUSTED for gRPC.
 5. grpc_json_transcoder: every `google.api.http` route of every service in the descriptor set;
    gRPC errors become google.rpc.Status JSON with the matching HTTP status; streamed results
-   are server-sent events. The transcoded request is routed again on its gRPC path.
+   are server-sent events. The transcoded request is routed again on its gRPC path. The
+   OpenAI-compatible routes (`/v1/audio/transcriptions`, `/v1/audio/translations`, `/v1/models`)
+   are such routes too: an RPC whose request is google.api.HttpBody gets the whole body as it
+   came (a multipart upload, which Envoy cannot parse, within max_request_body_size), and any
+   query parameter on it is 400 (reject_unknown_query_parameters; OpenAI clients send none).
 6. router.
 
 Routes are gRPC paths: the streaming methods of each service (read from the descriptor set)
