@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from speechmesh.common.batcher import MicroBatcher
+from speechmesh.common.text_split import join_pieces, split_text
 from speechmesh.common.vad import SileroVad, chunk_regions, speech_regions
 from speechmesh.translate.engines.base import (
     InvalidOptionError,
@@ -29,7 +30,6 @@ from speechmesh.translate.engines.base import (
     TranslationJob,
     TranslationOutput,
 )
-from speechmesh.common.text_split import join_pieces, split_text
 
 #: Silence between the translated speech of consecutive segments or sentences, seconds.
 GAP_SECONDS = 0.2
