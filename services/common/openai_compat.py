@@ -520,3 +520,54 @@ def speech_format(value: str) -> str:
             f"{value!r} is not offered here; use one of {', '.join(SPEECH_FORMATS)}",
         )
     return SPEECH_FORMATS[value]
+
+
+#: OpenAI's built-in voice names: they mean the model's default voice here.
+OPENAI_VOICES = frozenset(
+    "alloy ash ballad coral echo fable onyx nova sage shimmer verse marin cedar".split()
+)
+#: Speaking rate OpenAI accepts.
+SPEECH_SPEEDS = (0.25, 4.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeechRequest:
+    """A validated /v1/audio/speech request."""
+
+    input: str
+    #: "" for the default model (an alias or nothing), else a served model's name.
+    model: str
+    #: As sent: a stored voice ("jane" or "voices/jane"), a preset, or an OpenAI voice name.
+    voice: str
+    #: The suite's output encoding ("mp3", "ogg_opus", "wav", "flac", "pcm").
+    encoding: str
+    speed: float
+
+
+def speech_request(content_type: str, body: bytes) -> SpeechRequest:
+    """Validates a /v1/audio/speech JSON body (`model`, `input`, `voice`, `response_format`,
+    `speed`; other fields such as `instructions` are ignored)."""
+    fields = parse_json_body(content_type, body)
+    text = fields.get("input")
+    if not isinstance(text, str) or not text.strip():
+        raise errors.invalid_argument("input", "is required: the text to speak")
+    voice = fields.get("voice", "")
+    if not isinstance(voice, str):
+        raise errors.invalid_argument("voice", "must be a string (a voice name)")
+    speed = fields.get("speed", 1.0)
+    low, high = SPEECH_SPEEDS
+    if isinstance(speed, bool) or not isinstance(speed, int | float) or not low <= speed <= high:
+        raise errors.invalid_argument("speed", f"is {speed!r}; use a number from {low} to {high}")
+    if fields.get("stream_format", "audio") not in ("audio", None):
+        raise errors.invalid_argument(
+            "stream_format",
+            "only 'audio' is offered here; stream speech with the StreamingSynthesize RPC or"
+            " /v1/tts:streamingSynthesize (server-sent events)",
+        )
+    return SpeechRequest(
+        input=text,
+        model=resolve_tts_model(str(fields.get("model") or "")),
+        voice=voice.strip(),
+        encoding=speech_format(str(fields.get("response_format") or "mp3")),
+        speed=float(speed),
+    )

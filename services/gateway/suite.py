@@ -53,11 +53,18 @@ EXAMPLES: dict[str, list[str]] = {
         "curl {url}/v1/asr/models",
         "curl --data-binary @speech.wav -H 'Content-Type: audio/wav' "
         "'{url}/v1/asr:recognizeFile?config.language_code=en'",
+        "curl -F file=@speech.wav -F model=whisper-1 {url}/v1/audio/transcriptions",
     ],
     "translate": [
         "curl -X POST {url}/v1/translate:translateText "
         """-d '{{"texts": ["Hello"], "source_language_code": "en","""
         """ "target_language_code": "fr"}}'""",
+    ],
+    "tts": [
+        "curl -X POST {url}/v1/tts:synthesizeAudio "
+        """-d '{{"text": "Hello there."}}' -o hello.wav""",
+        "curl {url}/v1/audio/speech -H 'Content-Type: application/json' "
+        """-d '{{"model": "tts-1", "voice": "alloy", "input": "Hello."}}' -o hello.mp3""",
     ],
 }
 RESTARTS = 5  # times a service that died after it was ready is started again

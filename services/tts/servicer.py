@@ -10,7 +10,7 @@ import numpy as np
 from google.api import httpbody_pb2
 from google.protobuf import empty_pb2, timestamp_pb2
 
-from speechmesh.common import errors
+from speechmesh.common import errors, openai_compat
 from speechmesh.common.audio import AudioError, decode_audio
 from speechmesh.common.interceptor import call_stats
 from speechmesh.common.proto_mapping import (
@@ -238,6 +238,47 @@ class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
             )
         except ReferenceAudioError as error:
             raise errors.invalid_argument(audio_field, str(error)) from None
+
+    async def CreateSpeech(self, request, context):
+        speech = openai_compat.speech_request(request.content_type, request.data)
+        call_stats().characters = len(speech.input)
+        _check_text(speech.input, self.settings.max_text_characters, "input")
+        model, voice = await self._openai_voice(speech.model, speech.voice, _owner(context))
+        style = Style(None, new_seed(), speech.speed)
+        with _fields(""):
+            result = await _synthesizer(model, self.settings).speak(speech.input, voice, style)
+        rate = openai_compat.PCM_RATE if speech.encoding == "pcm" else None
+        data, out_rate = encode_output(
+            result.audio, result.sample_rate, speech.encoding, rate, "response_format"
+        )
+        return httpbody_pb2.HttpBody(
+            content_type=body_content_type(speech.encoding, out_rate), data=data
+        )
+
+    async def _openai_voice(
+        self, name: str, voice: str, owner: str
+    ) -> tuple[TtsModel, VoiceChoice]:
+        """OpenAI's `voice`: a stored voice, else a preset, else one of OpenAI's names (the
+        default voice)."""
+        config = tts_pb2.SynthesisConfig(model=name)
+        voice_id = voice.removeprefix("voices/")
+        if voice_id and store.VOICE_ID_PATTERN.fullmatch(voice_id):
+            try:
+                await asyncio.to_thread(self.models.voices.get, voice_id, owner)
+                config.voice = f"voices/{voice_id}"
+            except store.VoiceNotFoundError:
+                pass
+        if not config.voice and voice and voice not in openai_compat.OPENAI_VOICES:
+            model = self.models.get(name)
+            if not any(v.name == voice for v in model.engine.preset_voices):
+                raise errors.not_found(
+                    "voice",
+                    voice,
+                    f"voice {voice!r} is neither a stored voice nor a preset of model"
+                    f" {model.name}; GET /v1/voices and /v1/tts/models list them",
+                )
+            config.preset_voice = voice
+        return await self._voice(config, owner, "")
 
     # -- voices --------------------------------------------------------------
 

@@ -143,11 +143,13 @@ class Up:
 
 @pytest.fixture(scope="session")
 def up(tmp_path_factory) -> Iterator[Up]:
-    """`speechmesh up --offline` with ASR and translate on tiny checkpoints, on free ports."""
+    """`speechmesh up --offline` with ASR, translate and TTS on tiny checkpoints, on free
+    ports."""
     cache = tmp_path_factory.mktemp("tiny-cache")
     ports = {
         "asr": free_port(),
         "translate": free_port(),
+        "tts": free_port(),
         "gateway": free_port(),
         "admin": free_port(),
     }
@@ -158,6 +160,9 @@ def up(tmp_path_factory) -> Iterator[Up]:
             "SPEECHMESH_ASR_METRICS_PORT": "0",
             "SPEECHMESH_TRANSLATE_PORT": str(ports["translate"]),
             "SPEECHMESH_TRANSLATE_METRICS_PORT": "0",
+            "SPEECHMESH_TTS_PORT": str(ports["tts"]),
+            "SPEECHMESH_TTS_METRICS_PORT": "0",
+            "SPEECHMESH_TTS_VOICES_DIR": str(tmp_path_factory.mktemp("voices")),
             "SPEECHMESH_GATEWAY_HOST": "127.0.0.1",
             "SPEECHMESH_GATEWAY_PORT": str(ports["gateway"]),
             "SPEECHMESH_GATEWAY_ADMIN_PORT": str(ports["admin"]),
@@ -165,6 +170,7 @@ def up(tmp_path_factory) -> Iterator[Up]:
             # The services' own grace period bounds how long stopping takes.
             "SPEECHMESH_ASR_GRACE_PERIOD_S": "2",
             "SPEECHMESH_TRANSLATE_GRACE_PERIOD_S": "2",
+            "SPEECHMESH_TTS_GRACE_PERIOD_S": "2",
         }
     )
     process = subprocess.Popen(
@@ -175,7 +181,7 @@ def up(tmp_path_factory) -> Iterator[Up]:
             "up",
             "--offline",
             "--services",
-            "asr,translate",
+            "asr,translate,tts",
             "--cache-dir",
             str(cache),
             "--ready-timeout",

@@ -1,0 +1,160 @@
+"""TTS through the real Envoy: gRPC unary and bidi streaming, REST JSON, raw audio out, voices
+uploaded as raw audio, OpenAI's `audio.speech.create`, and voices kept apart per identity when
+authentication is on. The TTS service runs a tiny random CSM (noise, real API)."""
+
+from __future__ import annotations
+
+import io
+
+import grpc
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechmesh.common.audio import decode_audio
+from speechmesh.tts.v1 import tts_pb2, tts_pb2_grpc
+from tests.gateway.conftest import run_envoy
+from tests.service.test_tts_service import REFERENCE
+
+openai = pytest.importorskip("openai")
+
+TTS = "speechmesh.tts.v1.TtsService"
+
+
+@pytest.fixture(scope="module")
+def tts(up):
+    with grpc.insecure_channel(up.gateway.target) as channel:
+        yield tts_pb2_grpc.TtsServiceStub(channel)
+
+
+def test_grpc_synthesize_and_stream_through_the_gateway(tts):
+    reply = tts.Synthesize(
+        tts_pb2.SynthesizeRequest(text="Through Envoy.", config=tts_pb2.SynthesisConfig(seed=3)),
+        timeout=60,
+    )
+    assert reply.sample_rate_hertz == 24000 and reply.seed == 3
+    assert decode_audio(reply.audio, None, None).duration > 0.1
+
+    def requests():
+        yield tts_pb2.StreamingSynthesizeRequest(
+            streaming_config=tts_pb2.StreamingSynthesisConfig(request_id="g1")
+        )
+        yield tts_pb2.StreamingSynthesizeRequest(text="One. Two")
+        yield tts_pb2.StreamingSynthesizeRequest(text=" three.")
+
+    responses = list(tts.StreamingSynthesize(requests(), timeout=60))
+    assert responses[-1].summary.sentence_count == 2
+    assert {r.request_id for r in responses} == {"g1"}
+
+
+def test_rest_json_and_raw_audio(up):
+    reply = up.gateway.post_json(
+        "/v1/tts:synthesize", {"text": "Hello over REST.", "config": {"seed": "5"}}
+    )
+    assert reply.status == 200, reply.body
+    body = reply.json()
+    assert body["seed"] == "5" and body["sentences"][0]["text"] == "Hello over REST."
+    raw = up.gateway.post_json(
+        "/v1/tts:synthesizeAudio",
+        {
+            "text": "Raw audio.",
+            "config": {"output_audio_config": {"encoding": "OUTPUT_ENCODING_FLAC"}},
+        },
+    )
+    assert raw.status == 200 and raw.headers["content-type"] == "audio/flac"
+    assert sf.info(io.BytesIO(raw.body)).format == "FLAC"
+    models = up.gateway.get("/v1/tts/models")
+    assert models.json()["models"][0]["engine"] == "csm"
+
+
+def test_voice_upload_as_raw_body_then_use_and_delete(up):
+    reply = up.gateway.request(
+        "POST",
+        "/v1/voices:upload?voice_id=rest-voice&voice.transcript=Hello%20there.",
+        body=REFERENCE,
+        headers={"Content-Type": "audio/wav"},
+    )
+    assert reply.status == 200, reply.body
+    assert reply.json()["name"] == "voices/rest-voice"
+    assert up.gateway.get("/v1/voices/rest-voice").json()["transcript"] == "Hello there."
+    spoken = up.gateway.post_json(
+        "/v1/tts:synthesizeAudio",
+        {"text": "In my voice.", "config": {"voice": "voices/rest-voice"}},
+    )
+    assert spoken.status == 200 and spoken.headers["content-type"] == "audio/wav"
+    assert up.gateway.request("DELETE", "/v1/voices/rest-voice").status == 200
+    missing = up.gateway.get("/v1/voices/rest-voice")
+    assert missing.status == 404 and missing.json()["code"] == 5
+
+
+def test_openai_speech(up):
+    with openai.OpenAI(
+        base_url=f"http://127.0.0.1:{up.gateway.port}/v1", api_key="x", max_retries=0
+    ) as sdk:
+        mp3 = sdk.audio.speech.create(model="tts-1", voice="alloy", input="Hello from OpenAI.")
+        audio = decode_audio(mp3.content, None, None)
+        assert audio.sample_rate == 24000 and audio.duration > 0.1
+        wav = sdk.audio.speech.create(
+            model="tts-1", voice="alloy", input="Faster.", response_format="wav", speed=2.0
+        )
+        assert sf.info(io.BytesIO(wav.content)).format == "WAV"
+        pcm = sdk.audio.speech.create(
+            model="tts-1", voice="alloy", input="Raw.", response_format="pcm"
+        )
+        assert len(pcm.content) % 2 == 0 and len(pcm.content) > 0
+        with pytest.raises(openai.BadRequestError):
+            sdk.audio.speech.create(model="tts-1", voice="alloy", input="x", speed=9)
+        with pytest.raises(openai.NotFoundError):
+            sdk.audio.speech.create(model="tts-1", voice="nobody-here", input="Hi.")
+        with pytest.raises(openai.BadRequestError):
+            sdk.audio.speech.create(
+                model="tts-1", voice="alloy", input="Hi.", response_format="aac"
+            )
+
+
+def test_voices_are_kept_apart_per_identity(up, tmp_path, credentials):
+    with run_envoy(
+        tmp_path,
+        ["tts"],
+        auth="api_key",
+        api_keys_file=credentials["api_keys"],
+        asr_upstream=f"127.0.0.1:{up.ports['asr']}",
+        translate_upstream=f"127.0.0.1:{up.ports['translate']}",
+        tts_upstream=f"127.0.0.1:{up.ports['tts']}",
+    ) as (gateway, _):
+        alice = {"x_api_key": "alice-key-0001"}
+        bob = {"x_api_key": "bob-key-0002"}
+        created = gateway.request(
+            "POST",
+            "/v1/voices:upload?voice_id=secret&voice.transcript=Mine%20alone.",
+            body=REFERENCE,
+            headers={"Content-Type": "audio/wav", "x-api-key": "alice-key-0001"},
+        )
+        assert created.status == 200, created.body
+        assert gateway.get("/v1/voices/secret", **alice).status == 200
+        assert gateway.get("/v1/voices/secret", **bob).status == 404  # not 403: no leak
+        assert gateway.get("/v1/voices/secret").status == 401
+        use = {"text": "Hi.", "config": {"voice": "voices/secret"}}
+        assert gateway.post_json("/v1/tts:synthesize", use, **bob).status == 404
+        assert gateway.post_json("/v1/tts:synthesize", use, **alice).status == 200
+        listed = gateway.get("/v1/voices", **bob).json()
+        assert "voices/secret" not in [v["name"] for v in listed.get("voices", [])]
+        assert (
+            gateway.request(
+                "DELETE", "/v1/voices/secret", headers={"x-api-key": "bob-key-0002"}
+            ).status
+            == 404
+        )
+        assert (
+            gateway.request(
+                "DELETE", "/v1/voices/secret", headers={"x-api-key": "alice-key-0001"}
+            ).status
+            == 200
+        )
+        # The open gateway (no auth) is anonymous: alice's voices are not there either.
+        assert np.all(
+            [
+                v["name"] != "voices/secret"
+                for v in up.gateway.get("/v1/voices").json().get("voices", [])
+            ]
+        )
