@@ -25,9 +25,11 @@ Each owner has its own namespace of voice ids, so one owner can neither see, del
 learn of the existence of another's voices (the same id may exist for both).
 
 The store is synchronous and thread-safe (one lock guards the index; files are written and
-read outside it); servicers call it with `asyncio.to_thread`. One process owns a directory:
-the index is kept in memory, so two live processes sharing a directory would not see each
-other's changes.
+read outside it); servicers call it with `asyncio.to_thread`. Several processes may share a
+directory (TTS replicas on one ReadWriteMany volume): every lookup checks the voice's
+voice.json on disk and every listing scans the owner's folder, so each sees the others' creates
+and deletes at once; the atomic rename keeps ids unique across them, and start-up only removes
+staging entries old enough to be leftovers of a crash.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ import re
 import secrets
 import shutil
 import threading
+import time
 import zipfile
 from bisect import bisect_right, insort
 from collections import OrderedDict
@@ -73,6 +76,8 @@ _CORRUPT = ".corrupt"
 _ANONYMOUS = "anonymous"
 _OWNER_DIR = re.compile(r"anonymous|o-[0-9a-f]{64}")
 _TOKEN_VERSION = 1
+#: Staging entries older than this (seconds) are leftovers of a crashed write.
+STALE_STAGING_S = 600.0
 
 
 # -- errors --------------------------------------------------------------------------------------
@@ -371,9 +376,14 @@ class VoiceStore:
         self.root.mkdir(parents=True, exist_ok=True)
         staging = self.root / _STAGING
         if staging.is_dir():
+            # Other replicas may be writing into staging right now (a shared volume): only
+            # entries older than any write takes are leftovers of a crash.
+            stale = time.time() - STALE_STAGING_S
             for leftover in staging.iterdir():
-                log.info("voice_store_leftover_removed", path=str(leftover))
-                self._remove(leftover)
+                with contextlib.suppress(OSError):
+                    if leftover.lstat().st_mtime < stale:
+                        log.info("voice_store_leftover_removed", path=str(leftover))
+                        self._remove(leftover)
         staging.mkdir(exist_ok=True)
         skipped = 0
         for owner_dir in sorted(self.root.iterdir()):
@@ -413,6 +423,67 @@ class VoiceStore:
         self._records[(record.voice.owner, record.voice.voice_id)] = record
         insort(self._order.setdefault(record.voice.owner, []), record.key)
         return True
+
+    # -- other processes sharing the directory -----------------------------------------------
+    #
+    # Several replicas may share one store (a ReadWriteMany volume). Each keeps its own index,
+    # so every lookup checks the voice's voice.json on disk: a voice another process created is
+    # indexed on first use, one it deleted is dropped, one it re-created replaces the old.
+
+    def _index_put(self, record: _Record) -> None:
+        """Index `record`, replacing an older record of the same voice. Under the lock."""
+        owner, voice_id = record.voice.owner, record.voice.voice_id
+        self._index_drop(owner, voice_id)
+        self._records[(owner, voice_id)] = record
+        insort(self._order.setdefault(owner, []), record.key)
+
+    def _index_drop(self, owner: str, voice_id: str) -> None:
+        """Forget a voice. Under the lock."""
+        old = self._records.pop((owner, voice_id), None)
+        if old is not None:
+            order = self._order[owner]
+            order.pop(bisect_right(order, old.key) - 1)
+            self._prompts.pop(old.uid, None)
+
+    def _refresh(self, voice_id: str, owner: str) -> _Record | None:
+        """The voice's record as the disk has it now (None: no such voice), indexed."""
+        path = self.root / _owner_dir_name(owner) / voice_id
+        try:
+            with _open_dir(path) as fd:
+                meta = _read_meta(fd)
+                with self._lock:
+                    current = self._records.get((owner, voice_id))
+                if current is not None and meta.get("uid") == current.uid:
+                    return current
+                record = _parse_record(meta, path, owner, voice_id)
+                _check_files(fd, meta)
+        except FileNotFoundError:
+            record = None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # Another process's voice that does not read: leave it, it is not ours to move.
+            log.warning("voice_store_unreadable_voice", path=str(path), error=str(exc))
+            record = None
+        with self._lock:
+            if record is None:
+                self._index_drop(owner, voice_id)
+            else:
+                self._index_put(record)
+        return record
+
+    def _sync_owner(self, owner: str) -> None:
+        """Bring the owner's index in line with the owner's directory."""
+        owner_dir = self.root / _owner_dir_name(owner)
+        try:
+            on_disk = {p.name for p in owner_dir.iterdir() if VOICE_ID_PATTERN.fullmatch(p.name)}
+        except FileNotFoundError:
+            on_disk = set()
+        with self._lock:
+            indexed = {voice_id for (o, voice_id) in self._records if o == owner}
+        for voice_id in indexed - on_disk:
+            with self._lock:
+                self._index_drop(owner, voice_id)
+        for voice_id in on_disk - indexed:
+            self._refresh(voice_id, owner)
 
     def _quarantine(self, path: Path) -> None:
         target = self.root / _CORRUPT / f"{path.parent.name}.{path.name}.{secrets.token_hex(4)}"
@@ -542,8 +613,9 @@ class VoiceStore:
         return self._record(voice_id, owner).voice
 
     def _record(self, voice_id: str, owner: str) -> _Record:
-        with self._lock:
-            record = self._records.get((owner, voice_id))
+        if not VOICE_ID_PATTERN.fullmatch(voice_id):
+            raise VoiceNotFoundError(voice_id)
+        record = self._refresh(voice_id, owner)
         if record is None:
             raise VoiceNotFoundError(voice_id)
         return record
@@ -553,10 +625,8 @@ class VoiceStore:
 
         Raises VoiceNotFoundError, or VoiceDataError if the files cannot be read.
         """
+        record = self._record(voice_id, owner)
         with self._lock:
-            record = self._records.get((owner, voice_id))
-            if record is None:
-                raise VoiceNotFoundError(voice_id)
             cached = self._prompts.get(record.uid)
             if cached is not None:
                 self._prompts.move_to_end(record.uid)
@@ -609,6 +679,7 @@ class VoiceStore:
             raise InvalidArgumentError("page_size", f"page_size must be >= 0, got {page_size}")
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         after = self._decode_token(page_token, owner) if page_token else None
+        self._sync_owner(owner)
         with self._lock:
             order = self._order.get(owner, [])
             start = bisect_right(order, after) if after is not None else 0
@@ -623,16 +694,15 @@ class VoiceStore:
 
         Callers already holding its prompt keep it."""
         tombstone = self._staging_dir("delete")
+        record = self._record(voice_id, owner)
         with self._lock:
-            record = self._records.get((owner, voice_id))
-            if record is None:
-                raise VoiceNotFoundError(voice_id)
-            os.rename(record.path, tombstone)
+            try:
+                os.rename(record.path, tombstone)
+            except FileNotFoundError:  # another process deleted it first
+                self._index_drop(owner, voice_id)
+                raise VoiceNotFoundError(voice_id) from None
             _fsync_dir(record.path.parent)
-            del self._records[(owner, voice_id)]
-            order = self._order[owner]
-            order.pop(bisect_right(order, record.key) - 1)
-            self._prompts.pop(record.uid, None)
+            self._index_drop(owner, voice_id)
         log.info("voice_deleted", voice=record.voice.name)
         self._remove(tombstone)
 

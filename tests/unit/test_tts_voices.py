@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import threading
+import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -254,13 +255,19 @@ def test_store_left_by_a_crash_still_opens(tmp_path):
     (voice_dir / "Not_An_Id").mkdir()
     (voice_dir / "stray.txt").write_text("not a voice")
     (root / "lost+found").mkdir()  # a volume's own folder: left alone
+    # The crash was a while ago; a write another replica is making right now is not touched.
+    old = time.time() - 3600
+    for leftover in (root / ".staging").iterdir():
+        os.utime(leftover, (old, old))
+    in_progress = root / ".staging" / "create-fedcba9876543210"
+    in_progress.mkdir()
 
     with capture_logs() as logs:
         after = VoiceStore(root)
 
     assert everything(after) == ["good"]
     assert_same_prompt(after.load_prompt("good"), prompt(0))
-    assert not any((root / ".staging").iterdir())
+    assert list((root / ".staging").iterdir()) == [in_progress]
     skipped = {Path(e["path"]).name for e in logs if e["event"] == "voice_store_skipped_voice"}
     assert skipped == {
         "no-prompt",
@@ -485,3 +492,23 @@ def test_npz_file_is_plain(store):
     add(store, "alice")
     with zipfile.ZipFile(store.root / "anonymous" / "alice" / "prompt.npz") as zf:
         assert sorted(zf.namelist()) == sorted(f"{k}.npy" for k in prompt().arrays)
+
+
+def test_replicas_sharing_a_directory_see_each_others_voices(tmp_path):
+    root = tmp_path / "voices"
+    a, b = VoiceStore(root), VoiceStore(root)  # two processes on one ReadWriteMany volume
+    created = add(a, "shared", seed=4)
+    assert b.get("shared") == created  # indexed on first use
+    assert_same_prompt(b.load_prompt("shared"), prompt(4))
+    assert [v.voice_id for v in b.list()[0]] == ["shared"]
+    with pytest.raises(VoiceExistsError):
+        add(b, "shared")
+    a.delete("shared")
+    with pytest.raises(VoiceNotFoundError):
+        b.get("shared")
+    with pytest.raises(VoiceNotFoundError):
+        b.delete("shared")
+    assert b.list()[0] == []
+    # Re-created elsewhere with the same id: the new voice, never the old prompt.
+    add(b, "shared", seed=5)
+    assert_same_prompt(a.load_prompt("shared"), prompt(5))
