@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import shutil
+import time
 
 import grpc
 import numpy as np
@@ -292,6 +294,7 @@ async def test_voices_survive_a_restart_and_a_crashed_write(
     staging = voices / ".staging" / "create-deadbeef"
     staging.mkdir(parents=True)
     (staging / "voice.json").write_text("{")
+    os.utime(staging, (time.time() - 3600,) * 2)  # the crash was a while ago
     broken = next(voices.rglob("durable")).parent / "broken"
     shutil.copytree(next(voices.rglob("durable")), broken)
     prompt = broken / "prompt.npz"
