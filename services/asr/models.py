@@ -10,11 +10,10 @@ from speechmesh.asr.config import AsrSettings
 from speechmesh.asr.engines.base import AsrEngine
 from speechmesh.asr.engines.whisper import WhisperEngine
 from speechmesh.asr.recognizer import Recognizer
-from speechmesh.common.batcher import MicroBatcher
 from speechmesh.common.devices import resolve_device, resolve_dtype
 from speechmesh.common.endpointing import VadBatcher
 from speechmesh.common.model_source import resolve_model
-from speechmesh.common.model_state import ModelState, ready_model
+from speechmesh.common.model_state import ModelState, log_ready, model_batcher, ready_model
 from speechmesh.common.vad import SileroVad
 
 log = structlog.get_logger("speechmesh.asr")
@@ -57,24 +56,13 @@ class AsrModels:
                 model.state, model.error = ModelState.FAILED, str(error)
                 raise
             s = self.settings
-            batcher = MicroBatcher(
-                model.name,
-                engine.decode_batch,
-                max_batch_size=s.max_batch_size,
-                max_wait_s=s.max_batch_wait_ms / 1000,
-                max_queue=s.max_queue,
-                key=lambda job: job.options.batch_key(),
+            batcher = model_batcher(
+                model.name, engine.decode_batch, s, key=lambda job: job.options.batch_key()
             )
             model.engine = engine
             model.recognizer = Recognizer(engine, batcher, self.vad.vad)
             model.state = ModelState.READY
-            log.info(
-                "model.ready",
-                model=model.name,
-                device=engine.device,
-                dtype=engine.dtype,
-                random_weights=engine.random_weights,
-            )
+            log_ready(log, model.name, engine)
 
     def get(self, name: str) -> AsrModel:
         """The named model (empty: the default), ready to serve, or an ApiError."""

@@ -8,6 +8,7 @@ from typing import Protocol, TypeVar
 import grpc
 
 from speechmesh.common import errors
+from speechmesh.common.batcher import MicroBatcher
 
 
 class ModelState(enum.Enum):
@@ -45,3 +46,27 @@ def ready_model(models: dict[str, M], default: M, name: str) -> M:
             grpc.StatusCode.UNAVAILABLE, f"model {model.name} failed to load: {model.error}"
         )
     return model
+
+
+def model_batcher(name: str, run_batch, settings, key) -> MicroBatcher:
+    """The micro-batcher of one model, sized by the service's settings."""
+    return MicroBatcher(
+        name,
+        run_batch,
+        max_batch_size=settings.max_batch_size,
+        max_wait_s=settings.max_batch_wait_ms / 1000,
+        max_queue=settings.max_queue,
+        key=key,
+    )
+
+
+def log_ready(log, name: str, engine) -> None:
+    """The start-up event of a model that is ready to serve."""
+    log.info(
+        "model.ready",
+        model=name,
+        engine=getattr(engine, "family", ""),
+        device=engine.device,
+        dtype=engine.dtype,
+        random_weights=engine.random_weights,
+    )

@@ -524,7 +524,21 @@ def speech_format(value: str) -> str:
 
 #: OpenAI's built-in voice names: they mean the model's default voice here.
 OPENAI_VOICES = frozenset(
-    "alloy ash ballad coral echo fable onyx nova sage shimmer verse marin cedar".split()
+    [
+        "alloy",
+        "ash",
+        "ballad",
+        "coral",
+        "echo",
+        "fable",
+        "onyx",
+        "nova",
+        "sage",
+        "shimmer",
+        "verse",
+        "marin",
+        "cedar",
+    ]
 )
 #: Speaking rate OpenAI accepts.
 SPEECH_SPEEDS = (0.25, 4.0)

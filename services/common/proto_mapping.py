@@ -7,6 +7,7 @@ from google.protobuf import duration_pb2
 from speechmesh.audio.v1 import audio_pb2
 from speechmesh.common import errors
 from speechmesh.common.audio import AudioError, RawFormat, content_type, encode_audio
+from speechmesh.common.interceptor import call_stats
 
 MAX_REQUEST_ID = 128
 
@@ -33,6 +34,12 @@ def check_request_id(request_id: str, field: str = "request_id") -> None:
         raise errors.invalid_argument(
             field, f"is {len(request_id)} characters; at most {MAX_REQUEST_ID}"
         )
+
+
+def start_call(request_id: str, field: str = "request_id") -> None:
+    """Checks a request's `request_id` and records it for the call's log event."""
+    check_request_id(request_id, field)
+    call_stats().request_id = request_id
 
 
 def raw_format(fmt: audio_pb2.AudioFormat, field: str) -> RawFormat | None:

@@ -15,11 +15,10 @@ from collections.abc import Iterable
 import structlog
 
 from speechmesh.common import errors
-from speechmesh.common.batcher import MicroBatcher
 from speechmesh.common.devices import resolve_device, resolve_dtype
 from speechmesh.common.endpointing import VadBatcher
 from speechmesh.common.model_source import resolve_model
-from speechmesh.common.model_state import ModelState, ready_model
+from speechmesh.common.model_state import ModelState, log_ready, model_batcher, ready_model
 from speechmesh.common.vad import SileroVad
 from speechmesh.translate.config import TranslateSettings
 from speechmesh.translate.engines.base import Task, TranslationEngine
@@ -109,25 +108,13 @@ class TranslateModels:
                 model.state, model.error = ModelState.FAILED, str(error)
                 raise
             s = self.settings
-            batcher = MicroBatcher(
-                model.name,
-                engine.run_batch,
-                max_batch_size=s.max_batch_size,
-                max_wait_s=s.max_batch_wait_ms / 1000,
-                max_queue=s.max_queue,
-                key=lambda job: job.batch_key(),
+            batcher = model_batcher(
+                model.name, engine.run_batch, s, key=lambda job: job.batch_key()
             )
             model.engine = engine
             model.translator = Translator(engine, batcher, self.vad)
             model.state = ModelState.READY
-            log.info(
-                "model.ready",
-                model=model.name,
-                engine=engine.family,
-                device=engine.device,
-                dtype=engine.dtype,
-                random_weights=engine.random_weights,
-            )
+            log_ready(log, model.name, engine)
 
     def get(self, name: str) -> TranslateModel:
         """The named model (empty: the default), ready to serve, or an ApiError."""

@@ -16,12 +16,12 @@ from speechmesh.common.endpointing import EndpointSettings
 from speechmesh.common.interceptor import call_stats
 from speechmesh.common.proto_mapping import (
     body_content_type,
-    check_request_id,
     duration,
     encode_output,
     output_format,
     raw_format,
     seconds_option,
+    start_call,
 )
 from speechmesh.common.stream_encoder import StreamEncoder
 from speechmesh.common.streams import StreamSlots, first_config, stream_inputs
@@ -81,7 +81,7 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
     # -- text --------------------------------------------------------------
 
     async def TranslateText(self, request, context):
-        _start(request.request_id)
+        start_call(request.request_id)
         texts = list(request.texts)
         if not texts:
             raise errors.invalid_argument("texts", "is empty; send 1 or more texts to translate")
@@ -148,7 +148,7 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
         self, method: str, request_id: str, config, data: bytes, *, speech_only: bool = False
     ) -> translate_pb2.TranslateSpeechResponse:
         started = time.perf_counter()
-        _start(request_id)
+        start_call(request_id)
         if speech_only:
             want_text, want_speech, want_transcript = False, True, False
         else:
@@ -194,7 +194,7 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
         cfg = await first_config(request_iterator)
         if cfg is None:
             return
-        _start(cfg.request_id, "streaming_config.request_id")
+        start_call(cfg.request_id, "streaming_config.request_id")
         config, at = cfg.config, "streaming_config.config."
         want_text, want_speech = _output_modalities(
             config.output_modalities, at + "output_modalities"
@@ -244,7 +244,7 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
         )
 
     async def _text_to_speech(self, request) -> translate_pb2.TranslateTextToSpeechResponse:
-        _start(request.request_id)
+        start_call(request.request_id)
         config = request.config
         text = request.text
         call_stats().characters = len(text)
@@ -276,7 +276,7 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
     # -- models ------------------------------------------------------------
 
     async def ListLanguages(self, request, context):
-        _start(request.request_id)
+        start_call(request.request_id)
         models = [self.models.get(request.model)] if request.model else self._listed()
         entries = []
         for model in models:
@@ -296,7 +296,7 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
         return translate_pb2.ListLanguagesResponse(request_id=request.request_id, models=entries)
 
     async def ListModels(self, request, context):
-        _start(request.request_id)
+        start_call(request.request_id)
         infos = []
         for model in self._listed():
             info = translate_pb2.ModelInfo(
@@ -329,11 +329,6 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
 
 
 # -- requests -> domain ----------------------------------------------------
-
-
-def _start(request_id: str, field: str = "request_id") -> None:
-    check_request_id(request_id, field)
-    call_stats().request_id = request_id
 
 
 @contextlib.contextmanager

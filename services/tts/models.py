@@ -14,7 +14,7 @@ import structlog
 from speechmesh.common import errors
 from speechmesh.common.batcher import MicroBatcher
 from speechmesh.common.model_source import resolve_model
-from speechmesh.common.model_state import ModelState, ready_model
+from speechmesh.common.model_state import ModelState, log_ready, model_batcher, ready_model
 from speechmesh.tts.config import TtsSettings
 from speechmesh.tts.engines.base import SynthesisEngine, SynthesisJob
 from speechmesh.tts.engines.loader import load_engine
@@ -69,24 +69,10 @@ class TtsModels:
             except Exception as error:
                 model.state, model.error = ModelState.FAILED, str(error)
                 raise
-            model.batcher = MicroBatcher(
-                model.name,
-                engine.run_batch,
-                max_batch_size=s.max_batch_size,
-                max_wait_s=s.max_batch_wait_ms / 1000,
-                max_queue=s.max_queue,
-                key=engine.batch_key,
-            )
+            model.batcher = model_batcher(model.name, engine.run_batch, s, key=engine.batch_key)
             model.engine = engine
             model.state = ModelState.READY
-            log.info(
-                "model.ready",
-                model=model.name,
-                engine=engine.family,
-                device=engine.device,
-                dtype=engine.dtype,
-                random_weights=engine.random_weights,
-            )
+            log_ready(log, model.name, engine)
 
     def get(self, name: str) -> TtsModel:
         """The named model (empty: the default), ready to serve, or an ApiError."""

@@ -15,11 +15,11 @@ from speechmesh.common.audio import AudioError, decode_audio
 from speechmesh.common.interceptor import call_stats
 from speechmesh.common.proto_mapping import (
     body_content_type,
-    check_request_id,
     duration,
     encode_output,
     output_format,
     raw_format,
+    start_call,
 )
 from speechmesh.common.stream_encoder import StreamEncoder
 from speechmesh.common.streams import StreamSlots, first_config
@@ -90,7 +90,7 @@ class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
         return httpbody_pb2.HttpBody(content_type=body_content_type(encoding, rate), data=encoded)
 
     async def _synthesize(self, request, context) -> tuple[TtsModel, Speech, int, bytes, int]:
-        _start(request.request_id)
+        start_call(request.request_id)
         text = request.text
         call_stats().characters = len(text)
         _check_text(text, self.settings.max_text_characters, "text")
@@ -109,7 +109,7 @@ class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
         cfg = await first_config(request_iterator)
         if cfg is None:
             return
-        _start(cfg.request_id, "streaming_config.request_id")
+        start_call(cfg.request_id, "streaming_config.request_id")
         at = "streaming_config.config."
         config = cfg.config
         encoding, rate = output_format(config.output_audio_config, at + "output_audio_config")
@@ -303,7 +303,7 @@ class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
         )
 
     async def _create_voice(self, context, request_id: str, voice_id: str, voice, data, fmt):
-        _start(request_id)
+        start_call(request_id)
         if voice_id:
             try:
                 store.check_voice_id(voice_id)
@@ -349,13 +349,13 @@ class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
         return _voice_proto(stored)
 
     async def GetVoice(self, request, context):
-        _start(request.request_id)
+        start_call(request.request_id)
         voice_id = _voice_id(request.name, "name")
         stored = await asyncio.to_thread(_get_voice, self.models, voice_id, _owner(context))
         return _voice_proto(stored)
 
     async def ListVoices(self, request, context):
-        _start(request.request_id)
+        start_call(request.request_id)
         if request.page_size < 0:
             raise errors.invalid_argument(
                 "page_size", f"is {request.page_size}; use 0 (default 50) to 1000"
@@ -373,7 +373,7 @@ class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
         )
 
     async def DeleteVoice(self, request, context):
-        _start(request.request_id)
+        start_call(request.request_id)
         voice_id = _voice_id(request.name, "name")
         try:
             await asyncio.to_thread(self.models.voices.delete, voice_id, _owner(context))
@@ -384,7 +384,7 @@ class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
     # -- models --------------------------------------------------------------
 
     async def ListModels(self, request, context):
-        _start(request.request_id)
+        start_call(request.request_id)
         infos = []
         for model in self.models.models.values():
             info = tts_pb2.ModelInfo(
@@ -415,11 +415,6 @@ class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
 
 
 # -- requests -> domain ----------------------------------------------------------
-
-
-def _start(request_id: str, field: str = "request_id") -> None:
-    check_request_id(request_id, field)
-    call_stats().request_id = request_id
 
 
 def _owner(context) -> str:
