@@ -43,6 +43,7 @@ bench: install protos
 	$(BIN)/python -m bench.asr --model $(ASR_MODEL)
 	$(BIN)/python -m bench.translate $(if $(TRANSLATE_MODEL),--model $(TRANSLATE_MODEL))
 	$(BIN)/python -m bench.tts $(if $(TTS_MODEL),--model $(TTS_MODEL))
+	$(BIN)/python -m bench.gateway
 
 # `make run`: the whole suite (`speechmesh up`: every service, Envoy on :8080). ASR serves the
 # ASR_MODEL you give, else ../shared/models/whisper-tiny.en when present; every other model (and
