@@ -1,0 +1,251 @@
+"""Typed exceptions for failed calls, built from the gRPC status and its google.rpc details.
+
+Every error a client method raises is a SpeechmeshError (or a subclass per gRPC code), carrying
+what the service attached: BadRequest field violations, RetryInfo's delay, ErrorInfo's reason,
+ResourceInfo's resource. The original grpc.RpcError stays reachable as `__cause__` and `.rpc`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+__all__ = [
+    "AlreadyExists",
+    "Cancelled",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "FieldViolation",
+    "Internal",
+    "InvalidArgument",
+    "NotFound",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "ResourceInfo",
+    "SpeechmeshError",
+    "Unauthenticated",
+    "Unavailable",
+    "Unimplemented",
+    "from_rpc_error",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldViolation:
+    """A bad request field (google.rpc.BadRequest.FieldViolation)."""
+
+    field: str
+    description: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourceInfo:
+    """The resource an error is about (google.rpc.ResourceInfo), e.g. a voice not found."""
+
+    resource_type: str
+    resource_name: str
+    description: str
+
+
+class SpeechmeshError(Exception):
+    """A call that failed: the gRPC code, the service's message and its details.
+
+    Attributes:
+        code: the grpc.StatusCode.
+        message: the service's message (what went wrong and, usually, what to do).
+        field_violations: BadRequest field violations, naming request fields.
+        retry_after: seconds to wait before retrying (RetryInfo), or None.
+        reason: ErrorInfo's machine-readable reason ("" when none).
+        resource: ResourceInfo of NOT_FOUND / ALREADY_EXISTS errors, or None.
+        status: the whole google.rpc.Status, or None when the server attached none.
+        rpc: the grpc.RpcError this was built from, or None.
+    """
+
+    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: grpc.StatusCode | None = None,
+        field_violations: list[FieldViolation] | None = None,
+        retry_after: float | None = None,
+        reason: str = "",
+        resource: ResourceInfo | None = None,
+        status: status_pb2.Status | None = None,
+        rpc: grpc.RpcError | None = None,
+    ):
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        self.message = message
+        self.field_violations = field_violations or []
+        self.retry_after = retry_after
+        self.reason = reason
+        self.resource = resource
+        self.status = status
+        self.rpc = rpc
+
+    def __str__(self) -> str:
+        return f"{self.code.name}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code.name}, {self.message!r})"
+
+    @property
+    def fields(self) -> list[str]:
+        """The names of the request fields that were wrong."""
+        return [violation.field for violation in self.field_violations]
+
+
+class Cancelled(SpeechmeshError):
+    code = grpc.StatusCode.CANCELLED
+
+
+class InvalidArgument(SpeechmeshError):
+    """A request field is wrong; `field_violations` say which and why."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class DeadlineExceeded(SpeechmeshError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class NotFound(SpeechmeshError):
+    """An unknown model or voice; `resource` names it."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(SpeechmeshError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class PermissionDenied(SpeechmeshError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class ResourceExhausted(SpeechmeshError):
+    """The service's queue or the gateway's rate limit is full; wait `retry_after` seconds."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class FailedPrecondition(SpeechmeshError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unimplemented(SpeechmeshError):
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class Internal(SpeechmeshError):
+    code = grpc.StatusCode.INTERNAL
+
+
+class Unavailable(SpeechmeshError):
+    """The service (or the gateway) cannot be reached or is not ready.
+
+    `connect_failed` is True when nothing answered at the target at all (no gateway running
+    there, a wrong host or port), as opposed to a gateway that answered for a service that is
+    down or still loading.
+    """
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+    @property
+    def connect_failed(self) -> bool:
+        text = self.message.lower()
+        if "upstream" in text:  # the gateway answered: a service behind it is down
+            return False
+        return any(
+            marker in text
+            for marker in (
+                "failed to connect",
+                "connection refused",
+                "dns resolution failed",
+                "name resolution",
+                "connect failed",
+                "socket closed",
+                "ssl handshake",
+                "handshake failed",
+            )
+        )
+
+
+class Unauthenticated(SpeechmeshError):
+    """No or wrong credentials: pass api_key= or token= (the gateway's auth is on)."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+_BY_CODE: dict[grpc.StatusCode, type[SpeechmeshError]] = {
+    cls.code: cls
+    for cls in (
+        Cancelled,
+        InvalidArgument,
+        DeadlineExceeded,
+        NotFound,
+        AlreadyExists,
+        PermissionDenied,
+        ResourceExhausted,
+        FailedPrecondition,
+        Unimplemented,
+        Internal,
+        Unavailable,
+        Unauthenticated,
+    )
+}
+
+
+def _rich_status(error: grpc.RpcError) -> status_pb2.Status | None:
+    try:
+        return rpc_status.from_call(error)  # works for sync and grpc.aio errors alike
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def from_rpc_error(error: grpc.RpcError) -> SpeechmeshError:
+    """The typed exception for a failed call (a grpc.RpcError or grpc.aio.AioRpcError)."""
+    try:
+        code = error.code()
+        message = error.details() or ""
+    except AttributeError:  # not a call: nothing more to say than its text
+        return SpeechmeshError(str(error), rpc=error)
+    status = _rich_status(error)
+    violations: list[FieldViolation] = []
+    retry_after = None
+    reason = ""
+    resource = None
+    for detail in status.details if status is not None else []:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            violations += [FieldViolation(v.field, v.description) for v in bad.field_violations]
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            retry_after = info.retry_delay.ToNanoseconds() / 1e9
+        elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason = info.reason
+        elif detail.Is(error_details_pb2.ResourceInfo.DESCRIPTOR):
+            info = error_details_pb2.ResourceInfo()
+            detail.Unpack(info)
+            resource = ResourceInfo(info.resource_type, info.resource_name, info.description)
+    cls = _BY_CODE.get(code, SpeechmeshError)
+    return cls(
+        message,
+        code=code,
+        field_violations=violations,
+        retry_after=retry_after,
+        reason=reason,
+        resource=resource,
+        status=status,
+        rpc=error,
+    )
