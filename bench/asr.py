@@ -40,7 +40,6 @@ import pathlib
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 
 import grpc
 
@@ -48,10 +47,12 @@ from bench.common import (
     ROOT,
     SHARED,
     BatchRecorder,
+    Block,
     Clip,
     CpuMeter,
-    add_cpu,
+    InProcessService,
     batch_summary,
+    cpu_of,
     cuda_memory,
     environment,
     fmt,
@@ -60,6 +61,7 @@ from bench.common import (
     rss_mib,
     summary,
     table,
+    timed_block,
     word_error_rate,
     write_results,
 )
@@ -108,7 +110,6 @@ class Bench:
         from speechmesh.asr.models import AsrModels
         from speechmesh.asr.v1 import asr_pb2, asr_pb2_grpc
         from speechmesh.audio.v1 import audio_pb2
-        from speechmesh.common.server import ServiceHost
 
         overrides = {"device": self.args.device} if self.args.device else {}
         self.settings = AsrSettings(
@@ -120,31 +121,15 @@ class Bench:
             log_level=self.args.log_level,
             **overrides,
         )
-        app = build_app(self.settings)
-        # build_app keeps the models to itself; its load hook is AsrModels.load, bound.
-        self.models = getattr(app.load, "__self__", None)
-        if not isinstance(self.models, AsrModels):
-            raise SystemExit("bench: build_app no longer exposes AsrModels through app.load")
-        self.host = ServiceHost(app, self.settings)
-        started = time.perf_counter()
-        await self.host.start()
-        await self.host.ready.wait()
-        if self.host.failed is not None:
-            await self.host.stop(0)
-            raise SystemExit(f"bench: the service failed to start: {self.host.failed}")
-        self.load_s = time.perf_counter() - started
+        self.service = InProcessService(build_app, self.settings, AsrModels)
+        self.channel = await self.service.start()
+        self.models = self.service.models
+        self.load_s = self.service.load_s
         self.rss_after_load_mib = rss_mib()
         self.model = self.models.default
         self.engine = self.model.engine
         self.recognizer = self.model.recognizer
         self.recorder = BatchRecorder(self.recognizer.batcher)
-        self.channel = grpc.aio.insecure_channel(
-            f"127.0.0.1:{self.host.port}",
-            options=[
-                ("grpc.max_receive_message_length", 64 << 20),
-                ("grpc.max_send_message_length", 64 << 20),
-            ],
-        )
         self.stub = asr_pb2_grpc.AsrServiceStub(self.channel)
         self.pb = asr_pb2
         # Both paths decode with the very options the servicer derives from this config.
@@ -166,8 +151,7 @@ class Bench:
 
     async def stop(self) -> None:
         self.recorder.restore()
-        await self.channel.close()
-        await self.host.stop(1)
+        await self.service.stop()
 
     # -- unary -------------------------------------------------------------------
 
@@ -215,12 +199,7 @@ class Bench:
         return await self._block(caller, concurrency, records)
 
     async def _block(self, worker: Callable, concurrency: int, items: list) -> Block:
-        mark = self.recorder.mark()
-        cpu = CpuMeter()
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(w) for w in range(concurrency)))
-        wall = time.perf_counter() - start
-        return Block(items, wall, self.recorder.since(mark), cpu.stop())
+        return await timed_block(worker, concurrency, items, self.recorder)
 
     def unary_figures(self, blocks: list[Block], concurrency: int) -> dict:
         records = [r for b in blocks for r in b.items]
@@ -238,7 +217,7 @@ class Bench:
             "rtf": summary([lat / clip.seconds for clip, lat, _ in records]),
             "wer": word_error_rate([(clip.reference, text) for clip, _, text in records]),
             "batches": batch_summary([b.batches for b in blocks], wall),
-            "cpu": _cpu(blocks),
+            "cpu": cpu_of(blocks),
             "per_request": [
                 {"clip": self.clips.index(clip), "audio_s": clip.seconds, "latency_s": lat}
                 for clip, lat, _ in records
@@ -391,28 +370,9 @@ class Bench:
             "max_send_lag_s": max((s["max_send_lag_s"] or 0.0 for s in per_stream), default=None),
             "wer": word_error_rate([(r["clip"].reference, _final_text(r)) for r in records]),
             "batches": batch_summary([b.batches for b in blocks], wall),
-            "cpu": _cpu(blocks),
+            "cpu": cpu_of(blocks),
             "per_stream": per_stream,
         }
-
-
-@dataclass
-class Block:
-    """One measured stretch of work on one path."""
-
-    items: list
-    wall: float
-    batches: list[tuple]
-    cpu: dict
-
-
-def _cpu(blocks: list[Block]) -> dict:
-    total = blocks[0].cpu
-    for b in blocks[1:]:
-        total = add_cpu(total, b.cpu)
-    wall = sum(b.wall for b in blocks)
-    other = total["other_processes_cpu_s"]
-    return {**total, "other_processes_cores": other / wall if other is not None else None}
 
 
 def _result(record: dict, is_final: bool, text: str, start: float, end: float) -> None:

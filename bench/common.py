@@ -352,3 +352,99 @@ def write_results(out: pathlib.Path, name: str, results: dict, markdown: str) ->
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
+
+
+# -- a service in this process, and measured blocks of work ------------------------------------
+
+
+@dataclass
+class Block:
+    """One measured stretch of work on one path: what it did, how long, the model's forward
+    passes meanwhile, and the CPU time used."""
+
+    items: list
+    wall: float
+    batches: list[tuple]
+    cpu: dict
+
+
+def cpu_of(blocks: Sequence[Block]) -> dict:
+    """CPU seconds of blocks together, and the cores other processes used meanwhile."""
+    total = blocks[0].cpu
+    for b in blocks[1:]:
+        total = add_cpu(total, b.cpu)
+    wall = sum(b.wall for b in blocks)
+    other = total["other_processes_cpu_s"]
+    return {**total, "other_processes_cores": other / wall if other is not None else None}
+
+
+class InProcessService:
+    """A service app served in this process on port 0, as a client sees it (a grpc.aio
+    channel), with a handle on the models object its `build_app` made."""
+
+    def __init__(self, build_app, settings, models_type: type):
+        from speechmesh.common.server import ServiceHost
+
+        self.settings = settings
+        app = build_app(settings)
+        # build_app keeps the models to itself; its load hook is the models' load, bound.
+        self.models = getattr(app.load, "__self__", None)
+        if not isinstance(self.models, models_type):
+            raise SystemExit(
+                f"bench: build_app no longer exposes {models_type.__name__} through app.load"
+            )
+        self.host = ServiceHost(app, settings)
+        self.channel = None
+        self.load_s = 0.0
+
+    async def start(self):
+        """Starts the service, waits until it is ready; returns the channel."""
+        import grpc
+
+        started = time.perf_counter()
+        await self.host.start()
+        await self.host.ready.wait()
+        if self.host.failed is not None:
+            await self.host.stop(0)
+            raise SystemExit(f"bench: the service failed to start: {self.host.failed}")
+        self.load_s = time.perf_counter() - started
+        self.channel = grpc.aio.insecure_channel(
+            f"127.0.0.1:{self.host.port}",
+            options=[
+                ("grpc.max_receive_message_length", 64 << 20),
+                ("grpc.max_send_message_length", 64 << 20),
+            ],
+        )
+        return self.channel
+
+    async def stop(self) -> None:
+        if self.channel is not None:
+            await self.channel.close()
+        await self.host.stop(1)
+
+
+async def interleaved(
+    measure: Callable, paths: dict[str, Callable], blocks: int
+) -> dict[str, list[Block]]:
+    """Each path measured on the same blocks of work, interleaved (AB, BA, ...), so that a drift
+    in the machine's speed (other processes) falls on every path alike."""
+    out: dict[str, list[Block]] = {name: [] for name in paths}
+    for i in range(blocks):
+        names = list(paths) if i % 2 == 0 else list(reversed(paths))
+        for name in names:
+            out[name].append(await measure(paths[name], i))
+    return out
+
+
+async def timed_block(
+    worker: Callable, concurrency: int, items: list, recorder: BatchRecorder
+) -> Block:
+    """Runs `concurrency` workers to the end, measuring wall time, passes and CPU."""
+    import asyncio
+
+    mark = recorder.mark()
+    cpu = CpuMeter()
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    wall = time.perf_counter() - start
+    return Block(items, wall, recorder.since(mark), cpu.stop())

@@ -33,27 +33,27 @@ import pathlib
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-
-import grpc
+from collections.abc import AsyncIterator, Callable
 
 from bench.common import (
     ROOT,
     SHARED,
     BatchRecorder,
+    Block,
     Clip,
-    CpuMeter,
-    add_cpu,
+    InProcessService,
     batch_summary,
+    cpu_of,
     cuda_memory,
     environment,
     fmt,
+    interleaved,
     load_clips,
     peak_rss_mib,
     rss_mib,
     summary,
     table,
+    timed_block,
     write_results,
 )
 
@@ -106,16 +106,6 @@ SENTENCES = [
 ]
 
 
-@dataclass
-class Block:
-    """One measured stretch of work on one path."""
-
-    items: list
-    wall: float
-    batches: list[tuple]
-    cpu: dict
-
-
 class Plan:
     def __init__(self, quick: bool):
         self.quick = quick
@@ -136,7 +126,6 @@ class Bench:
 
     async def start(self) -> None:
         from speechmesh.audio.v1 import audio_pb2
-        from speechmesh.common.server import ServiceHost
         from speechmesh.translate.app import build_app
         from speechmesh.translate.config import TranslateSettings
         from speechmesh.translate.models import TranslateModels
@@ -152,30 +141,15 @@ class Bench:
             log_level=self.args.log_level,
             **overrides,
         )
-        app = build_app(self.settings)
-        self.models = getattr(app.load, "__self__", None)
-        if not isinstance(self.models, TranslateModels):
-            raise SystemExit("bench: build_app no longer exposes TranslateModels through app.load")
-        self.host = ServiceHost(app, self.settings)
-        started = time.perf_counter()
-        await self.host.start()
-        await self.host.ready.wait()
-        if self.host.failed is not None:
-            await self.host.stop(0)
-            raise SystemExit(f"bench: the service failed to start: {self.host.failed}")
-        self.load_s = time.perf_counter() - started
+        self.service = InProcessService(build_app, self.settings, TranslateModels)
+        self.channel = await self.service.start()
+        self.models = self.service.models
+        self.load_s = self.service.load_s
         self.rss_after_load_mib = rss_mib()
         self.model = self.models.default
         self.engine = self.model.engine
         self.translator = self.model.translator
         self.recorder = BatchRecorder(self.translator.batcher)
-        self.channel = grpc.aio.insecure_channel(
-            f"127.0.0.1:{self.host.port}",
-            options=[
-                ("grpc.max_receive_message_length", 64 << 20),
-                ("grpc.max_send_message_length", 64 << 20),
-            ],
-        )
         self.stub = translate_pb2_grpc.TranslateServiceStub(self.channel)
         self.pb = translate_pb2
         modalities = [translate_pb2.MODALITY_TEXT, translate_pb2.MODALITY_SPEECH]
@@ -201,27 +175,10 @@ class Bench:
 
     async def stop(self) -> None:
         self.recorder.restore()
-        await self.channel.close()
-        await self.host.stop(1)
-
-    async def compare(
-        self, measure: Callable[..., Awaitable[Block]], paths: dict[str, Callable], blocks: int
-    ) -> dict[str, list[Block]]:
-        """Each path on the same blocks of work, interleaved (AB, BA, ...)."""
-        out: dict[str, list[Block]] = {name: [] for name in paths}
-        for i in range(blocks):
-            names = list(paths) if i % 2 == 0 else list(reversed(paths))
-            for name in names:
-                out[name].append(await measure(paths[name], i))
-        return out
+        await self.service.stop()
 
     async def _block(self, worker: Callable, concurrency: int, items: list) -> Block:
-        mark = self.recorder.mark()
-        cpu = CpuMeter()
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(w) for w in range(concurrency)))
-        wall = time.perf_counter() - start
-        return Block(items, wall, self.recorder.since(mark), cpu.stop())
+        return await timed_block(worker, concurrency, items, self.recorder)
 
     # -- text ----------------------------------------------------------------------------
 
@@ -268,7 +225,7 @@ class Bench:
             "sentences_per_s": sentences / wall,
             "latency_s": summary([lat for _, lat in records]),
             "batches": batch_summary([b.batches for b in blocks], wall),
-            "cpu": _cpu(blocks),
+            "cpu": cpu_of(blocks),
         }
 
     # -- speech --------------------------------------------------------------------------
@@ -313,7 +270,7 @@ class Bench:
             "latency_s": summary([lat for _, lat in records]),
             "rtf": summary([lat / clip.seconds for clip, lat in records]),
             "batches": batch_summary([b.batches for b in blocks], wall),
-            "cpu": _cpu(blocks),
+            "cpu": cpu_of(blocks),
         }
 
     # -- streams -------------------------------------------------------------------------
@@ -395,7 +352,7 @@ class Bench:
             "endpoint_to_text_s": summary([t - endpoint for t in to_text]),
             "endpoint_to_first_audio_s": summary([t - endpoint for t in to_audio]),
             "batches": batch_summary([b.batches for b in blocks], sum(b.wall for b in blocks)),
-            "cpu": _cpu(blocks),
+            "cpu": cpu_of(blocks),
         }
 
 
@@ -403,15 +360,6 @@ def _arrived(record: dict, what: str, segment: int, end: float) -> None:
     """First arrival of `what` for a segment: seconds after its speech ended (in stream time)."""
     if segment not in record[what]:
         record[what][segment] = time.perf_counter() - (record["start"] + end)
-
-
-def _cpu(blocks: list[Block]) -> dict:
-    total = blocks[0].cpu
-    for b in blocks[1:]:
-        total = add_cpu(total, b.cpu)
-    wall = sum(b.wall for b in blocks)
-    other = total["other_processes_cpu_s"]
-    return {**total, "other_processes_cores": other / wall if other is not None else None}
 
 
 def _log(message: str) -> None:
@@ -446,7 +394,7 @@ async def run(args: argparse.Namespace) -> dict:
             for per_call, concurrency in shapes:
                 paths = {"direct": bench.direct_text, "grpc": bench.grpc_text}
                 measure = bench.text_measure(per_call, concurrency)
-                measured = await bench.compare(measure, paths, plan.text_blocks)
+                measured = await interleaved(measure, paths, plan.text_blocks)
                 direct = bench.text_figures(measured["direct"], per_call, concurrency)
                 via_grpc = bench.text_figures(measured["grpc"], per_call, concurrency)
                 ratio = _ratio(via_grpc, direct, "sentences_per_s")
@@ -470,7 +418,7 @@ async def run(args: argparse.Namespace) -> dict:
             for concurrency in SPEECH_CONCURRENCY:
                 paths = {"direct": bench.direct_speech, "grpc": bench.grpc_speech}
                 measure = bench.speech_measure(concurrency)
-                measured = await bench.compare(measure, paths, plan.speech_blocks)
+                measured = await interleaved(measure, paths, plan.speech_blocks)
                 direct = bench.speech_figures(measured["direct"], concurrency)
                 via_grpc = bench.speech_figures(measured["grpc"], concurrency)
                 ratio = _ratio(via_grpc, direct, "audio_s_per_s")
@@ -492,7 +440,7 @@ async def run(args: argparse.Namespace) -> dict:
             for concurrency in STREAM_CONCURRENCY:
                 paths = {"direct": bench.direct_stream, "grpc": bench.grpc_stream}
                 measure = bench.stream_measure(concurrency)
-                measured = await bench.compare(measure, paths, plan.stream_rounds * 2)
+                measured = await interleaved(measure, paths, plan.stream_rounds * 2)
                 direct = bench.stream_figures(measured["direct"], concurrency)
                 via_grpc = bench.stream_figures(measured["grpc"], concurrency)
                 _log(

@@ -48,28 +48,29 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 
-import grpc
 import numpy as np
 
 from bench.common import (
     ROOT,
     SHARED,
     BatchRecorder,
+    Block,
     Clip,
-    CpuMeter,
-    add_cpu,
+    InProcessService,
     batch_summary,
+    cpu_of,
     cuda_memory,
     environment,
     fmt,
+    interleaved,
     load_clips,
     peak_rss_mib,
     rss_mib,
     summary,
     table,
+    timed_block,
     write_results,
 )
 from bench.translate import SENTENCES
@@ -95,16 +96,6 @@ VOICE_SEED = 11
 DEFAULT_REFERENCE = SHARED / "audio" / "librivox" / "sense_and_sensibility_01_austen_64kb-0870.wav"
 
 
-@dataclass
-class Block:
-    """One measured stretch of work on one path."""
-
-    items: list
-    wall: float
-    batches: list[tuple]
-    cpu: dict
-
-
 class Plan:
     def __init__(self, quick: bool):
         self.quick = quick
@@ -126,7 +117,6 @@ class Bench:
         self.plan = plan
 
     async def start(self) -> None:
-        from speechmesh.common.server import ServiceHost
         from speechmesh.tts.app import build_app
         from speechmesh.tts.config import TtsSettings
         from speechmesh.tts.models import TtsModels
@@ -145,36 +135,21 @@ class Bench:
             log_level=self.args.log_level,
             **overrides,
         )
-        app = build_app(self.settings)
-        self.models = getattr(app.load, "__self__", None)
-        if not isinstance(self.models, TtsModels):
-            raise SystemExit("bench: build_app no longer exposes TtsModels through app.load")
-        self.host = ServiceHost(app, self.settings)
-        started = time.perf_counter()
-        await self.host.start()
-        await self.host.ready.wait()
-        if self.host.failed is not None:
-            await self.host.stop(0)
-            raise SystemExit(f"bench: the service failed to start: {self.host.failed}")
-        self.load_s = time.perf_counter() - started
+        self.service = InProcessService(build_app, self.settings, TtsModels)
+        self.channel = await self.service.start()
+        self.models = self.service.models
+        self.load_s = self.service.load_s
         self.rss_after_load_mib = rss_mib()
         self.model = self.models.default
         self.engine = self.model.engine
         if not self.engine.supports_cloning:
-            await self.host.stop(0)
+            await self.service.stop()
             raise SystemExit(f"bench: {self.engine.name} cannot clone voices; give a CSM model")
         # What the servicer builds for every call (servicer._synthesizer).
         self.synthesizer = Synthesizer(
             self.engine, self.model.batcher, self.settings.sentence_pause_ms / 1000
         )
         self.recorder = BatchRecorder(self.model.batcher)
-        self.channel = grpc.aio.insecure_channel(
-            f"127.0.0.1:{self.host.port}",
-            options=[
-                ("grpc.max_receive_message_length", 64 << 20),
-                ("grpc.max_send_message_length", 64 << 20),
-            ],
-        )
         self.stub = tts_pb2_grpc.TtsServiceStub(self.channel)
         self.pb = tts_pb2
 
@@ -206,28 +181,11 @@ class Bench:
 
     async def stop(self) -> None:
         self.recorder.restore()
-        await self.channel.close()
-        await self.host.stop(1)
+        await self.service.stop()
         self.voices_dir.cleanup()
 
-    async def compare(
-        self, measure: Callable[..., Awaitable[Block]], paths: dict[str, Callable], blocks: int
-    ) -> dict[str, list[Block]]:
-        """Each path on the same blocks of work, interleaved (AB, BA, ...)."""
-        out: dict[str, list[Block]] = {name: [] for name in paths}
-        for i in range(blocks):
-            names = list(paths) if i % 2 == 0 else list(reversed(paths))
-            for name in names:
-                out[name].append(await measure(paths[name], i))
-        return out
-
     async def _block(self, worker: Callable, concurrency: int, items: list) -> Block:
-        mark = self.recorder.mark()
-        cpu = CpuMeter()
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(w) for w in range(concurrency)))
-        wall = time.perf_counter() - start
-        return Block(items, wall, self.recorder.since(mark), cpu.stop())
+        return await timed_block(worker, concurrency, items, self.recorder)
 
     def _config(self, seed: int, voice: str = "stored"):
         pb = self.pb
@@ -290,7 +248,7 @@ class Bench:
             "latency_s": summary([lat for _, lat in records]),
             "rtf": summary([lat / seconds for seconds, lat in records]),
             "batches": batch_summary([b.batches for b in blocks], wall),
-            "cpu": _cpu(blocks),
+            "cpu": cpu_of(blocks),
         }
 
     # -- streams -------------------------------------------------------------------------
@@ -393,7 +351,7 @@ class Bench:
             "sentences": sum(r.get("sentences", 0) for r in done),
             "wall_s": wall,
             "batches": batch_summary([b.batches for b in blocks], wall),
-            "cpu": _cpu(blocks),
+            "cpu": cpu_of(blocks),
         }
 
     # -- voices --------------------------------------------------------------------------
@@ -475,15 +433,6 @@ def _split_first_audio(record: dict, batches: list[tuple]) -> None:
     record["from_model_s"] = record["first_at"] - end
 
 
-def _cpu(blocks: list[Block]) -> dict:
-    total = blocks[0].cpu
-    for b in blocks[1:]:
-        total = add_cpu(total, b.cpu)
-    wall = sum(b.wall for b in blocks)
-    other = total["other_processes_cpu_s"]
-    return {**total, "other_processes_cores": other / wall if other is not None else None}
-
-
 def _log(message: str) -> None:
     print(f"[bench.tts] {message}", file=sys.stderr, flush=True)
 
@@ -542,7 +491,7 @@ async def run(args: argparse.Namespace) -> dict:
             for concurrency in CONCURRENCY:
                 paths = {"direct": bench.direct_unary, "grpc": bench.grpc_unary}
                 measure = bench.unary_measure(concurrency)
-                measured = await bench.compare(measure, paths, plan.unary_blocks)
+                measured = await interleaved(measure, paths, plan.unary_blocks)
                 direct = bench.unary_figures(measured["direct"], concurrency)
                 via_grpc = bench.unary_figures(measured["grpc"], concurrency)
                 ratio = via_grpc["audio_s_per_s"] / direct["audio_s_per_s"]
@@ -574,7 +523,7 @@ async def run(args: argparse.Namespace) -> dict:
                 if concurrency == 1:
                     paths["first_sentence_alone"] = bench.alone
                 blocks = plan.stream_blocks[concurrency]
-                measured = await bench.compare(bench.stream_measure(concurrency), paths, blocks)
+                measured = await interleaved(bench.stream_measure(concurrency), paths, blocks)
                 figures = {p: bench.stream_figures(measured[p], concurrency) for p in paths}
                 direct, via_grpc = figures["direct"], figures["grpc"]
                 run_ = {

@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     from speechmesh.gateway.commands import add_commands  # `gateway config` and `up`
 
     add_commands(commands)
+
+    from speechmesh.client.cli import add_commands as add_client_commands  # transcribe, speak, ...
+
+    add_client_commands(commands)
     return parser
 
 
