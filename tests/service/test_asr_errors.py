@@ -25,6 +25,7 @@ from speechmesh.asr.v1 import asr_pb2
 from speechmesh.audio.v1 import audio_pb2
 from tests.asr_client import stub
 from tests.conftest import running_asr
+from tests.grpc_errors import check_status, details
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 RATE = 16000
@@ -303,32 +304,10 @@ STREAM_CASES = [
 
 
 def check_error(error: grpc.aio.AioRpcError, case: Case) -> None:
-    assert error.code() == case.code, f"{case.id}: {error.code()} {error.details()}"
-    message = error.details() or ""
-    assert message.strip(), f"{case.id}: empty message"
-    assert case.mention.lower() in message.lower(), f"{case.id}: {message!r}"
-    status = rpc_status.from_call(error)
-    assert status is not None, f"{case.id}: no google.rpc.Status in the trailers"
-    assert status.message == message
-    if case.code == INVALID:
-        violations = []
-        for detail in status.details:
-            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                violations += bad.field_violations
-        assert [v.field for v in violations] == [case.field], f"{case.id}: {violations}"
-        assert violations[0].description.strip()
+    check_status(error, case.code, case.mention, case.field, label=case.id)
     if case.code == grpc.StatusCode.NOT_FOUND:
-        infos = []
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ResourceInfo.DESCRIPTOR):
-                info = error_details_pb2.ResourceInfo()
-                detail.Unpack(info)
-                infos.append(info)
-        assert len(infos) == 1, f"{case.id}: {status.details}"
-        assert infos[0].resource_type == "model"
-        assert infos[0].resource_name == "no-such-model"
+        (info,) = details(error, error_details_pb2.ResourceInfo)
+        assert (info.resource_type, info.resource_name) == ("model", "no-such-model")
 
 
 @pytest.mark.parametrize("case", UNARY_CASES, ids=[c.id for c in UNARY_CASES])

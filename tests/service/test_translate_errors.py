@@ -13,11 +13,11 @@ import soundfile as sf
 from google.api import httpbody_pb2
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 
 from speechmesh.audio.v1 import audio_pb2
 from speechmesh.translate.v1 import translate_pb2 as tr
 from speechmesh.translate.v1 import translate_pb2_grpc
+from tests.grpc_errors import check_status, details
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -378,29 +378,10 @@ def build_request(case: Case, nllb: str):
 
 
 def check_error(error: grpc.aio.AioRpcError, case: Case) -> None:
-    assert error.code() == case.code, f"{case.id}: {error.code()} {error.details()}"
-    message = error.details() or ""
-    assert case.mention.lower() in message.lower(), f"{case.id}: {message!r}"
-    status = rpc_status.from_call(error)
-    assert status is not None, f"{case.id}: no google.rpc.Status in the trailers"
-    assert status.message == message
-    if case.code == INVALID:
-        violations = []
-        for detail in status.details:
-            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                violations += bad.field_violations
-        assert [v.field for v in violations] == [case.field], f"{case.id}: {violations}"
-        assert violations[0].description.strip()
+    check_status(error, case.code, case.mention, case.field, label=case.id)
     if case.code == NOT_FOUND:
-        infos = []
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ResourceInfo.DESCRIPTOR):
-                info = error_details_pb2.ResourceInfo()
-                detail.Unpack(info)
-                infos.append(info)
-        assert [(i.resource_type, i.resource_name) for i in infos] == [("model", "no-such-model")]
+        (info,) = details(error, error_details_pb2.ResourceInfo)
+        assert (info.resource_type, info.resource_name) == ("model", "no-such-model")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

@@ -10,12 +10,11 @@ import grpc
 import numpy as np
 import pytest
 from google.api import httpbody_pb2
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 
 from speechmesh.audio.v1 import audio_pb2
 from speechmesh.tts.v1 import tts_pb2, tts_pb2_grpc
+from tests.grpc_errors import check_status
 from tests.service.test_tts_service import REFERENCE, voice_like, wav
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -248,18 +247,7 @@ def build_request(case: Case, csm: str, vits: str):
 
 
 def check_error(error: grpc.aio.AioRpcError, case: Case) -> None:
-    assert error.code() == case.code, (case.id, error.code(), error.details())
-    assert case.mention.lower() in error.details().lower(), (case.id, error.details())
-    status = rpc_status.from_call(error)
-    if case.code != INVALID:
-        return
-    violations = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            violations += [v.field for v in bad.field_violations]
-    assert violations == [case.field], (case.id, violations)
+    check_status(error, case.code, case.mention, case.field, label=case.id)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
