@@ -39,6 +39,14 @@ lint: install protos
 	$(BIN)/ruff format --check services tests tools bench
 	$(BIN)/buf lint
 
+# `make docs`: docs/api.md (the API reference) and docs/openapi.yaml (the REST face) from the
+# protos' comments and google.api.http annotations; tests/gateway/test_docs.py checks that
+# the committed files are current.
+.PHONY: docs
+docs: install
+	$(BIN)/python tools/gen_api_docs.py
+	$(BIN)/python tools/gen_openapi.py
+
 bench: install protos
 	$(BIN)/python -m bench.asr --model $(ASR_MODEL)
 	$(BIN)/python -m bench.translate $(if $(TRANSLATE_MODEL),--model $(TRANSLATE_MODEL))
