@@ -134,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     from speechmesh.client.cli import add_commands as add_client_commands  # transcribe, speak, ...
 
     add_client_commands(commands)
+
+    from speechmesh.ui import add_commands as add_ui_commands  # `ui`: the demo web page
+
+    add_ui_commands(commands)
     return parser
 
 
