@@ -59,7 +59,8 @@ def decode(data: bytes, name: str = "audio", rate: int = STREAM_RATE) -> np.ndar
     try:
         return decode_audio(data, None, rate).samples
     except AudioError as error:
-        raise AudioFileError(f"{name}: not audio that can be read ({error})") from error
+        reason = str(error).split("; for raw samples")[0]  # the API's hint: not for files
+        raise AudioFileError(f"{name}: not an audio file that can be read ({reason})") from error
 
 
 def to_linear16(samples: np.ndarray) -> bytes:

@@ -52,7 +52,7 @@ ENCODING_EXTENSIONS = {"wav": "wav", "flac": "flac", "ogg": "ogg", "mp3": "mp3",
 
 
 def seconds(value: duration_pb2.Duration) -> float:
-    return value.seconds + value.nanos / 1e9
+    return round(value.seconds + value.nanos / 1e9, 9)  # 1.64, not 1.6400000000000001
 
 
 @dataclasses.dataclass
