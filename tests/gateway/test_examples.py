@@ -1,0 +1,363 @@
+"""The examples in examples/README.md, run as written against `speechmesh up --offline`.
+
+Each block marked `<!-- example: NAME -->` runs with `bash -euo pipefail` in a scratch folder
+that mirrors the repository root (links to examples/, protos/, third_party/ and buf.yaml, so
+the commands' relative paths hold and the files they write land in the scratch folder), with
+SPEECHMESH set to the gateway and AUDIO to ../shared/audio/goforward.wav (a tone when that is
+absent: then the speech-only checks are skipped). Every example has a check below that reads
+what it printed and wrote; an example without one fails, so the page and the tests cannot
+drift apart. The models are tiny random checkpoints: checks look at codes, shapes, audio and
+protocol, not words.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+from tests.conftest import AUDIO, ROOT
+
+EXAMPLES_MD = ROOT / "examples" / "README.md"
+NODE_DIR = ROOT / "examples" / "node"
+BLOCK = re.compile(r"<!-- example: ([\w-]+) -->\n```sh\n(.*?)\n```", re.S)
+GOFORWARD = AUDIO / "goforward.wav"
+GO_PLUGINS = ("protoc-gen-go", "protoc-gen-go-grpc")
+RATE = 16000
+
+
+def examples() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, script in BLOCK.findall(EXAMPLES_MD.read_text()):
+        assert name not in found, f"two examples named {name}"
+        found[name] = script
+    return found
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory) -> tuple[pathlib.Path, bool]:
+    """The recording the examples use, and whether it is speech."""
+    if GOFORWARD.is_file():
+        return GOFORWARD, True
+    path = tmp_path_factory.mktemp("audio") / "tone.wav"
+    t = np.arange(int(RATE * 2.5)) / RATE
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), RATE, subtype="PCM_16")
+    return path, False
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> pathlib.Path:
+    folder = tmp_path_factory.mktemp("examples-root")
+    for name in ("examples", "protos", "third_party", "buf.yaml"):
+        (folder / name).symlink_to(ROOT / name)
+    return folder
+
+
+class Runner:
+    def __init__(self, up, workdir: pathlib.Path, audio: pathlib.Path):
+        self.workdir = workdir
+        self.env = dict(os.environ)
+        bin_dir = str(pathlib.Path(sys.executable).parent)  # grpcurl and buf from the venv
+        self.env.update(
+            PATH=f"{bin_dir}{os.pathsep}{self.env.get('PATH', '')}",
+            SPEECHMESH=up.gateway.target,
+            AUDIO=str(audio),
+        )
+
+    def run(self, name: str, script: str | None = None, timeout: float = 120) -> str:
+        script = script if script is not None else examples()[name]
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert done.returncode == 0, (
+            f"example {name} failed ({done.returncode}):\n{script}\n"
+            f"-- stdout:\n{done.stdout[-3000:]}\n-- stderr:\n{done.stderr[-3000:]}"
+        )
+        return done.stdout
+
+
+@pytest.fixture(scope="module")
+def runner(up, workdir, audio) -> Runner:
+    return Runner(up, workdir, audio[0])
+
+
+def need(*tools: str) -> None:
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed")
+
+
+@pytest.fixture(scope="module")
+def node_modules(runner) -> None:
+    """examples/node/node_modules from the lockfile, by the page's own `npm ci` block when it is
+    missing or older than package-lock.json."""
+    need("node", "npm")
+    installed = NODE_DIR / "node_modules" / ".package-lock.json"
+    lock = NODE_DIR / "package-lock.json"
+    if installed.is_file() and installed.stat().st_mtime >= lock.stat().st_mtime:
+        return
+    runner.run("node-install", timeout=300)
+
+
+@pytest.fixture(scope="module")
+def generated(runner, node_modules) -> str:
+    """The page's `buf generate` block; without the Go plugins, with the TypeScript plugin
+    only (the same template less its Go entries)."""
+    script = examples()["buf-generate"]
+    if all(shutil.which(plugin) for plugin in GO_PLUGINS):
+        return runner.run("buf-generate", script)
+    template = yaml.safe_load((ROOT / "examples" / "buf.gen.yaml").read_text())
+    template["plugins"] = [p for p in template["plugins"] if p["local"] not in GO_PLUGINS]
+    ts_only = runner.workdir / "buf.gen.ts-only.yaml"
+    ts_only.write_text(yaml.safe_dump(template))
+    (ROOT / "examples" / "gen").mkdir(exist_ok=True)  # the listing names it
+    return runner.run("buf-generate", script.replace("examples/buf.gen.yaml", ts_only.name))
+
+
+# -- reading outputs ---------------------------------------------------------------------------
+
+
+def json_values(text: str) -> list:
+    """Consecutive JSON values, as grpcurl and buf curl print them (pretty or one a line)."""
+    decoder = json.JSONDecoder()
+    values, index = [], 0
+    while True:
+        while index < len(text) and text[index].isspace():
+            index += 1
+        if index >= len(text):
+            return values
+        value, index = decoder.raw_decode(text, index)
+        values.append(value)
+
+
+def pick(message: dict, snake: str):
+    """A field by its proto name or its lowerCamelCase JSON name."""
+    camel = re.sub(r"_(\w)", lambda m: m.group(1).upper(), snake)
+    return message.get(snake, message.get(camel))
+
+
+def wav_seconds(path: pathlib.Path) -> float:
+    return sf.info(path).duration
+
+
+def duration_s(text: str) -> float:
+    assert text.endswith("s"), text
+    return float(text[:-1])
+
+
+def decoded(path: pathlib.Path) -> tuple[np.ndarray, int]:
+    samples, rate = sf.read(io.BytesIO(path.read_bytes()))
+    assert rate > 0 and len(samples) > 0
+    return samples, rate
+
+
+# -- the examples ------------------------------------------------------------------------------
+
+
+def check_grpcurl_list(runner, audio, out) -> None:
+    lines = out.splitlines()
+    assert "speechmesh.tts.v1.TtsService" in lines
+    assert "grpc.health.v1.Health" in lines
+    assert "message SynthesizeRequest {" in out
+    assert "string text = 2" in out
+
+
+def check_grpcurl_recognize(runner, audio, out) -> None:
+    (reply,) = json_values(out)
+    assert pick(reply, "language_code") == "en"
+    assert duration_s(pick(reply, "audio_duration")) == pytest.approx(wav_seconds(audio[0]), 0.01)
+    assert isinstance(reply.get("transcript", ""), str)
+
+
+def check_grpcurl_stream(runner, audio, out) -> None:
+    responses = json_values(out)
+    if audio[1]:
+        events = [pick(r, "speech_event")["type"] for r in responses if pick(r, "speech_event")]
+        assert events[:2] == ["TYPE_SPEECH_BEGIN", "TYPE_SPEECH_END"]
+        finals = [r["result"] for r in responses if "result" in r and pick(r["result"], "is_final")]
+        assert len(finals) == 1
+        assert duration_s(pick(finals[0], "start_offset")) == pytest.approx(0.512)
+
+
+def check_grpcurl_synthesize(runner, audio, out) -> None:
+    (summary,) = json_values(out)
+    assert summary["seed"] == "7"
+    assert len(summary["sentences"]) == 2
+    samples, rate = decoded(runner.workdir / "hello.wav")
+    assert rate == summary["sample_rate_hertz"]
+    assert len(samples) / rate == pytest.approx(duration_s(summary["audio_duration"]), abs=0.01)
+
+
+def check_grpcurl_health(runner, audio, out) -> None:
+    assert [v["status"] for v in json_values(out)] == ["SERVING"] * 3
+
+
+def check_buf_curl_list(runner, audio, out) -> None:
+    methods = out.splitlines()
+    assert "speechmesh.translate.v1.TranslateService/TranslateText" in methods
+    assert "speechmesh.translate.v1.TranslateService/StreamingTranslateSpeech" in methods
+
+
+def check_buf_curl_unary(runner, audio, out) -> None:
+    (reply,) = json_values(out)
+    translations = reply["translations"]
+    assert len(translations) == 2
+    assert all(t["sourceLanguageCode"] == "en" for t in translations)
+
+
+def check_buf_curl_stream(runner, audio, out) -> None:
+    messages = json_values(out)
+    *chunks, summary = messages
+    assert summary["sentenceCount"] == 2
+    assert summary["seed"] == "7"
+    assert [c["text"] for c in chunks if c.get("text")] == ["Hello there.", "How are you today?"]
+    assert sum(1 for c in chunks if c.get("sentenceEnd")) == 2
+    assert all(c["sampleRateHertz"] == summary["sampleRateHertz"] for c in chunks)
+
+
+def check_buf_curl_schema(runner, audio, out) -> None:
+    models = json_values(out)
+    assert models and models[0]["engine"] == "csm"
+    assert models[0]["voiceCloning"] is True
+
+
+def check_rest_json(runner, audio, out) -> None:
+    *models, translated = json_values(out)
+    assert models[0]["state"] == "MODEL_STATE_READY"
+    assert len(translated["translations"]) == 2
+    assert translated["translations"][0]["source_language_code"] == "en"
+
+
+def check_rest_upload(runner, audio, out) -> None:
+    (reply,) = json_values(out)
+    assert reply["request_id"] == "upload-1"
+    assert reply["language_code"] == "en"
+    assert duration_s(reply["audio_duration"]) == pytest.approx(wav_seconds(audio[0]), 0.01)
+
+
+def check_rest_base64(runner, audio, out) -> None:
+    (reply,) = json_values(out)
+    assert isinstance(reply["transcript"], str)
+    assert duration_s(reply["audio_duration"]) == pytest.approx(wav_seconds(audio[0]), 0.01)
+
+
+def check_rest_download(runner, audio, out) -> None:
+    flac, speech = out.splitlines()
+    assert flac == "200 audio/flac"
+    _, rate = decoded(runner.workdir / "hello.flac")
+    assert rate == 16000
+    assert (runner.workdir / "hello.flac").read_bytes()[:4] == b"fLaC"
+    if audio[1]:
+        assert speech == "200 audio/wav"
+        decoded(runner.workdir / "speech-fr.wav")
+    else:  # a tone holds no speech to translate: the service may say so
+        assert speech.split()[0] in ("200", "400")
+
+
+def check_rest_sse(runner, audio, out) -> None:
+    lines = [line for line in out.splitlines() if line]
+    assert lines and all(line.startswith("data: ") for line in lines), out
+    events = [json.loads(line.removeprefix("data: ")) for line in lines]
+    if audio[1]:
+        kinds = [e["speech_event"]["type"] for e in events if "speech_event" in e]
+        assert kinds[:2] == ["TYPE_SPEECH_BEGIN", "TYPE_SPEECH_END"]
+        assert any(e["result"]["is_final"] for e in events if "result" in e)
+
+
+def check_rest_error(runner, audio, out) -> None:
+    body, status = out.strip().splitlines()
+    assert status == "HTTP 400"
+    error = json.loads(body)
+    assert error["code"] == 3
+    violation = error["details"][0]["field_violations"][0]
+    assert violation["field"] == "target_language_code"
+
+
+def check_node_install(runner, audio, out) -> None:
+    for package in ("@grpc/grpc-js", "@grpc/proto-loader", "@bufbuild/protoc-gen-es"):
+        assert (NODE_DIR / "node_modules" / package / "package.json").is_file()
+
+
+def check_node_stream(runner, audio, out) -> None:
+    lines = out.splitlines()
+    assert re.fullmatch(r" *[\d.]+ done: \d+ final result\(s\)", lines[-1]), out
+    if audio[1]:
+        assert re.match(r" *[\d.]+ speech begins at 0\.512 s$", lines[0]), out
+        assert any(" FINAL " in line for line in lines)
+        assert lines[-1].endswith("done: 1 final result(s)")
+
+
+def check_buf_generate(runner, audio, out) -> None:
+    listed = set(out.split())
+    for area in ("asr", "translate", "tts", "audio"):
+        assert f"examples/node/gen/speechmesh/{area}/v1/{area}_pb.ts" in listed
+    assert "examples/node/gen/google/api/httpbody_pb.ts" in listed
+    if all(shutil.which(plugin) for plugin in GO_PLUGINS):
+        assert "examples/gen/go/speechmesh/asr/v1/asr.pb.go" in listed
+        assert "examples/gen/go/speechmesh/asr/v1/asr_grpc.pb.go" in listed
+    ts = (NODE_DIR / "gen" / "speechmesh" / "asr" / "v1" / "asr_pb.ts").read_text()
+    assert "export const AsrService: GenService<" in ts
+    assert "export type StreamingRecognizeRequest = Message<" in ts
+
+
+def check_ts_translate(runner, audio, out) -> None:
+    first, *rest = out.splitlines()
+    assert re.fullmatch(r"ts-\d+: 2 translation\(s\) by .+", first), out
+    assert [line.split(" -> ")[0] for line in rest] == ["Hello.", "How are you?"]
+    assert all(" -> [fr] " in line for line in rest)
+
+
+CHECKS = {
+    name.removeprefix("check_").replace("_", "-"): check
+    for name, check in dict(globals()).items()
+    if name.startswith("check_")
+}
+#: Fixtures an example needs beyond the runner; tools it needs besides bash and the venv's.
+NEEDS = {
+    "node-install": ["node_modules"],
+    "node-stream": ["node_modules"],
+    "buf-generate": ["generated"],
+    "ts-translate": ["generated"],
+}
+TOOLS = {"curl": ["curl"], "jq": ["jq"], "node": ["node"]}
+
+
+def test_every_example_has_a_check():
+    assert set(examples()) == set(CHECKS)
+
+
+@pytest.mark.parametrize("name", list(examples()))
+def test_example_runs_as_written(name, request, runner, audio):
+    script = examples()[name]
+    need(
+        *(
+            tool
+            for word, tools in TOOLS.items()
+            if re.search(rf"\b{word}\b", script)
+            for tool in tools
+        )
+    )
+    for fixture in NEEDS.get(name, []):
+        request.getfixturevalue(fixture)
+    if name == "node-install":
+        out = ""  # ran (when needed) by the node_modules fixture
+    elif name == "buf-generate":
+        out = request.getfixturevalue("generated")
+    else:
+        out = runner.run(name)
+    CHECKS[name](runner, audio, out)
