@@ -260,8 +260,12 @@ class AsyncAsrClient:
                 progress(min(done, total), total)
             return result
 
-        results = await asyncio.gather(*(one(cut) for cut in cuts))
-        return merge_transcripts(cuts, list(results), total)
+        try:
+            async with asyncio.TaskGroup() as group:  # one failure cancels the other pieces
+                tasks = [group.create_task(one(cut)) for cut in cuts]
+        except* SpeechmeshError as failed:
+            raise failed.exceptions[0] from None
+        return merge_transcripts(cuts, [task.result() for task in tasks], total)
 
     async def stream(
         self,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
+import queue
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -243,6 +243,8 @@ class AsrClient:
         `piece_seconds`, and the pieces go `concurrency` at a time (the service batches them).
         `progress(done_seconds, total_seconds)` is called as pieces finish. Times in the
         result are from the start of the recording."""
+        timeout = options.pop("timeout", DEFAULT)
+        request_id = options.pop("request_id", "")
         data = read_bytes(audio)
         samples = decode(data, str(audio) if isinstance(audio, (str, os.PathLike)) else "audio")
         total = len(samples) / STREAM_RATE
@@ -250,31 +252,48 @@ class AsrClient:
         if progress:
             progress(0.0, total)
         if len(cuts) == 1:
-            result = self.recognize(data, **options)
+            result = self.recognize(data, request_id=request_id, timeout=timeout, **options)
             if progress:
                 progress(total, total)
             return result
 
-        def one(cut: tuple[float, float]) -> Transcript:
-            start, end = (int(t * STREAM_RATE) for t in cut)
-            pcm = to_linear16(samples[start:end])
-            return self.recognize(pcm, encoding="linear16", sample_rate=STREAM_RATE, **options)
-
+        # Up to `concurrency` pieces in flight as gRPC futures (no threads), so that an
+        # interruption (Ctrl-C) cancels the calls instead of waiting for them.
+        finished: queue.Queue[int] = queue.Queue()
+        waiting = list(range(len(cuts)))
+        running: dict[int, grpc.Future] = {}
         results: dict[int, Transcript] = {}
         done = 0.0
-        with concurrent.futures.ThreadPoolExecutor(max(1, concurrency)) as pool:
-            futures = {pool.submit(one, cut): index for index, cut in enumerate(cuts)}
-            try:
-                for future in concurrent.futures.as_completed(futures):
-                    index = futures[future]
-                    results[index] = future.result()
-                    done += cuts[index][1] - cuts[index][0]
-                    if progress:
-                        progress(min(done, total), total)
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+        try:
+            while waiting or running:
+                while waiting and len(running) < max(1, concurrency):
+                    index = waiting.pop(0)
+                    start, end = (int(t * STREAM_RATE) for t in cuts[index])
+                    request = asr_pb2.RecognizeRequest(
+                        request_id=request_id,
+                        config=req.recognition_config(
+                            encoding="linear16", sample_rate=STREAM_RATE, **options
+                        ),
+                        audio=to_linear16(samples[start:end]),
+                    )
+                    call = self.stub.Recognize.future(
+                        request,
+                        timeout=self._client.timeout if timeout is DEFAULT else timeout,
+                        metadata=self._client._metadata(),
+                    )
+                    call.add_done_callback(lambda _call, index=index: finished.put(index))
+                    running[index] = call
+                index = finished.get()
+                try:
+                    results[index] = Transcript.from_proto(running.pop(index).result())
+                except grpc.RpcError as error:
+                    raise from_rpc_error(error) from error
+                done += cuts[index][1] - cuts[index][0]
+                if progress:
+                    progress(min(done, total), total)
+        finally:
+            for call in running.values():
+                call.cancel()
         return merge_transcripts(cuts, [results[i] for i in range(len(cuts))], total)
 
     def stream(

@@ -331,3 +331,21 @@ def test_numpy_chunks_must_be_audio():
     assert array_to_bytes(np.zeros(4, dtype=np.float32), "linear16") == b"\0" * 8
     with pytest.raises(TypeError):
         array_to_bytes("text", "linear16")
+
+
+async def test_async_recognize_file_in_pieces_and_its_errors(suite):
+    calls = []
+    async with AsyncClient(suite.asr) as client:
+        transcript = await client.asr.recognize_file(
+            GOFORWARD, piece_seconds=1.0, progress=lambda d, t: calls.append(d)
+        )
+        assert len(transcript.proto) >= 2 and calls[-1] == pytest.approx(2.786, abs=0.01)
+        with pytest.raises(InvalidArgument) as caught:  # not an ExceptionGroup
+            await client.asr.recognize_file(GOFORWARD, piece_seconds=1.0, language="xx")
+    assert caught.value.fields == ["config.language_code"]
+
+
+def test_recognize_file_in_pieces_raises_the_first_error(asr):
+    with pytest.raises(InvalidArgument) as caught:
+        asr.asr.recognize_file(GOFORWARD, piece_seconds=1.0, language="xx", request_id="r")
+    assert caught.value.fields == ["config.language_code"]
