@@ -44,7 +44,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import grpc
 
 from bench.common import (
-    ROOT,
     SHARED,
     BatchRecorder,
     Block,
@@ -52,6 +51,7 @@ from bench.common import (
     CpuMeter,
     InProcessService,
     batch_summary,
+    bench_parser,
     cpu_of,
     cuda_memory,
     environment,
@@ -59,11 +59,11 @@ from bench.common import (
     load_clips,
     peak_rss_mib,
     rss_mib,
+    run_and_write,
     summary,
     table,
     timed_block,
     word_error_rate,
-    write_results,
 )
 
 UNARY_CONCURRENCY = (1, 4, 8, 16)
@@ -819,7 +819,7 @@ def _other_load(runs: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.asr", description=__doc__.split("\n")[0])
+    parser = bench_parser("asr", __doc__, "unary,streams", service=True)
     parser.add_argument(
         "--model",
         type=pathlib.Path,
@@ -832,24 +832,11 @@ def main(argv: list[str] | None = None) -> int:
         default=SHARED / "audio" / "librivox",
         help="folder of .wav/.flac clips (default: ../shared/audio/librivox)",
     )
-    parser.add_argument("--out", type=pathlib.Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--name", default="asr", help="result file names: NAME.json, NAME.md")
-    parser.add_argument("--quick", action="store_true", help="fewer requests and streams (~2 min)")
     parser.add_argument("--requests", type=int, help="unary requests per run (default 48, 16)")
-    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: the service's)")
-    parser.add_argument("--sections", default="unary,streams", help="comma-separated subset")
-    parser.add_argument(
-        "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
-    )
     args = parser.parse_args(argv)
     if not args.audio.is_dir():
         parser.error(f"no audio folder at {args.audio}")
-    results = asyncio.run(run(args))
-    text = markdown(results)
-    write_results(args.out, args.name, results, text)
-    print(text)
-    _log(f"wrote {args.out / args.name}.json and .md in {results['duration_s']:.0f} s")
-    return 0
+    return run_and_write(args, run, markdown, _log)
 
 
 if __name__ == "__main__":

@@ -448,3 +448,38 @@ async def timed_block(
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     wall = time.perf_counter() - start
     return Block(items, wall, recorder.since(mark), cpu.stop())
+
+
+# -- the command line every benchmark shares ---------------------------------------------------
+
+
+def bench_parser(name: str, doc: str | None, sections: str, service: bool = True):
+    """The options of `python -m bench.NAME`: --out, --name, --quick, --sections and, for a
+    benchmark that serves a model in-process, --device and --log-level."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog=f"python -m bench.{name}", description=(doc or "").split("\n")[0]
+    )
+    parser.add_argument("--out", type=pathlib.Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--name", default=name, help="result file names: NAME.json, NAME.md")
+    parser.add_argument("--quick", action="store_true", help="less work, for a quick look")
+    parser.add_argument("--sections", default=sections, help="comma-separated subset")
+    if service:
+        parser.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: the service's)")
+        parser.add_argument(
+            "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
+        )
+    return parser
+
+
+def run_and_write(args, run: Callable, markdown: Callable, log: Callable[[str], None]) -> int:
+    """Runs the benchmark, writes NAME.json and NAME.md under --out, prints the tables."""
+    import asyncio
+
+    results = asyncio.run(run(args))
+    text = markdown(results)
+    write_results(args.out, args.name, results, text)
+    print(text)
+    log(f"wrote {args.out / args.name}.json and .md in {results['duration_s']:.0f} s")
+    return 0

@@ -55,7 +55,7 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 
-from bench.common import ROOT, _cpu_model, _git, fmt, table, write_results
+from bench.common import _cpu_model, _git, bench_parser, fmt, run_and_write, table
 
 CONCURRENCY = (1, 16)
 #: Envoy may add less than this at the median to a small unary call (gRPC, 1 caller).
@@ -806,14 +806,8 @@ def markdown(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.gateway", description=__doc__.split("\n")[0]
-    )
+    parser = bench_parser("gateway", __doc__, "unary,payload", service=False)
     parser.add_argument("--model", help="Whisper folder or hub id (default: tiny random)")
-    parser.add_argument("--out", type=pathlib.Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--name", default="gateway", help="result file names")
-    parser.add_argument("--quick", action="store_true", help="fewer and shorter blocks")
-    parser.add_argument("--sections", default="unary,payload", help="comma-separated")
     parser.add_argument(
         "--access-log", action="store_true", help="keep Envoy's access log on (default: off)"
     )
@@ -821,12 +815,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.sections.split(",")) - {"unary", "payload"}
     if unknown:
         parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; known: unary, payload")
-    results = asyncio.run(run(args))
-    text = markdown(results)
-    write_results(args.out, args.name, results, text)
-    print(text)
-    _log(f"wrote {args.out / args.name}.json and .md in {results['duration_s']:.0f} s")
-    return 0
+    return run_and_write(args, run, markdown, _log)
 
 
 if __name__ == "__main__":

@@ -36,13 +36,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from bench.common import (
-    ROOT,
     SHARED,
     BatchRecorder,
     Block,
     Clip,
     InProcessService,
     batch_summary,
+    bench_parser,
     cpu_of,
     cuda_memory,
     environment,
@@ -51,10 +51,10 @@ from bench.common import (
     load_clips,
     peak_rss_mib,
     rss_mib,
+    run_and_write,
     summary,
     table,
     timed_block,
-    write_results,
 )
 
 PER_CALL = (1, 8, 32)
@@ -634,9 +634,7 @@ def _tiny_seamless() -> pathlib.Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.translate", description=__doc__.split("\n")[0]
-    )
+    parser = bench_parser("translate", __doc__, "text,speech,streams", service=True)
     parser.add_argument("--model", help="SeamlessM4T v2 folder or hub id (default: tiny random)")
     parser.add_argument(
         "--audio",
@@ -644,24 +642,11 @@ def main(argv: list[str] | None = None) -> int:
         default=SHARED / "audio" / "librivox",
         help="folder of .wav/.flac clips (default: ../shared/audio/librivox)",
     )
-    parser.add_argument("--out", type=pathlib.Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--name", default="translate", help="result file names")
-    parser.add_argument("--quick", action="store_true", help="fewer calls and streams")
-    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: the service's)")
-    parser.add_argument("--sections", default="text,speech,streams", help="comma-separated")
-    parser.add_argument(
-        "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
-    )
     args = parser.parse_args(argv)
     if not args.audio.is_dir():
         parser.error(f"no audio folder at {args.audio}")
     args.model = args.model or str(_tiny_seamless())
-    results = asyncio.run(run(args))
-    text = markdown(results)
-    write_results(args.out, args.name, results, text)
-    print(text)
-    _log(f"wrote {args.out / args.name}.json and .md in {results['duration_s']:.0f} s")
-    return 0
+    return run_and_write(args, run, markdown, _log)
 
 
 if __name__ == "__main__":

@@ -53,13 +53,13 @@ from collections.abc import AsyncIterator, Callable
 import numpy as np
 
 from bench.common import (
-    ROOT,
     SHARED,
     BatchRecorder,
     Block,
     Clip,
     InProcessService,
     batch_summary,
+    bench_parser,
     cpu_of,
     cuda_memory,
     environment,
@@ -68,10 +68,10 @@ from bench.common import (
     load_clips,
     peak_rss_mib,
     rss_mib,
+    run_and_write,
     summary,
     table,
     timed_block,
-    write_results,
 )
 from bench.translate import SENTENCES
 
@@ -876,7 +876,7 @@ def _tiny_csm() -> pathlib.Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.tts", description=__doc__.split("\n")[0])
+    parser = bench_parser("tts", __doc__, "unary,streams,voices", service=True)
     parser.add_argument("--model", help="CSM folder or hub id (default: tiny random)")
     parser.add_argument(
         "--reference",
@@ -887,24 +887,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--transcript", help="its exact words (default: from the MANIFEST.tsv above it)"
     )
-    parser.add_argument("--out", type=pathlib.Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--name", default="tts", help="result file names: NAME.json, NAME.md")
-    parser.add_argument("--quick", action="store_true", help="fewer calls and streams")
-    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: the service's)")
-    parser.add_argument("--sections", default="unary,streams,voices", help="comma-separated")
-    parser.add_argument(
-        "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
-    )
     args = parser.parse_args(argv)
     if not args.reference.is_file():
         parser.error(f"no reference recording at {args.reference}")
     args.model = args.model or str(_tiny_csm())
-    results = asyncio.run(run(args))
-    text = markdown(results)
-    write_results(args.out, args.name, results, text)
-    print(text)
-    _log(f"wrote {args.out / args.name}.json and .md in {results['duration_s']:.0f} s")
-    return 0
+    return run_and_write(args, run, markdown, _log)
 
 
 if __name__ == "__main__":
