@@ -57,6 +57,7 @@ from bench.common import (
     environment,
     fmt,
     load_clips,
+    noise_warning,
     peak_rss_mib,
     rss_mib,
     run_and_write,
@@ -608,7 +609,7 @@ def markdown(results: dict) -> str:
         + " / ".join(f"{env[k][0]:.2f}" for k in ("load_average_at_start", "load_average_at_end"))
         + ".",
         "",
-        *_noise_warning(results),
+        *noise_warning(results, ("unary", "streams")),
         "All ratios are between figures measured in this one run, on the same loaded model."
         " Clips: " + ", ".join(f"{c['name']} ({c['audio_s']:.1f} s)" for c in results["clips"]),
         "",
@@ -782,26 +783,6 @@ def markdown(results: dict) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def _noise_warning(results: dict) -> list[str]:
-    """A warning when other processes took a noticeable share of the CPU during the run."""
-    cores = [
-        r[p]["cpu"]["other_processes_cores"]
-        for section in ("unary", "streams")
-        for r in results.get(section, {}).get("runs", [])
-        for p in ("direct", "grpc")
-    ]
-    cores = [c for c in cores if c is not None]
-    if not cores or max(cores) < 0.2:
-        return []
-    return [
-        f"**Disturbed run**: other processes kept up to {max(cores):.2f} of"
-        f" {results['environment']['cpu_count']} cores busy during some measurements (see the"
-        " notes under each table); figures measured then are slower and noisier than the"
-        " machine's own.",
-        "",
-    ]
 
 
 def _other_load(runs: list[dict]) -> str:

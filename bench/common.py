@@ -483,3 +483,24 @@ def run_and_write(args, run: Callable, markdown: Callable, log: Callable[[str], 
     print(text)
     log(f"wrote {args.out / args.name}.json and .md in {results['duration_s']:.0f} s")
     return 0
+
+
+def noise_warning(results: dict, sections: Sequence[str]) -> list[str]:
+    """Markdown lines warning that other processes took a noticeable share of the CPU during
+    the runs of `sections` (each a list of runs with direct and gRPC figures); [] if not."""
+    cores = [
+        r[p]["cpu"]["other_processes_cores"]
+        for section in sections
+        for r in results.get(section, {}).get("runs", [])
+        for p in ("direct", "grpc")
+    ]
+    cores = [c for c in cores if c is not None]
+    if not cores or max(cores) < 0.2:
+        return []
+    return [
+        f"**Disturbed run**: other processes kept up to {max(cores):.2f} of"
+        f" {results['environment']['cpu_count']} cores busy during some measurements; figures"
+        " measured then are slower and noisier than the machine's own: compare ratios, and rerun"
+        " on a quiet machine.",
+        "",
+    ]

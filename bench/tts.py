@@ -66,6 +66,7 @@ from bench.common import (
     fmt,
     interleaved,
     load_clips,
+    noise_warning,
     peak_rss_mib,
     rss_mib,
     run_and_write,
@@ -692,7 +693,7 @@ def markdown(results: dict) -> str:
         + " / ".join(f"{env[k][0]:.2f}" for k in ("load_average_at_start", "load_average_at_end"))
         + ".",
         "",
-        *_noise_warning(results),
+        *noise_warning(results, ("unary", "streams")),
         f"Every call speaks in {voice['name']}, cloned from {voice['reference']}"
         f" ({voice['stored_reference_s']:.1f} s stored, {voice['prompt_frames']} codec frames);"
         " both paths make the same calls with the same seeds. All ratios are between figures"
@@ -845,25 +846,6 @@ def markdown(results: dict) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def _noise_warning(results: dict) -> list[str]:
-    """A warning when other processes took a noticeable share of the CPU during the run."""
-    cores = [
-        r[p]["cpu"]["other_processes_cores"]
-        for section in ("unary", "streams")
-        for r in results.get(section, {}).get("runs", [])
-        for p in ("direct", "grpc")
-    ]
-    cores = [c for c in cores if c is not None]
-    if not cores or max(cores) < 0.2:
-        return []
-    return [
-        f"**Disturbed run**: other processes kept up to {max(cores):.2f} of"
-        f" {results['environment']['cpu_count']} cores busy during measurements; compare"
-        " ratios, not absolute figures, and rerun on a quiet machine.",
-        "",
-    ]
 
 
 def _tiny_csm() -> pathlib.Path:
