@@ -24,6 +24,9 @@ _SERVICE_FLAGS = {
     "text_model": "--text-model",
     "extra_models": "--extra-models",
     "voices_dir": "--voices-dir",
+    "engine": "--engine",
+    "compute_type": "--compute-type",
+    "workers": "--workers",
 }
 
 
@@ -111,7 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-port", type=int, help="Prometheus port (asr 9151, translate 9152, tts 9153)"
     )
     serve.add_argument("--max-batch-size", type=int, help="jobs per forward pass (default 8)")
-    serve.add_argument("--max-batch-wait-ms", type=float, help="batch fill wait (default 5)")
+    serve.add_argument("--max-batch-wait-ms", type=float, help="batch fill wait (default 20)")
+    serve.add_argument(
+        "--engine",
+        choices=["auto", "ctranslate2", "transformers"],
+        help="asr: inference runtime (default auto: CTranslate2 when it can convert the model)",
+    )
+    serve.add_argument(
+        "--compute-type", help="asr: CTranslate2 compute type (default auto: int8 on CPU)"
+    )
+    serve.add_argument(
+        "--workers", type=int, help="asr: batches decoded side by side (default 0: auto)"
+    )
     serve.add_argument("--max-queue", type=int, help="queued jobs before RESOURCE_EXHAUSTED")
     serve.add_argument("--log-format", choices=["auto", "json", "console"])
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import pathlib
+import tempfile
 from collections.abc import AsyncIterator
 
 import grpc
@@ -13,6 +15,12 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 TINY_EN = SHARED / "models" / "whisper-tiny.en"
 AUDIO = SHARED / "audio"
+
+# Models converted for CTranslate2 during a test run go to a cache of the run's own, never to
+# the user's (services started as processes inherit it too).
+os.environ.setdefault(
+    "SPEECHMESH_ASR_CACHE_DIR", tempfile.mkdtemp(prefix="speechmesh-test-model-cache-")
+)
 
 requires_shared = pytest.mark.skipif(
     not TINY_EN.is_dir(), reason=f"real weights and audio not found at {SHARED}"
@@ -63,10 +71,14 @@ async def running_asr(model: pathlib.Path | str, **overrides) -> AsyncIterator:
         yield served
 
 
-@pytest.fixture(scope="session")
-async def tiny_asr(tiny_whisper):
-    """ASR on the tiny random checkpoint: (host, channel)."""
-    async with running_asr(tiny_whisper) as served:
+#: Every ASR service test runs on both inference runtimes.
+ASR_ENGINES = ["ctranslate2", "transformers"]
+
+
+@pytest.fixture(scope="session", params=ASR_ENGINES)
+async def tiny_asr(request, tiny_whisper):
+    """ASR on the tiny random checkpoint, on each engine: (host, channel)."""
+    async with running_asr(tiny_whisper, engine=request.param) as served:
         yield served
 
 

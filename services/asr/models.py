@@ -8,9 +8,8 @@ import structlog
 
 from speechmesh.asr.config import AsrSettings
 from speechmesh.asr.engines.base import AsrEngine
-from speechmesh.asr.engines.whisper import WhisperEngine
+from speechmesh.asr.engines.loader import load_engine
 from speechmesh.asr.recognizer import Recognizer
-from speechmesh.common.devices import resolve_device, resolve_dtype
 from speechmesh.common.endpointing import VadBatcher
 from speechmesh.common.model_source import resolve_model
 from speechmesh.common.model_state import ModelState, log_ready, model_batcher, ready_model
@@ -31,8 +30,7 @@ class AsrModel:
     def load_engine(self) -> AsrEngine:
         """Blocking: resolves, loads and warms up the weights."""
         path = resolve_model(self.name, "SPEECHMESH_ASR_MODEL")
-        device = resolve_device(self.settings.device)
-        engine = WhisperEngine(self.name, path, device, resolve_dtype(self.settings.dtype, device))
+        engine = load_engine(self.name, path, self.settings)
         if self.settings.warmup:
             engine.warmup()
         return engine
@@ -57,7 +55,11 @@ class AsrModels:
                 raise
             s = self.settings
             batcher = model_batcher(
-                model.name, engine.decode_batch, s, key=lambda job: job.options.batch_key()
+                model.name,
+                engine.decode_batch,
+                s,
+                key=lambda job: job.options.batch_key(),
+                workers=getattr(engine, "workers", 1),
             )
             model.engine = engine
             model.recognizer = Recognizer(engine, batcher, self.vad.vad)

@@ -143,6 +143,7 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
             engine = model.engine
             if engine is not None:
                 info.engine = engine.family
+                info.runtime = engine.runtime
                 info.language_codes.extend(engine.languages)
                 info.supports_translation = engine.supports_translation
                 info.supports_language_detection = engine.supports_language_detection

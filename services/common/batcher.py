@@ -2,12 +2,14 @@
 
 Every unary call and every decode step of every open stream submits a job
 here. One background task forms batches (up to `max_batch_size` jobs with the
-same key, high priority first, then oldest) and runs them one at a time on a
-dedicated worker thread, off the event loop. While the model is busy, new jobs
-queue up and form the next batch; when it is idle, the first job waits at most
+same key, high priority first, then oldest) and runs them on `workers`
+dedicated threads, off the event loop: one on a GPU, where a bigger batch is the
+gain; two on a CPU engine whose runtime takes batches side by side (two narrow
+batches beat one wide one there). While every worker is busy, new jobs queue up
+and form the next batch; when the model is idle, the first job waits at most
 `max_wait_s` for as many jobs as the last batch had (see `_fill`). A full queue
-refuses at once (QueueFullError)
-rather than letting latency or memory grow without bound.
+refuses at once (QueueFullError) rather than letting latency or memory grow
+without bound.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class MicroBatcher(Generic[J, R]):
         max_wait_s: float = 0.005,
         max_queue: int = 256,
         key: Callable[[J], Hashable] = lambda job: None,
+        workers: int = 1,
     ):
         self.name = name
         self._run_batch = run_batch
@@ -70,9 +73,12 @@ class MicroBatcher(Generic[J, R]):
         self._pending: list[_Entry] = []
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"batch-{name}")
+        self.workers = workers
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix=f"batch-{name}")
         self._loop_task: asyncio.Task | None = None
-        self._running: list[_Entry] = []  # the batch on the worker thread now
+        self._running: dict[int, list[_Entry]] = {}  # the batches on worker threads now
+        self._batch_ids = itertools.count()
+        self._batch_tasks: set[asyncio.Task] = set()
         self._last_batch_s = 0.1
         self._last_batch_size = 1
         self._depth = metrics.QUEUE_DEPTH.labels(name)
@@ -88,7 +94,7 @@ class MicroBatcher(Generic[J, R]):
         self._drop_cancelled()  # callers that went away free their slots at once
         if len(self._pending) >= self.max_queue:
             metrics.REJECTED.labels(self.name).inc()
-            batches_ahead = len(self._pending) / self.max_batch_size
+            batches_ahead = len(self._pending) / (self.max_batch_size * self.workers)
             raise QueueFullError(self.name, len(self._pending), batches_ahead * self._last_batch_s)
         if self._loop_task is None:
             self._loop_task = asyncio.get_running_loop().create_task(self._loop())
@@ -106,10 +112,11 @@ class MicroBatcher(Generic[J, R]):
 
     async def close(self) -> None:
         """Stops the batcher: queued jobs and the batch on the worker thread are cancelled."""
-        waiting = [*self._pending, *self._running]
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
+        waiting = [*self._pending, *(e for batch in self._running.values() for e in batch)]
+        tasks = [t for t in (self._loop_task, *self._batch_tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for entry in waiting:
             entry.future.cancel()
         self._pending.clear()
@@ -122,35 +129,41 @@ class MicroBatcher(Generic[J, R]):
             await self._wakeup.wait()
             self._wakeup.clear()
             self._drop_cancelled()
-            if not self._pending:
+            while self._pending and len(self._running) < self.workers:
+                if not self._running:
+                    await self._fill(loop)
+                batch = self._take()
+                if not batch:
+                    break
+                number = next(self._batch_ids)
+                self._running[number] = batch
+                task = loop.create_task(self._run(loop, number, batch))
+                self._batch_tasks.add(task)
+                task.add_done_callback(self._batch_tasks.discard)
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, number: int, batch: list[_Entry]):
+        """One batch on a worker thread; its results go to its callers."""
+        started = time.perf_counter()
+        try:
+            results = await loop.run_in_executor(
+                self._executor, self._run_batch, [e.job for e in batch]
+            )
+        except Exception as error:  # the whole batch failed: every job sees why
+            results = [error] * len(batch)
+        finally:
+            self._running.pop(number, None)
+            self._wakeup.set()
+        self._last_batch_s = time.perf_counter() - started
+        self._durations.observe(self._last_batch_s)
+        self._sizes.observe(len(batch))
+        self._last_batch_size = len(batch)
+        for entry, result in zip(batch, results, strict=True):
+            if entry.future.done():
                 continue
-            await self._fill(loop)
-            batch = self._take()
-            if not batch:
-                continue
-            started = time.perf_counter()
-            self._running = batch
-            try:
-                results = await loop.run_in_executor(
-                    self._executor, self._run_batch, [e.job for e in batch]
-                )
-            except Exception as error:  # the whole batch failed: every job sees why
-                results = [error] * len(batch)
-            finally:
-                self._running = []
-            self._last_batch_s = time.perf_counter() - started
-            self._durations.observe(self._last_batch_s)
-            self._sizes.observe(len(batch))
-            self._last_batch_size = len(batch)
-            for entry, result in zip(batch, results, strict=True):
-                if entry.future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    entry.future.set_exception(result)
-                else:
-                    entry.future.set_result(result)
-            if self._pending:
-                self._wakeup.set()
+            if isinstance(result, BaseException):
+                entry.future.set_exception(result)
+            else:
+                entry.future.set_result(result)
 
     async def _fill(self, loop: asyncio.AbstractEventLoop) -> None:
         """While the model idles, wait up to max_wait_s for as many jobs as the last batch had.

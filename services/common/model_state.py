@@ -48,8 +48,9 @@ def ready_model(models: dict[str, M], default: M, name: str) -> M:
     return model
 
 
-def model_batcher(name: str, run_batch, settings, key) -> MicroBatcher:
-    """The micro-batcher of one model, sized by the service's settings."""
+def model_batcher(name: str, run_batch, settings, key, workers: int = 1) -> MicroBatcher:
+    """The micro-batcher of one model, sized by the service's settings; `workers` batches
+    run at once (the engine says how many it can take side by side)."""
     return MicroBatcher(
         name,
         run_batch,
@@ -57,6 +58,7 @@ def model_batcher(name: str, run_batch, settings, key) -> MicroBatcher:
         max_wait_s=settings.max_batch_wait_ms / 1000,
         max_queue=settings.max_queue,
         key=key,
+        workers=workers,
     )
 
 

@@ -29,12 +29,19 @@ from speechmesh.common.tiny_seq2seq import TINY_SEQ2SEQ
 from speechmesh.common.tiny_tts import build_csm, build_vits
 
 RANDOM_WEIGHTS_KEY = "speechmesh_random_weights"
+WHISPER_TEXT_TOKENS = 50257
 
 
 def _whisper_tokenizer() -> WhisperTokenizer:
     """A byte-level BPE with no merges and a multilingual Whisper's special tokens, in order."""
     # Sorted, the byte alphabet is in GPT-2's order: the 256 byte ids are Whisper's own.
     vocab = {char: i for i, char in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    # Filler words (never produced: there are no merges) up to Whisper's 50,257 text tokens, so
+    # that every special token has its real id. Runtimes rely on that: CTranslate2 treats a
+    # vocabulary smaller than a multilingual Whisper's as English-only.
+    # Real multilingual vocabularies hold an empty token, and CTranslate2 tells them by it.
+    vocab.update({f"Ġw{i}": i for i in range(len(vocab), WHISPER_TEXT_TOKENS - 1)})
+    vocab[""] = WHISPER_TEXT_TOKENS - 1
     # <|endoftext|> (bos, eos, unk and pad) is added first by the tokenizer itself.
     specials = [
         "<|startoftranscript|>",

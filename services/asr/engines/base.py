@@ -80,6 +80,10 @@ class AsrEngine(Protocol):
     name: str
     #: Engine family, e.g. "whisper".
     family: str
+    #: Inference runtime, e.g. "ctranslate2" or "transformers".
+    runtime: str
+    #: Batches it decodes side by side (the batcher's worker threads).
+    workers: int
     sample_rate: int
     window_seconds: float
     #: Engine language codes it knows.

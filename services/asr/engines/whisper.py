@@ -21,23 +21,22 @@ from speechmesh.asr.engines.alignment import token_start_times
 from speechmesh.asr.engines.base import (
     DecodeJob,
     DecodeOptions,
-    InvalidOptionError,
     Segment,
     WindowResult,
-    Word,
 )
+from speechmesh.asr.engines.vocabulary import WhisperVocabulary
+from speechmesh.asr.engines.words import group_words
 from speechmesh.common.devices import parameter_bytes
-from speechmesh.common.languages import primary_subtag
 from speechmesh.common.model_source import is_random_checkpoint
 
 SAMPLE_RATE = 16000
 WINDOW_SECONDS = 30.0
-MAX_PROMPT_CHARS = 800
-_PUNCTUATION = set("\"'.。,，!！?？:：”)]}、-")  # attached to the word before
 
 
 class WhisperEngine:
     family = "whisper"
+    runtime = "transformers"
+    workers = 1  # torch spreads one batch over every core
     sample_rate = SAMPLE_RATE
     window_seconds = WINDOW_SECONDS
 
@@ -49,18 +48,14 @@ class WhisperEngine:
         self.model.to(device).eval()
         self.processor = WhisperProcessor.from_pretrained(path)
         self.tokenizer = self.processor.tokenizer
+        self.vocab = WhisperVocabulary(name, path)
         gen = self.model.generation_config
-        self.multilingual = bool(getattr(gen, "is_multilingual", False))
-        self._lang_to_id: dict[str, int] = {
-            token.strip("<|>"): index
-            for token, index in (getattr(gen, "lang_to_id", None) or {}).items()
-        }
-        self.languages = sorted(self._lang_to_id) if self.multilingual else ["en"]
-        self.supports_translation = self.multilingual and "translate" in (
-            getattr(gen, "task_to_id", None) or {}
-        )
-        self.supports_language_detection = self.multilingual and bool(self._lang_to_id)
-        self.supports_word_timestamps = bool(getattr(gen, "alignment_heads", None))
+        self.multilingual = self.vocab.multilingual
+        self._lang_to_id = self.vocab.lang_to_id
+        self.languages = self.vocab.languages
+        self.supports_translation = self.vocab.supports_translation
+        self.supports_language_detection = self.vocab.supports_language_detection
+        self.supports_word_timestamps = self.vocab.supports_word_timestamps
         self._no_timestamps = gen.no_timestamps_token_id
         self._alignment_heads = getattr(gen, "alignment_heads", None) or []
         self._attn_implementation = self.model.config._attn_implementation
@@ -72,52 +67,8 @@ class WhisperEngine:
         self.memory_bytes = parameter_bytes(self.model)
         self.random_weights = is_random_checkpoint(path)
 
-    # -- options ---------------------------------------------------------
-
-    def options(
-        self,
-        *,
-        language: str,
-        task: str,
-        word_timestamps: bool,
-        prompt: str,
-        beam_size: int,
-        temperature: float,
-    ) -> DecodeOptions:
-        code = self._language(language) if language else None
-        if code is None and not self.multilingual:
-            code = "en"
-        if task == "translate" and not self.supports_translation:
-            raise InvalidOptionError(
-                "task",
-                f"model {self.name} cannot translate (it is English-only); use a"
-                " multilingual Whisper model or RECOGNITION_TASK_TRANSCRIBE",
-            )
-        if word_timestamps and not self.supports_word_timestamps:
-            raise InvalidOptionError(
-                "word_timestamps",
-                f"model {self.name} has no alignment heads in its generation"
-                " config, so it cannot give word times",
-            )
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise InvalidOptionError(
-                "prompt", f"is {len(prompt)} characters; at most {MAX_PROMPT_CHARS}"
-            )
-        return DecodeOptions(code, task, word_timestamps, prompt, beam_size, temperature)
-
-    def _language(self, tag: str) -> str:
-        try:
-            code = primary_subtag(tag)
-        except ValueError as error:
-            raise InvalidOptionError("language", str(error)) from None
-        if code not in self.languages:
-            known = ", ".join(self.languages[:12]) + (" ..." if len(self.languages) > 12 else "")
-            raise InvalidOptionError(
-                "language",
-                f"{tag!r} is not a language model {self.name} knows ({known});"
-                " ListModels lists them, or leave it empty to detect",
-            )
-        return code
+    def options(self, **kwargs) -> DecodeOptions:
+        return self.vocab.options(**kwargs)
 
     # -- decoding --------------------------------------------------------
 
@@ -241,7 +192,7 @@ class WhisperEngine:
         The sequences include Whisper's timestamp tokens, which absorb the silence around
         the words, as they did while decoding.
         """
-        prefixes = [self._sot_sequence(lang, options.task) for lang in languages]
+        prefixes = [self.vocab.sot_sequence(lang, options.task) for lang in languages]
         room = self._max_target - max(map(len, prefixes)) - 1
         sequences = [p + t[:room] + [self._eos] for p, t in zip(prefixes, token_lists, strict=True)]
         ids = torch.full((len(sequences), max(map(len, sequences))), self._eos, dtype=torch.long)
@@ -274,13 +225,6 @@ class WhisperEngine:
             starts.append(times)
         return starts
 
-    def _sot_sequence(self, language: str | None, task: str) -> list[int]:
-        """The decoder prompt of timestamp mode (no <|notimestamps|>)."""
-        if not self.multilingual:
-            return [self._sot]
-        task_id = self.model.generation_config.task_to_id[task]
-        return [self._sot, self._lang_to_id[language or "en"], task_id]
-
     def _place_words(self, decoded: list[_Decoded], times: np.ndarray, limit: float) -> None:
         """Words for each segment, from the start times of the window's tokens."""
         offset = 0
@@ -289,8 +233,8 @@ class WhisperEngine:
             starts = times[positions]
             ends = times[[min(p + 1, len(times) - 1) for p in positions]]
             text_tokens = [item.tokens[k] for k in item.keep]
-            item.segment.words = self._words(
-                text_tokens, starts, ends, item.probs, item.segment.start, limit
+            item.segment.words = group_words(
+                self.tokenizer, text_tokens, starts, ends, item.probs, item.segment.start, limit
             )
             offset += len(item.tokens)
 
@@ -313,43 +257,6 @@ class WhisperEngine:
                 probs.append(1.0)
         return probs
 
-    def _words(
-        self,
-        tokens: list[int],
-        starts: np.ndarray,
-        ends: np.ndarray,
-        probs: list[float],
-        start: float,
-        limit: float,
-    ) -> list[Word]:
-        """Groups text tokens into words (split at spaces, whole characters kept together)."""
-        pieces: list[tuple[str, list[int]]] = []
-        pending: list[int] = []
-        for k in range(len(tokens)):
-            pending.append(k)
-            text = self.tokenizer.decode([tokens[j] for j in pending])
-            if "\ufffd" not in text:
-                pieces.append((text, pending))
-                pending = []
-        grouped: list[tuple[str, list[int]]] = []
-        for text, idx in pieces:
-            attach = (
-                grouped
-                and (not text.startswith(" ") or text.strip() in _PUNCTUATION)
-                and not _spaceless(text)
-            )
-            if attach:
-                grouped[-1] = (grouped[-1][0] + text, grouped[-1][1] + idx)
-            elif text.strip():
-                grouped.append((text, list(idx)))
-        words = []
-        for text, idx in grouped:
-            w_start = _clamp(starts[idx[0]], start, limit)
-            w_end = _clamp(ends[idx[-1]], w_start, limit)
-            probability = float(np.prod([probs[k] for k in idx]))
-            words.append(Word(text.strip(), w_start, w_end, probability))
-        return words
-
 
 @dataclass
 class _Decoded:
@@ -359,18 +266,3 @@ class _Decoded:
     tokens: list[int]  # every token of the segment, timestamps included
     keep: list[int]  # positions of the text tokens in `tokens`
     probs: list[float]  # probability of each text token
-
-
-def _clamp(value: float, low: float, high: float) -> float:
-    return min(max(float(value), low), high)
-
-
-def _spaceless(text: str) -> bool:
-    """Scripts written without spaces: every character is its own word."""
-    return any(
-        "\u3040" <= ch <= "\u30ff"
-        or "\u4e00" <= ch <= "\u9fff"
-        or "\u0e00" <= ch <= "\u0eff"
-        or "\u1000" <= ch <= "\u109f"
-        for ch in text
-    )
