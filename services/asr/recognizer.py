@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from speechmesh.asr.engines.base import AsrEngine, DecodeJob, DecodeOptions, Segment, WindowResult
+from speechmesh.asr.engines.packing import Placement, TimedSegment, split
 from speechmesh.common.batcher import PRIORITY_HIGH, MicroBatcher
 from speechmesh.common.vad import SileroVad, chunk_regions, speech_regions
 
@@ -44,6 +45,32 @@ class Recognizer:
     ) -> WindowResult:
         """Decodes one window (at most `engine.window_seconds`)."""
         return await self.batcher.submit(DecodeJob(audio, options), priority=priority)
+
+    async def decode_after(
+        self, context: np.ndarray, audio: np.ndarray, options: DecodeOptions
+    ) -> WindowResult:
+        """Decodes `audio` heard right after `context`, in one window, at high priority.
+
+        Whisper recognizes a sentence better when it hears what came before, as offline
+        recognition of a long recording does; only the words spoken in `audio` are kept (each
+        word belongs to the part its start time falls in), in `audio`'s times.
+        """
+        if not len(context) or not self.engine.supports_word_timestamps:
+            return await self.decode(audio, options)
+        rate = self.engine.sample_rate
+        boundary = len(context) / rate
+        result = await self.decode(
+            np.concatenate([context, audio]), replace(options, word_timestamps=True)
+        )
+        placements = [
+            Placement(0, 0.0, boundary),
+            Placement(1, boundary, boundary + len(audio) / rate),
+        ]
+        timed = [TimedSegment(s, s.words) for s in result.segments]
+        segments = split(timed, placements, None)[0][1]
+        if not options.word_timestamps:
+            segments = [replace(s, words=[]) for s in segments]
+        return WindowResult(segments, result.language, result.language_probability)
 
     async def recognize(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
         rate = self.engine.sample_rate

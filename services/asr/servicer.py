@@ -267,6 +267,9 @@ def _stream_settings(model: AsrModel, cfg) -> StreamSettings:
         interim_interval=seconds_option(
             cfg.interim_interval, 0.5, 0.2, 5.0, "streaming_config.interim_interval"
         ),
+        sentence_pause=seconds_option(
+            cfg.sentence_pause, 1.5, 0.0, 5.0, "streaming_config.sentence_pause"
+        ),
     )
 
 

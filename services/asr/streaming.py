@@ -2,13 +2,22 @@
 
 `Endpointer` (speechmesh.common.endpointing) cuts the stream into utterances with VAD. While an
 utterance lasts, interim hypotheses are decoded every `interim_interval` of new audio at low
-priority, and the words two successive hypotheses agree on become the stable prefix. At its end
-the utterance is decoded at high priority, with word times, and the final result sent. Results
-leave in order: an event or result emitted after a final waits for that final.
+priority (none once the speaker has paused), and the words two successive hypotheses agree on
+become the stable prefix.
+
+At a pause of `endpoint_silence` the utterance is decoded at high priority, with word times
+(the "probe"). When its text ends a sentence, or is empty, it is the final result at once. When
+the sentence goes on, the utterance stays open: if speech resumes, the probe is dropped and the
+whole sentence is decoded at its end, with all its context, as offline recognition would; if
+the pause reaches `sentence_pause`, the probe is the final. A speaker who pauses mid-sentence
+("And so, my fellow Americans, ... ask not") thus gets one accurate final instead of two that
+lost the words around the cut, and a finished sentence costs no more latency than before.
+Results leave in order: an event or result emitted after a final waits for that final.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -20,6 +29,7 @@ from speechmesh.common import metrics
 from speechmesh.common.audio import RawFormat
 from speechmesh.common.batcher import PRIORITY_LOW, QueueFullError
 from speechmesh.common.endpointing import (
+    POST_ROLL,
     PRE_ROLL,
     Endpointer,
     EndpointSettings,
@@ -30,6 +40,12 @@ from speechmesh.common.endpointing import (
 from speechmesh.common.vad import SAMPLE_RATE
 
 __all__ = ["ForceEndpoint", "StreamSettings", "StreamingSession", "VadBatcher"]
+
+#: Audio before an utterance that its final is decoded after (see Recognizer.decode_after).
+CONTEXT_SECONDS = 10.0
+#: Trailing silence after which no more interim hypotheses are decoded (the final is due).
+INTERIM_SILENCE = 0.2
+_SENTENCE_ENDS = (".", "?", "!", "…", "。", "？", "！", "؟", "।")
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,7 @@ class StreamSettings:
     vad_threshold: float = 0.5
     max_utterance: float = 30.0
     interim_interval: float = 0.5
+    sentence_pause: float = 1.5
 
 
 @dataclass
@@ -73,10 +90,14 @@ class _Utterance(Utterance):
         self.previous_words: list[str] | None = None
         self.interim_task = None
         self.interim_at_sample = start_sample
+        #: The decode started at the last pause, and the speech it covers (up to which sample).
+        self.probe: asyncio.Task | None = None
+        self.probe_covers = -1
 
 
 class StreamingSession(Endpointer):
     utterance_class = _Utterance
+    history_seconds = CONTEXT_SECONDS
 
     def __init__(self, recognizer: Recognizer, vad: VadBatcher, settings: StreamSettings):
         super().__init__(
@@ -94,8 +115,25 @@ class StreamingSession(Endpointer):
             self.emit(SpeechEvent("begin", utterance.start))
 
     def on_frame(self, utterance: Utterance) -> None:
-        if self.settings.interim_results:
+        paused = self.samples - utterance.last_speech_sample >= INTERIM_SILENCE * SAMPLE_RATE
+        if self.settings.interim_results and not paused:
             self._maybe_interim(utterance)
+
+    def on_pause(self, utterance: _Utterance, silence: float) -> bool:
+        if silence >= self.settings.sentence_pause:
+            return True
+        if utterance.probe_covers != utterance.last_speech_sample:  # none yet, or speech resumed
+            utterance.probe_covers = utterance.last_speech_sample
+            utterance.probe = self._decode_final(self._final_audio(utterance))
+            utterance.probe.add_done_callback(lambda task: self._probed(utterance, task))
+        return False
+
+    def _probed(self, utterance: _Utterance, task: asyncio.Task) -> None:
+        """A probe finished: a finished sentence (or nothing) ends the utterance now."""
+        if task is not utterance.probe or utterance.probe_covers != utterance.last_speech_sample:
+            return  # speech resumed after it began: the sentence goes on
+        if task.cancelled() or task.exception() is not None or _ends_sentence(task.result()):
+            self.end_paused(utterance)
 
     def on_end(
         self, utterance: Utterance, audio: np.ndarray, end_sample: int, speech_ended: bool
@@ -108,7 +146,12 @@ class StreamingSession(Endpointer):
         if s.single_utterance:
             self.emit(SpeechEvent("end_of_single_utterance", end_sample / SAMPLE_RATE))
             self.done = True
-        self.emit(self.spawn(self._final(utterance, audio, end_sample)))
+        probe = utterance.probe
+        if probe is not None and utterance.probe_covers == utterance.last_speech_sample:
+            decoded = probe  # the pause's decode covers every word: it is the final
+        else:
+            decoded = self._decode_final(self._final_audio(utterance))
+        self.emit(self.spawn(self._final(utterance, decoded, end_sample)))
 
     def _maybe_interim(self, utterance: _Utterance) -> None:
         due = (
@@ -162,12 +205,27 @@ class StreamingSession(Endpointer):
             )
         )
 
+    def _final_audio(self, utterance: _Utterance) -> tuple[np.ndarray, np.ndarray]:
+        """The utterance as its final decodes it (pre-roll, speech, post-roll), and the audio
+        heard before it (up to CONTEXT_SECONDS) that it is decoded after."""
+        begin = max(0, utterance.start_sample - int(PRE_ROLL * SAMPLE_RATE))
+        stop = min(utterance.last_speech_sample + int(POST_ROLL * SAMPLE_RATE), self.samples)
+        context_from = max(self.buffered_from, begin - int(CONTEXT_SECONDS * SAMPLE_RATE))
+        return self.audio_between(context_from, begin), self.audio_between(begin, stop)
+
+    def _decode_final(self, audio: tuple[np.ndarray, np.ndarray]) -> asyncio.Task:
+        """Decodes an utterance as a final, at high priority; the task notes when it began."""
+        task = self.spawn(self.recognizer.decode_after(*audio, self.settings.options))
+        task.started_at = time.perf_counter()  # type: ignore[attr-defined]
+        return task
+
     async def _final(
-        self, utterance: _Utterance, audio: np.ndarray, end_sample: int
+        self, utterance: _Utterance, decoded: asyncio.Task, end_sample: int
     ) -> UtteranceResult | None:
-        endpoint_at = time.perf_counter()
-        result: WindowResult = await self.recognizer.decode(audio, self.settings.options)
-        metrics.ENDPOINT_TO_FINAL.labels("asr").observe(time.perf_counter() - endpoint_at)
+        result: WindowResult = await decoded
+        metrics.ENDPOINT_TO_FINAL.labels("asr").observe(
+            time.perf_counter() - decoded.started_at  # type: ignore[attr-defined]
+        )
         if not result.text:
             return None
         self._first_result(utterance)
@@ -196,6 +254,12 @@ class StreamingSession(Endpointer):
             metrics.TIME_TO_FIRST_RESULT.labels("asr", "StreamingRecognize").observe(
                 time.perf_counter() - utterance.began_at
             )
+
+
+def _ends_sentence(result: WindowResult) -> bool:
+    """Whether a decoded utterance is empty or ends a sentence."""
+    text = result.text.rstrip().rstrip("\"'”’)]»")
+    return not text or text.endswith(_SENTENCE_ENDS)
 
 
 def _common_prefix(a: list[str], b: list[str]) -> int:

@@ -5,11 +5,12 @@ here. One background task forms batches (up to `max_batch_size` jobs with the
 same key, high priority first, then oldest) and runs them on `workers`
 dedicated threads, off the event loop: one on a GPU, where a bigger batch is the
 gain; two on a CPU engine whose runtime takes batches side by side (two narrow
-batches beat one wide one there). While every worker is busy, new jobs queue up
-and form the next batch; when the model is idle, the first job waits at most
-`max_wait_s` for as many jobs as the last batch had (see `_fill`). A full queue
-refuses at once (QueueFullError) rather than letting latency or memory grow
-without bound.
+batches beat one wide one there). A batch holds jobs of one priority, and
+low-priority batches leave one worker free for high-priority ones. While every
+worker is busy, new jobs queue up and form the next batch; when the model is
+idle, the first job waits at most `max_wait_s` for as many jobs as the last
+batch had (see `_fill`). A full queue refuses at once (QueueFullError) rather
+than letting latency or memory grow without bound.
 """
 
 from __future__ import annotations
@@ -130,6 +131,8 @@ class MicroBatcher(Generic[J, R]):
             self._wakeup.clear()
             self._drop_cancelled()
             while self._pending and len(self._running) < self.workers:
+                if self._reserved_for_high_priority():
+                    break
                 if not self._running:
                     await self._fill(loop)
                 batch = self._take()
@@ -184,6 +187,13 @@ class MicroBatcher(Generic[J, R]):
                 return
             self._wakeup.clear()
 
+    def _reserved_for_high_priority(self) -> bool:
+        """With several workers, low-priority work never takes the last free one: a
+        high-priority job (a stream's final) arriving meanwhile starts at once."""
+        if self.workers < 2 or len(self._running) < self.workers - 1:
+            return False
+        return min(self._pending).priority > PRIORITY_HIGH
+
     def _drop_cancelled(self) -> None:
         self._pending = [e for e in self._pending if not e.future.done()]
         self._depth.set(len(self._pending))
@@ -193,8 +203,10 @@ class MicroBatcher(Generic[J, R]):
         if not self._pending:
             return []
         ordered = sorted(self._pending)
-        key = ordered[0].key
-        batch = [e for e in ordered if e.key == key][: self.max_batch_size]
+        key, priority = ordered[0].key, ordered[0].priority
+        # One priority a batch: low-priority jobs never slow down a batch of high ones.
+        batch = [e for e in ordered if e.key == key and e.priority == priority]
+        batch = batch[: self.max_batch_size]
         taken = {id(e) for e in batch}
         self._pending = [e for e in self._pending if id(e) not in taken]
         self._depth.set(len(self._pending))

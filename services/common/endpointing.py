@@ -92,6 +92,8 @@ class Endpointer:
     """Cuts one live stream into utterances; subclasses act on them (see module doc)."""
 
     utterance_class: type[Utterance] = Utterance
+    #: Audio kept from before the open utterance (for subclasses that decode it as context).
+    history_seconds: float = 0.0
 
     def __init__(self, vad: VadBatcher, settings: EndpointSettings, raw: RawFormat | None):
         self.vad = vad
@@ -101,7 +103,8 @@ class Endpointer:
         self._pending = np.zeros(0, dtype=np.float32)  # decoded, not yet VAD'd (< 1 frame)
         self._buffer = np.zeros(0, dtype=np.float32)  # audio kept for the current utterance
         self._buffer_start = 0  # stream sample index of _buffer[0]
-        self.samples = 0  # samples VAD'd so far
+        self.samples = 0  # samples VAD'd so far (the last frame padded)
+        self._received = 0  # samples received
         self.utterance: Utterance | None = None
         self._count = 0
         self._out: asyncio.Queue = asyncio.Queue()
@@ -123,6 +126,11 @@ class Endpointer:
         """The utterance ended at `end_sample`; `audio` is it with pre- and post-roll.
         `speech_ended` when the speaker paused (not a forced cut)."""
 
+    def on_pause(self, utterance: Utterance, silence: float) -> bool:
+        """The speaker has been silent for `silence` s (at least endpoint_silence): end the
+        utterance now? A subclass that says no may end it later with `end_paused`."""
+        return True
+
     # -- helpers for subclasses ---------------------------------------------
 
     def emit(self, item: object) -> None:
@@ -143,6 +151,11 @@ class Endpointer:
     def endpoint(self) -> None:
         """Ends the open utterance now (a forced endpoint); nothing when none is open."""
         self._endpoint(self.samples)
+
+    def end_paused(self, utterance: Utterance) -> None:
+        """Ends `utterance` where its speech stopped, if it is still the open one."""
+        if self.utterance is utterance:
+            self._endpoint(utterance.last_speech_sample, speech_ended=True)
 
     # -- the stream ----------------------------------------------------------
 
@@ -181,12 +194,25 @@ class Endpointer:
                     break
             else:
                 await self._audio(self._decoder.flush(), final=True)
-                self.endpoint()
+                self._finish()
         finally:
             self._out.put_nowait(None)
 
+    def _finish(self) -> None:
+        """The input ended: the open utterance ends where its speech did if the speaker had
+        paused, else at the last sample received (not the padding of the last frame)."""
+        utterance = self.utterance
+        if utterance is None:
+            return
+        silence = (self.samples - utterance.last_speech_sample) / SAMPLE_RATE
+        if silence >= self.endpointing.endpoint_silence:
+            self.end_paused(utterance)
+        else:
+            self._endpoint(min(self.samples, self._received))
+
     async def _audio(self, samples: np.ndarray, final: bool = False) -> None:
         self.audio_seconds += len(samples) / SAMPLE_RATE
+        self._received += len(samples)
         samples = np.concatenate([self._pending, samples])
         whole = len(samples) // FRAME_SAMPLES * FRAME_SAMPLES
         if final and whole < len(samples):
@@ -215,7 +241,7 @@ class Endpointer:
             utterance.last_speech_sample = self.samples
         silence = (self.samples - utterance.last_speech_sample) / SAMPLE_RATE
         length = (self.samples - utterance.start_sample) / SAMPLE_RATE
-        if silence >= s.endpoint_silence:
+        if silence >= s.endpoint_silence and self.on_pause(utterance, silence):
             self._endpoint(utterance.last_speech_sample, speech_ended=True)
         elif length >= s.max_utterance:
             if prob >= s.vad_threshold:  # still talking: the next utterance goes on from here
@@ -231,7 +257,13 @@ class Endpointer:
         self._count += 1
         self.on_begin(self.utterance, continued)
 
+    @property
+    def buffered_from(self) -> int:
+        """The stream sample index of the oldest audio still held."""
+        return self._buffer_start
+
     def _trim(self, keep_from: int) -> None:
+        keep_from -= int(self.history_seconds * SAMPLE_RATE)
         drop = keep_from - self._buffer_start
         if drop > 0:
             self._buffer = self._buffer[drop:]

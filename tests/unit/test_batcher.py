@@ -170,6 +170,89 @@ async def test_high_priority_runs_before_low_priority():
         await batcher.close()
 
 
+async def test_a_batch_holds_one_priority():
+    model = Model()
+    batcher = make(model, max_batch_size=8)
+    try:
+        blocker = await block(batcher, model)
+        low = await queue(batcher, ["low1", "low2"], priority=PRIORITY_LOW)
+        high = await queue(batcher, ["high1"], priority=PRIORITY_HIGH)
+        model.gate.set()
+        await asyncio.wait_for(asyncio.gather(blocker, *low, *high), WAIT_S)
+        assert model.batches[1:] == [["high1"], ["low1", "low2"]]
+    finally:
+        model.gate.set()
+        await batcher.close()
+
+
+class TwoGates(Model):
+    """A model whose jobs named "wait*" block until their own gate opens."""
+
+    def __init__(self):
+        super().__init__()
+        self.gates = {name: threading.Event() for name in ("wait1", "wait2")}
+        self.running: set[str] = set()
+        self.lock = threading.Lock()
+
+    def run_batch(self, jobs: list) -> list:
+        self.batches.append(list(jobs))
+        with self.lock:
+            self.running.update(jobs)
+        for job in jobs:
+            if job in self.gates:
+                assert self.gates[job].wait(WAIT_S), f"test never released {job}"
+        with self.lock:
+            self.running.difference_update(jobs)
+        return [f"done:{job}" for job in jobs]
+
+
+async def test_workers_run_batches_side_by_side():
+    model = TwoGates()
+    batcher = make(model, max_batch_size=1, workers=2)
+    try:
+        first = asyncio.create_task(batcher.submit("wait1"))
+        await until(lambda: "wait1" in model.running, "the first batch to start")
+        second = asyncio.create_task(batcher.submit("wait2"))
+        await until(lambda: "wait2" in model.running, "a second batch beside the first")
+        third = asyncio.create_task(batcher.submit("j3"))
+        await asyncio.sleep(0.05)
+        assert not third.done(), "both workers are busy: the third job waits"
+        model.gates["wait2"].set()
+        assert await asyncio.wait_for(third, WAIT_S) == "done:j3"
+        model.gates["wait1"].set()
+        assert await asyncio.wait_for(asyncio.gather(first, second), WAIT_S) == [
+            "done:wait1",
+            "done:wait2",
+        ]
+    finally:
+        for gate in model.gates.values():
+            gate.set()
+        await batcher.close()
+
+
+async def test_low_priority_leaves_a_worker_free_for_high_priority():
+    model = TwoGates()
+    batcher = make(model, max_batch_size=1, workers=2)
+    try:
+        low = asyncio.create_task(batcher.submit("wait1", priority=PRIORITY_LOW))
+        await until(lambda: "wait1" in model.running, "the low-priority batch to start")
+        more_low = asyncio.create_task(batcher.submit("low2", priority=PRIORITY_LOW))
+        await asyncio.sleep(0.05)
+        assert not more_low.done(), "a second low-priority batch would take the last worker"
+        high = asyncio.create_task(batcher.submit("high", priority=PRIORITY_HIGH))
+        assert await asyncio.wait_for(high, WAIT_S) == "done:high"
+        assert not more_low.done()
+        model.gates["wait1"].set()
+        assert await asyncio.wait_for(asyncio.gather(low, more_low), WAIT_S) == [
+            "done:wait1",
+            "done:low2",
+        ]
+    finally:
+        for gate in model.gates.values():
+            gate.set()
+        await batcher.close()
+
+
 async def test_full_queue_refuses_at_once_with_a_retry_delay():
     model = Model()
     batcher = make(model, max_batch_size=2, max_queue=2)
