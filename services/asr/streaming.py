@@ -6,7 +6,8 @@ priority (none once the speaker has paused), and the words two successive hypoth
 become the stable prefix.
 
 At a pause of `endpoint_silence` the utterance is decoded at high priority, with word times
-(the "probe"). When its text ends a sentence, or is empty, it is the final result at once. When
+(the "probe"). When its text ends a sentence (sentence-final punctuation on a last word the model
+is sure of), or is empty, it is the final result at once. When
 the sentence goes on, the utterance stays open: if speech resumes, the probe is dropped and the
 whole sentence is decoded at its end, with all its context, as offline recognition would; if
 the pause reaches `sentence_pause`, the probe is the final. A speaker who pauses mid-sentence
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -45,6 +46,8 @@ __all__ = ["ForceEndpoint", "StreamSettings", "StreamingSession", "VadBatcher"]
 CONTEXT_SECONDS = 10.0
 #: Trailing silence after which no more interim hypotheses are decoded (the final is due).
 INTERIM_SILENCE = 0.2
+#: Probability of the last word (with its punctuation) above which a sentence end is believed.
+SENTENCE_END_CONFIDENCE = 0.6
 _SENTENCE_ENDS = (".", "?", "!", "…", "。", "？", "！", "؟", "।")
 
 
@@ -109,6 +112,8 @@ class StreamingSession(Endpointer):
         )
         self.recognizer = recognizer
         self.settings = settings
+        #: Where the last final's speech ended (stream sample), once there is one.
+        self.previous_speech_end: int | None = None
 
     def on_begin(self, utterance: Utterance, continued: bool) -> None:
         if not continued and self.settings.voice_activity_events:
@@ -147,6 +152,7 @@ class StreamingSession(Endpointer):
             self.emit(SpeechEvent("end_of_single_utterance", end_sample / SAMPLE_RATE))
             self.done = True
         probe = utterance.probe
+        self.previous_speech_end = utterance.last_speech_sample
         if probe is not None and utterance.probe_covers == utterance.last_speech_sample:
             decoded = probe  # the pause's decode covers every word: it is the final
         else:
@@ -205,18 +211,32 @@ class StreamingSession(Endpointer):
             )
         )
 
-    def _final_audio(self, utterance: _Utterance) -> tuple[np.ndarray, np.ndarray]:
-        """The utterance as its final decodes it (pre-roll, speech, post-roll), and the audio
-        heard before it (up to CONTEXT_SECONDS) that it is decoded after."""
+    def _final_audio(self, utterance: _Utterance) -> tuple[np.ndarray, np.ndarray, int]:
+        """What a final decodes: the audio heard before the utterance (up to CONTEXT_SECONDS),
+        the utterance (pre-roll, speech, post-roll), and the stream sample it starts at.
+
+        The two meet halfway between the previous utterance's last speech and this one's first,
+        so a word the alignment places a little early still counts as this utterance's.
+        """
         begin = max(0, utterance.start_sample - int(PRE_ROLL * SAMPLE_RATE))
+        if self.previous_speech_end is not None:
+            begin = min(begin, (self.previous_speech_end + utterance.start_sample) // 2)
         stop = min(utterance.last_speech_sample + int(POST_ROLL * SAMPLE_RATE), self.samples)
         context_from = max(self.buffered_from, begin - int(CONTEXT_SECONDS * SAMPLE_RATE))
-        return self.audio_between(context_from, begin), self.audio_between(begin, stop)
+        begin = max(begin, self.buffered_from)
+        return self.audio_between(context_from, begin), self.audio_between(begin, stop), begin
 
-    def _decode_final(self, audio: tuple[np.ndarray, np.ndarray]) -> asyncio.Task:
-        """Decodes an utterance as a final, at high priority; the task notes when it began."""
-        task = self.spawn(self.recognizer.decode_after(*audio, self.settings.options))
+    def _decode_final(self, audio: tuple[np.ndarray, np.ndarray, int]) -> asyncio.Task:
+        """Decodes an utterance as a final, at high priority, with word times when the model
+        has them (the sentence check reads them); the task notes when it began and where its
+        audio starts."""
+        context, speech, begin = audio
+        options = self.settings.options
+        if self.recognizer.engine.supports_word_timestamps:
+            options = replace(options, word_timestamps=True)
+        task = self.spawn(self.recognizer.decode_after(context, speech, options))
         task.started_at = time.perf_counter()  # type: ignore[attr-defined]
+        task.begin = begin  # type: ignore[attr-defined]
         return task
 
     async def _final(
@@ -229,11 +249,12 @@ class StreamingSession(Endpointer):
         if not result.text:
             return None
         self._first_result(utterance)
-        offset = max(0, utterance.start_sample - int(PRE_ROLL * SAMPLE_RATE)) / SAMPLE_RATE
+        offset = decoded.begin / SAMPLE_RATE  # type: ignore[attr-defined]
         words = [
             Word(w.text, w.start + offset, w.end + offset, w.probability)
             for segment in result.segments
             for w in segment.words
+            if self.settings.options.word_timestamps
         ]
         return UtteranceResult(
             index=utterance.index,
@@ -257,9 +278,17 @@ class StreamingSession(Endpointer):
 
 
 def _ends_sentence(result: WindowResult) -> bool:
-    """Whether a decoded utterance is empty or ends a sentence."""
+    """Whether a decoded utterance is empty or confidently ends a sentence: sentence-final
+    punctuation, on a last word the model is sure of (a fragment cut at a pause is often
+    decoded as a sentence of its own, "And so am I fellow Americans.", with an unsure last word;
+    then the utterance waits for `sentence_pause`)."""
     text = result.text.rstrip().rstrip("\"'”’)]»")
-    return not text or text.endswith(_SENTENCE_ENDS)
+    if not text:
+        return True
+    if not text.endswith(_SENTENCE_ENDS):
+        return False
+    words = [w for segment in result.segments for w in segment.words]
+    return not words or words[-1].probability >= SENTENCE_END_CONFIDENCE
 
 
 def _common_prefix(a: list[str], b: list[str]) -> int:
