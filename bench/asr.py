@@ -1,29 +1,35 @@
-"""ASR benchmark: the gRPC service against the same engine called in-process.
+"""ASR benchmark: the gRPC service on both engines, against faster-whisper and a plain pipeline.
 
     python -m bench.asr --model ../shared/models/whisper-tiny.en [--quick] [--out bench/results]
 
-Starts the ASR service in this process (ServiceHost + build_app, port 0, no metrics server)
-and talks to it over a real grpc.aio channel, like any client. On the same loaded model it
-measures:
+Serves the ASR service in this process twice (ServiceHost + build_app, port 0, no metrics
+server): with the default engine (engine=auto: CTranslate2, int8 on a CPU) and with the
+transformers engine, and talks to each over a real grpc.aio channel, like any client. On the
+same clips, in the same run, it measures:
 
-- unary Recognize at 1, 4, 8 and 16 concurrent callers (real LibriVox clips uploaded as WAV
-  files): latency, real-time factor, throughput; and the same clips through the same
-  recognizer and batcher called directly (`recognizer.recognize`) at the same concurrency,
-  as a ratio;
-- the raw model on the same clips: `engine.decode_batch` one clip at a time and in batches
-  of 8 (no batcher, no asyncio), the ceiling 1 and 8 concurrent calls are held to;
-- StreamingRecognize at 1, 4 and 16 concurrent live streams: LINEAR16 in 100 ms chunks,
-  each sent when a microphone would have captured it, then 1 s of silence and a half-close,
-  interim results on; time from the end of speech to the final result, time to the first
-  interim result, and the same streams through `StreamingSession` in-process, as a ratio;
-- peak memory (process RSS; CUDA allocator peak on a GPU).
+- unary Recognize (LibriVox clips uploaded as WAV files) from 1, 8 and 16 closed-loop callers
+  on both engines: throughput (audio seconds per wall second), latency, real-time factor and
+  WER against the manifest's transcripts; for the default engine also the same recognizer and
+  batcher called in-process (`recognizer.recognize`, as a gRPC / direct ratio) and the raw
+  model (`engine.decode_batch` one clip at a time and in batches of 8);
+- peers at the same concurrency (bench.asr_peers), each from N Python threads in a closed
+  loop, given the decoded float32 samples: faster-whisper on the same CTranslate2 int8
+  conversion with the same greedy decoding, in each (num_workers, cpu_threads) configuration
+  (the best one at each concurrency is the peer figure), and a plain transformers pipeline;
+- StreamingRecognize on the default engine at 1, 4 and 16 concurrent live streams: LINEAR16 in
+  100 ms chunks, each sent when a microphone would have captured it, then 1 s of silence and a
+  half-close, interim results on; time from the end of speech to the final result, time to the
+  first interim result, WER of the finals, and the same streams through `StreamingSession`
+  in-process, as a ratio;
+- the service's memory per engine: `speechmesh serve asr --engine X` as a child process,
+  16 concurrent Recognize calls for a few rounds, then its peak RSS (VmHWM) from /proc.
 
-Paths compared with each other run on the same blocks of requests, interleaved (direct,
-gRPC, raw, then the reverse, ...), so that other load on the machine falls on all alike; the
-CPU other processes used meanwhile is recorded beside each figure. The client runs in the
-same process and on the same event loop as the server, so the gRPC figures carry the
-client's cost too. Service settings come from SPEECHMESH_ASR_* variables as in production
-(e.g. SPEECHMESH_ASR_MAX_BATCH_WAIT_MS), device auto unless --device.
+Paths compared with each other run on the same blocks of requests, interleaved (A, B, C, then
+C, B, A, ...), so that other load on the machine falls on all alike; the CPU other processes
+used meanwhile is recorded beside each figure. The gRPC client runs in the same process and on
+the same event loop as the server, so the gRPC figures carry the client's cost too; the peers
+pay no decoding of files and no RPC. Service settings come from SPEECHMESH_ASR_* variables as
+in production (e.g. SPEECHMESH_ASR_MAX_BATCH_WAIT_MS), device auto unless --device.
 
 Writes NAME.json (every figure, the targets and whether each passed) and NAME.md (the
 Markdown tables, also printed) under --out.
@@ -33,16 +39,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import itertools
 import math
 import os
 import pathlib
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
+from bench.asr_peers import Peer, load_peers, service_memory, threaded_block
+from bench.asr_report import markdown, targets
 from bench.common import (
     SHARED,
     BatchRecorder,
@@ -57,52 +67,58 @@ from bench.common import (
     environment,
     fmt,
     load_clips,
-    noise_warning,
     peak_rss_mib,
     rss_mib,
     run_and_write,
     summary,
-    table,
     timed_block,
     word_error_rate,
 )
 
-UNARY_CONCURRENCY = (1, 4, 8, 16)
+UNARY_CONCURRENCY = (1, 8, 16)
 STREAM_CONCURRENCY = (1, 4, 16)
+MEMORY_CONCURRENCY = 16
 RAW_BATCH = 8
 CHUNK_S = 0.1
 TRAILING_SILENCE_S = 1.0
-GRPC_VS_DIRECT_TARGET = 0.95
-UNARY8_VS_RAW_BATCH_TARGET = 0.9
 
 
 class Plan:
-    """How much work each part does: full (~7 min on 2 cores) or --quick (~2 min)."""
+    """How much work each part does: full (~10 min on 2 quiet cores) or --quick (~3 min)."""
 
     def __init__(self, quick: bool, requests: int | None):
         self.quick = quick
-        self.unary_requests = requests or (16 if quick else 48)
-        self.unary_rounds = 2 if quick else 6
-        self.warmup_requests = 8
-        # concurrency -> rounds of that many streams, per path
-        self.stream_rounds = {1: 1, 4: 1, 16: 1} if quick else {1: 5, 4: 2, 16: 2}
+        # unary requests per path and concurrency, in up to `unary_rounds` interleaved blocks
+        self.unary_requests = requests or (4 if quick else 32)
+        self.unary_rounds = 1 if quick else 4
+        # each caller sends at least this many requests per block: with 2 the later ones go
+        # out as earlier ones are answered (a closed loop), not all at once as one burst
+        self.per_caller = 1 if quick else 2
+        self.warmup_requests = 4 if quick else 8
+        # concurrency -> rounds of that many streams, per path (0: not measured)
+        self.stream_rounds = {1: 1, 4: 0, 16: 1} if quick else {1: 5, 4: 2, 16: 2}
+        self.memory_rounds = 1 if quick else 3
 
     def unary_blocks(self, concurrency: int) -> list[int]:
-        """The requests split into interleaved blocks, none smaller than the concurrency."""
-        size = max(concurrency, math.ceil(self.unary_requests / self.unary_rounds))
+        """The requests split into interleaved blocks of `per_caller` requests per caller or
+        more (full: 1 caller [8, 8, 8, 8], 8 callers [16, 16], 16 callers [32])."""
+        size = max(
+            concurrency * self.per_caller, math.ceil(self.unary_requests / self.unary_rounds)
+        )
         rounds = max(1, round(self.unary_requests / size))
         return [size] * rounds
 
 
-# -- the service under test ----------------------------------------------------
+# -- the services under test ---------------------------------------------------
 
 
-class Bench:
-    """The service, served in-process, plus direct handles on the model it loaded."""
+class Served:
+    """One ASR service served in this process with one engine setting, plus direct handles on
+    the model it loaded."""
 
-    def __init__(self, args: argparse.Namespace, plan: Plan):
+    def __init__(self, args: argparse.Namespace, engine: str):
         self.args = args
-        self.plan = plan
+        self.engine_setting = engine
 
     async def start(self) -> None:
         from speechmesh.asr import servicer
@@ -110,7 +126,6 @@ class Bench:
         from speechmesh.asr.config import AsrSettings
         from speechmesh.asr.models import AsrModels
         from speechmesh.asr.v1 import asr_pb2, asr_pb2_grpc
-        from speechmesh.audio.v1 import audio_pb2
 
         overrides = {"device": self.args.device} if self.args.device else {}
         self.settings = AsrSettings(
@@ -120,13 +135,13 @@ class Bench:
             metrics=False,
             metrics_port=0,
             log_level=self.args.log_level,
+            engine=self.engine_setting,
             **overrides,
         )
         self.service = InProcessService(build_app, self.settings, AsrModels)
         self.channel = await self.service.start()
         self.models = self.service.models
         self.load_s = self.service.load_s
-        self.rss_after_load_mib = rss_mib()
         self.model = self.models.default
         self.engine = self.model.engine
         self.recognizer = self.model.recognizer
@@ -136,25 +151,25 @@ class Bench:
         # Both paths decode with the very options the servicer derives from this config.
         self.config = asr_pb2.RecognitionConfig(language_code="en")
         self.options = servicer._options(self.model, self.config)
-        stream_config = asr_pb2.RecognitionConfig()
-        stream_config.CopyFrom(self.config)
-        stream_config.audio_format.CopyFrom(
-            audio_pb2.AudioFormat(
-                encoding=audio_pb2.AUDIO_ENCODING_LINEAR16,
-                sample_rate_hertz=self.engine.sample_rate,
-            )
-        )
-        self.stream_cfg = asr_pb2.StreamingRecognitionConfig(
-            config=stream_config, interim_results=True
-        )
-        self.stream_settings = servicer._stream_settings(self.model, self.stream_cfg)
-        self.clips = load_clips(self.args.audio, self.engine.sample_rate)
 
     async def stop(self) -> None:
         self.recorder.restore()
         await self.service.stop()
 
-    # -- unary -------------------------------------------------------------------
+    def describe(self) -> dict:
+        engine = self.engine
+        ct2 = engine.runtime == "ctranslate2"
+        return {
+            "setting": self.engine_setting,
+            "runtime": engine.runtime,
+            "device": str(engine.device),
+            "dtype": str(engine.dtype),
+            "workers": getattr(engine, "workers", 1),
+            # as the loader resolves SPEECHMESH_ASR_THREADS (0: every core)
+            "threads_per_worker": (self.settings.threads or os.cpu_count()) if ct2 else None,
+            "weights_mib": round(engine.memory_bytes / (1 << 20), 1),
+            "load_s": self.load_s,
+        }
 
     async def grpc_recognize(self, index: int, clip: Clip) -> str:
         request = self.pb.RecognizeRequest(
@@ -165,26 +180,114 @@ class Bench:
     async def direct_recognize(self, index: int, clip: Clip) -> str:
         return (await self.recognizer.recognize(clip.samples, self.options)).text
 
+
+class Bench:
+    """The default-engine service (unary, raw model, streams) and, for the unary comparison,
+    the transformers-engine service and the peers, all in this process."""
+
+    def __init__(self, args: argparse.Namespace, plan: Plan):
+        self.args = args
+        self.plan = plan
+        self.default = Served(args, "auto")
+        self.transformers: Served | None = None
+        self.peers: list[Peer] = []
+        self._scratch: tempfile.TemporaryDirectory | None = None
+
+    async def start(self, unary: bool) -> None:
+        from speechmesh.asr import servicer
+        from speechmesh.audio.v1 import audio_pb2
+
+        d = self.default
+        await d.start()
+        self.engine = d.engine
+        self.clips = load_clips(self.args.audio, self.engine.sample_rate)
+        stream_config = d.pb.RecognitionConfig()
+        stream_config.CopyFrom(d.config)
+        stream_config.audio_format.CopyFrom(
+            audio_pb2.AudioFormat(
+                encoding=audio_pb2.AUDIO_ENCODING_LINEAR16,
+                sample_rate_hertz=self.engine.sample_rate,
+            )
+        )
+        self.stream_cfg = d.pb.StreamingRecognitionConfig(
+            config=stream_config, interim_results=True
+        )
+        self.stream_settings = servicer._stream_settings(d.model, self.stream_cfg)
+        if unary:
+            if self.engine.runtime != "ctranslate2":
+                raise SystemExit(
+                    f"bench: the default engine serves {self.engine.runtime}, not CTranslate2"
+                    " (is ctranslate2 installed? see the service's engine.fallback warning)"
+                )
+            self.transformers = Served(self.args, "transformers")
+            await self.transformers.start()
+            self.peers = await asyncio.to_thread(self._load_peers)
+        self.rss_after_load_mib = rss_mib()
+
+    def _load_peers(self) -> list[Peer]:
+        from speechmesh.asr.engines.conversion import cache_root, converted
+        from speechmesh.common.model_source import resolve_model
+
+        checkpoint = resolve_model(str(self.args.model), "SPEECHMESH_ASR_MODEL")
+        # The entry the default engine loaded (already converted: this only finds it).
+        ct2 = converted(checkpoint, cache_root(self.default.settings.cache_dir))
+        self._scratch = tempfile.TemporaryDirectory(prefix="bench-asr-")
+        return load_peers(
+            ct2, checkpoint, pathlib.Path(self._scratch.name), self.engine.sample_rate
+        )
+
+    async def stop(self) -> None:
+        if self.transformers is not None:
+            await self.transformers.stop()
+        await self.default.stop()
+        self.peers = []
+        if self._scratch is not None:
+            self._scratch.cleanup()
+
     async def compare(
         self,
-        measure: Callable[[Callable, int, int, int], Awaitable[Block]],
-        paths: dict[str, Callable],
+        paths: dict[str, Callable[[int, int, int], Awaitable[Block]]],
         concurrency: int,
         blocks: list[int],
     ) -> dict[str, list[Block]]:
         """Measures each path on the same blocks of work, interleaved (ABC, CBA, ...), so that a
-        drift in the machine's speed (other processes) falls on every path alike."""
+        drift in the machine's speed (other processes) falls on every path alike. A path is
+        called with (concurrency, requests in the block, number of its first request)."""
         out: dict[str, list[Block]] = {name: [] for name in paths}
         first = 0
         for i, size in enumerate(blocks):
             names = list(paths) if i % 2 == 0 else list(reversed(paths))
             for name in names:
-                out[name].append(await measure(paths[name], concurrency, size, first))
+                out[name].append(await paths[name](concurrency, size, first))
             first += size
         return out
 
+    # -- unary -------------------------------------------------------------------
+
+    def unary_paths(self, concurrency: int) -> dict[str, Callable]:
+        """speechmesh on both engines, the peers, and at 1 and 8 callers the raw model, in the
+        order they are measured: the paths the targets compare (gRPC with direct, gRPC with
+        faster-whisper) side by side."""
+        d, t = self.default, self.transformers
+        paths: dict[str, Callable] = {
+            "direct": functools.partial(self.unary_block, d, d.direct_recognize),
+            "grpc": functools.partial(self.unary_block, d, d.grpc_recognize),
+        }
+        for peer in self.peers:
+            paths[peer.name] = functools.partial(self.peer_block, peer)
+        if t is not None:
+            paths["transformers_grpc"] = functools.partial(self.unary_block, t, t.grpc_recognize)
+        if concurrency in (1, RAW_BATCH):  # one clip at a time, or batches of 8
+            paths["raw"] = self.raw_block
+        return paths
+
     async def unary_block(
-        self, call: Callable[[int, Clip], Awaitable[str]], concurrency: int, total: int, first: int
+        self,
+        served: Served,
+        call: Callable[[int, Clip], Awaitable[str]],
+        concurrency: int,
+        total: int,
+        first: int,
     ) -> Block:
         """`total` requests from `concurrency` callers, each sending its next one at once."""
         counter = itertools.count(first)
@@ -197,15 +300,19 @@ class Bench:
                 text = await call(index, clip)
                 records.append((clip, time.perf_counter() - sent, text))
 
-        return await self._block(caller, concurrency, records)
+        return await timed_block(caller, concurrency, records, served.recorder)
 
-    async def _block(self, worker: Callable, concurrency: int, items: list) -> Block:
-        return await timed_block(worker, concurrency, items, self.recorder)
+    async def peer_block(self, peer: Peer, concurrency: int, total: int, first: int) -> Block:
+        """The same requests' clips from `concurrency` Python threads (the event loop waits)."""
+        return await asyncio.to_thread(
+            threaded_block, peer.transcribe, self.clips, concurrency, total, first
+        )
 
     def unary_figures(self, blocks: list[Block], concurrency: int) -> dict:
         records = [r for b in blocks for r in b.items]
         wall = sum(b.wall for b in blocks)
         audio = sum(clip.seconds for clip, _, _ in records)
+        passes = [b.batches for b in blocks]
         return {
             "concurrency": concurrency,
             "requests": len(records),
@@ -217,7 +324,8 @@ class Bench:
             "latency_s": summary([lat for _, lat, _ in records]),
             "rtf": summary([lat / clip.seconds for clip, lat, _ in records]),
             "wer": word_error_rate([(clip.reference, text) for clip, _, text in records]),
-            "batches": batch_summary([b.batches for b in blocks], wall),
+            # forward passes of speechmesh's batcher (none recorded for the peers)
+            "batches": batch_summary(passes, wall) if any(passes) else None,
             "cpu": cpu_of(blocks),
             "per_request": [
                 {"clip": self.clips.index(clip), "audio_s": clip.seconds, "latency_s": lat}
@@ -227,11 +335,12 @@ class Bench:
 
     # -- raw model -------------------------------------------------------------------
 
-    async def raw_block(self, _call, batch_size: int, total: int, first: int) -> Block:
-        """The same clips straight into engine.decode_batch, `batch_size` at a time: no batcher,
-        no asyncio (it blocks the event loop, which has nothing else to do meanwhile)."""
+    async def raw_block(self, batch_size: int, total: int, first: int) -> Block:
+        """The same clips straight into the default engine's decode_batch, `batch_size` at a
+        time: no batcher, no asyncio (it blocks the event loop, which has nothing else to do)."""
         from speechmesh.asr.engines.base import DecodeJob
 
+        options = self.default.options
         clips = [self.clips[i % len(self.clips)] for i in range(first, first + total)]
         records: list[tuple[Clip, float, str]] = []
         passes: list[tuple] = []
@@ -240,7 +349,7 @@ class Bench:
         for k in range(0, len(clips), batch_size):
             batch = clips[k : k + batch_size]
             began = time.perf_counter()
-            results = self.engine.decode_batch([DecodeJob(c.samples, self.options) for c in batch])
+            results = self.engine.decode_batch([DecodeJob(c.samples, options) for c in batch])
             ended = time.perf_counter()
             for clip, result in zip(batch, results, strict=True):
                 if isinstance(result, BaseException):
@@ -249,7 +358,7 @@ class Bench:
             passes.append((began, ended, len(batch), 0.0, 0.0))
         return Block(records, time.perf_counter() - start, passes, cpu.stop())
 
-    # -- streams ---------------------------------------------------------------------
+    # -- streams (default engine) ----------------------------------------------------
 
     async def paced(self, clip: Clip, marks: dict) -> AsyncIterator[bytes]:
         """The clip, then silence, as LINEAR16 chunks, each sent once its audio is 'captured'.
@@ -278,7 +387,7 @@ class Bench:
             yield pcm[2 * a : 2 * b]
 
     async def grpc_stream(self, index: int, clip: Clip, record: dict) -> None:
-        pb = self.pb
+        pb = self.default.pb
 
         async def requests():
             first = pb.StreamingRecognizeRequest(streaming_config=self.stream_cfg)
@@ -287,7 +396,7 @@ class Bench:
             async for chunk in self.paced(clip, record):
                 yield pb.StreamingRecognizeRequest(audio=chunk)
 
-        async for response in self.stub.StreamingRecognize(requests()):
+        async for response in self.default.stub.StreamingRecognize(requests()):
             if response.WhichOneof("streaming_response") == "result":
                 r = response.result
                 _result(
@@ -302,7 +411,8 @@ class Bench:
         from speechmesh.asr.streaming import StreamingSession, UtteranceResult
 
         # As the servicer builds it for a stream with this config.
-        session = StreamingSession(self.recognizer, self.models.vad, self.stream_settings)
+        d = self.default
+        session = StreamingSession(d.recognizer, d.models.vad, self.stream_settings)
         async for event in session.run(self.paced(clip, record)):
             if isinstance(event, UtteranceResult):
                 _result(record, event.is_final, event.transcript, event.start, event.end)
@@ -332,7 +442,7 @@ class Bench:
                     record["error"] = repr(error)
                 record["end"] = time.perf_counter()
 
-        return await self._block(worker, concurrency, records)
+        return await timed_block(worker, concurrency, records, self.default.recorder)
 
     def stream_figures(self, blocks: list[Block], concurrency: int) -> dict:
         records = [r for b in blocks for r in b.items]
@@ -430,14 +540,25 @@ async def run(args: argparse.Namespace) -> dict:
     from speechmesh.common.logging import configure_logging
 
     configure_logging(args.log_level, "json")
+    sections = set(args.sections.split(","))
     plan = Plan(args.quick, args.requests)
     bench = Bench(args, plan)
     began = time.perf_counter()
-    await bench.start()
-    env = environment(bench.engine, bench.settings)
+    await bench.start(unary="unary" in sections)
+    env = environment(bench.engine, bench.default.settings)
+    env["engines"] = {"default": bench.default.describe()}
+    if bench.transformers is not None:
+        env["engines"]["transformers"] = bench.transformers.describe()
+    env.update(_versions())
     _log(
-        f"model {bench.engine.name} on {bench.engine.device} ({bench.engine.dtype}), loaded in"
-        f" {bench.load_s:.1f} s; {len(bench.clips)} clips"
+        f"model {bench.engine.name}: default engine {bench.engine.runtime} on"
+        f" {bench.engine.device} ({bench.engine.dtype}), loaded in {bench.default.load_s:.1f} s"
+        + (
+            f"; transformers engine loaded in {bench.transformers.load_s:.1f} s"
+            if bench.transformers
+            else ""
+        )
+        + f"; peers: {', '.join(p.label for p in bench.peers) or 'none'}; {len(bench.clips)} clips"
         f" ({sum(c.seconds for c in bench.clips):.1f} s of audio)"
     )
     results: dict = {
@@ -449,358 +570,176 @@ async def run(args: argparse.Namespace) -> dict:
             {"index": i, "name": c.name, "audio_s": round(c.seconds, 3), "reference": c.reference}
             for i, c in enumerate(bench.clips)
         ],
-        "load_s": bench.load_s,
+        "load_s": bench.default.load_s,
     }
     try:
-        sections = set(args.sections.split(","))
-        # Warm-up (not recorded): every batch size the unary runs form, both paths.
+        # Warm-up (not recorded): every batch size the unary runs form, every path.
         _log("warm-up")
-        await bench.unary_block(bench.direct_recognize, RAW_BATCH, plan.warmup_requests, 0)
-        await bench.unary_block(bench.grpc_recognize, 2, 2, 0)
+        for served in filter(None, (bench.default, bench.transformers)):
+            await bench.unary_block(
+                served, served.direct_recognize, RAW_BATCH, plan.warmup_requests, 0
+            )
+            await bench.unary_block(served, served.grpc_recognize, 2, 2, 0)
+        for peer in bench.peers:
+            await bench.peer_block(peer, 2, plan.warmup_requests // 2, 0)
         if "unary" in sections:
-            runs = []
-            raw: dict[int, dict] = {}
-            for c in UNARY_CONCURRENCY:
-                blocks = plan.unary_blocks(c)
-                paths = {"direct": bench.direct_recognize, "grpc": bench.grpc_recognize}
-                measure = bench.unary_block
-                if c in (1, RAW_BATCH):  # the raw model, one clip at a time or batches of 8
-                    paths["raw"] = None
-                    measure = _raw_or(bench.unary_block, bench.raw_block)
-                _log(f"unary, {c} concurrent: {', '.join(paths)}, blocks of {blocks} requests")
-                measured = await bench.compare(measure, paths, c, blocks)
-                direct = bench.unary_figures(measured["direct"], c)
-                via_grpc = bench.unary_figures(measured["grpc"], c)
-                runs.append(_pair(c, via_grpc, direct))
-                if "raw" in measured:
-                    raw[c] = bench.unary_figures(measured["raw"], c)
-                    _log(f"  raw model, batches of {c}: {raw[c]['audio_s_per_s']:.2f} audio s/s")
-            results["unary"] = {"requests_per_run": plan.unary_requests, "runs": runs}
-            if raw:
-                single, batch = raw[1], raw[RAW_BATCH]
-                results["raw_model"] = {
-                    "batch_size": RAW_BATCH,
-                    "single": single,
-                    "batch": batch,
-                    "batch_speedup_over_single": batch["audio_s_per_s"] / single["audio_s_per_s"],
-                }
+            results.update(await _unary(bench, plan))
         if "streams" in sections:
-            runs = []
-            for c in STREAM_CONCURRENCY:
-                blocks = [c] * plan.stream_rounds[c]
-                _log(f"streams, {c} concurrent: direct and gRPC, blocks of {blocks} streams")
-                paths = {"direct": bench.direct_stream, "grpc": bench.grpc_stream}
-                measured = await bench.compare(bench.stream_block, paths, c, blocks)
-                direct = bench.stream_figures(measured["direct"], c)
-                via_grpc = bench.stream_figures(measured["grpc"], c)
-                runs.append(_pair(c, via_grpc, direct))
-                _log(
-                    f"  end of speech to final p50: direct"
-                    f" {fmt(direct['end_of_speech_to_final_s']['p50'])} s, gRPC"
-                    f" {fmt(via_grpc['end_of_speech_to_final_s']['p50'])} s"
-                )
-            results["streams"] = {
-                "chunk_s": CHUNK_S,
-                "trailing_silence_s": TRAILING_SILENCE_S,
-                "endpoint_silence_s": bench.stream_settings.endpoint_silence,
-                "interim_interval_s": bench.stream_settings.interim_interval,
-                "runs": runs,
-            }
+            results["streams"] = await _streams(bench, plan)
     finally:
         results["memory"] = {
-            "rss_after_load_mib": bench.rss_after_load_mib,
-            "peak_rss_mib": peak_rss_mib(),
-            **cuda_memory(str(bench.engine.device)),
+            "bench_process": {
+                "rss_after_load_mib": bench.rss_after_load_mib,
+                "peak_rss_mib": peak_rss_mib(),
+                **cuda_memory(str(bench.engine.device)),
+            }
         }
-        env["load_average_at_end"] = list(os.getloadavg())
-        results["duration_s"] = time.perf_counter() - began
         await bench.stop()
+    if "memory" in sections:
+        results["memory"]["service"] = await _service_memory(args, plan, bench.clips)
+    env["load_average_at_end"] = list(os.getloadavg())
+    results["duration_s"] = time.perf_counter() - began
     results["targets"] = targets(results)
     results["all_targets_pass"] = all(t["pass"] for t in results["targets"])
     return results
 
 
-def _raw_or(measure: Callable, raw: Callable) -> Callable:
-    """A measure that sends the path named by a None call to `raw`."""
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
 
-    async def either(call, concurrency: int, total: int, first: int) -> Block:
-        return await (raw if call is None else measure)(call, concurrency, total, first)
+    out = {}
+    for package in ("ctranslate2", "faster-whisper"):
+        try:
+            out[package.replace("-", "_")] = version(package)
+        except PackageNotFoundError:
+            out[package.replace("-", "_")] = None
+    return out
 
-    return either
+
+async def _unary(bench: Bench, plan: Plan) -> dict:
+    runs = []
+    raw: dict[int, dict] = {}
+    for c in UNARY_CONCURRENCY:
+        blocks = plan.unary_blocks(c)
+        paths = bench.unary_paths(c)
+        _log(f"unary, {c} concurrent: {', '.join(paths)}; blocks of {blocks} requests")
+        measured = await bench.compare(paths, c, blocks)
+        figures = {name: bench.unary_figures(measured[name], c) for name in paths}
+        if "raw" in figures:
+            raw[c] = figures.pop("raw")
+        runs.append(_unary_run(c, figures, raw.get(c)))
+    out: dict = {"unary": {"requests_per_run": plan.unary_requests, "runs": runs}}
+    if 1 in raw and RAW_BATCH in raw:
+        single, batch = raw[1], raw[RAW_BATCH]
+        out["raw_model"] = {
+            "batch_size": RAW_BATCH,
+            "single": single,
+            "batch": batch,
+            "batch_speedup_over_single": batch["audio_s_per_s"] / single["audio_s_per_s"],
+        }
+    return out
 
 
-def _pair(concurrency: int, via_grpc: dict, direct: dict) -> dict:
-    ratio = via_grpc["audio_s_per_s"] / direct["audio_s_per_s"]
+def _unary_run(concurrency: int, figures: dict[str, dict], raw: dict | None) -> dict:
+    """One concurrency's figures per path, the best faster-whisper configuration, and the
+    speechmesh gRPC (default engine) throughput over every other path's."""
+    ours = figures["grpc"]["audio_s_per_s"]
+    peers = {k: v["audio_s_per_s"] for k, v in figures.items() if k.startswith("faster_whisper")}
+    best = max(peers, key=peers.__getitem__) if peers else None
+    ratios = {
+        f"grpc_over_{k}": ours / v["audio_s_per_s"] for k, v in figures.items() if k != "grpc"
+    }
+    if best is not None:
+        ratios["grpc_over_faster_whisper_best"] = ours / peers[best]
+    if raw is not None:
+        ratios["grpc_over_raw"] = ours / raw["audio_s_per_s"]
     _log(
-        f"  direct {direct['audio_s_per_s']:.2f} audio s/s, gRPC {via_grpc['audio_s_per_s']:.2f}"
-        f" audio s/s, ratio {ratio:.3f}; other processes used"
-        f" {fmt(direct['cpu']['other_processes_cores'])} /"
-        f" {fmt(via_grpc['cpu']['other_processes_cores'])} cores"
+        "  "
+        + "; ".join(
+            f"{k} {v['audio_s_per_s']:.2f} audio s/s"
+            f" (others {fmt(v['cpu']['other_processes_cores'])} cores)"
+            for k, v in [*figures.items(), *([("raw", raw)] if raw else [])]
+        )
+    )
+    _log(
+        "  gRPC / "
+        + ", ".join(f"{k.removeprefix('grpc_over_')} {v:.3f}" for k, v in ratios.items())
     )
     return {
         "concurrency": concurrency,
-        "grpc": via_grpc,
-        "direct": direct,
-        "grpc_over_direct": ratio,
+        "paths": list(figures),
+        **figures,
+        "faster_whisper_best": best,
+        "ratios": ratios,
     }
 
 
-def targets(results: dict) -> list[dict]:
-    out = []
-    unary = results.get("unary")
-    if unary:
-        for run in unary["runs"]:
-            out.append(
-                {
-                    "name": f"unary_grpc_over_direct_c{run['concurrency']}",
-                    "description": f"gRPC / direct engine throughput, {run['concurrency']}"
-                    " concurrent unary calls",
-                    "measured": run["grpc_over_direct"],
-                    "threshold": GRPC_VS_DIRECT_TARGET,
-                    "pass": run["grpc_over_direct"] >= GRPC_VS_DIRECT_TARGET,
-                }
+async def _streams(bench: Bench, plan: Plan) -> dict:
+    runs = []
+    for c in STREAM_CONCURRENCY:
+        blocks = [c] * plan.stream_rounds[c]
+        if not blocks:
+            continue
+        _log(f"streams, {c} concurrent: direct and gRPC, blocks of {blocks} streams")
+        paths = {
+            "direct": functools.partial(bench.stream_block, bench.direct_stream),
+            "grpc": functools.partial(bench.stream_block, bench.grpc_stream),
+        }
+        measured = await bench.compare(paths, c, blocks)
+        direct = bench.stream_figures(measured["direct"], c)
+        via_grpc = bench.stream_figures(measured["grpc"], c)
+        ratio = via_grpc["audio_s_per_s"] / direct["audio_s_per_s"]
+        _log(
+            f"  end of speech to final p50: direct"
+            f" {fmt(direct['end_of_speech_to_final_s']['p50'])} s, gRPC"
+            f" {fmt(via_grpc['end_of_speech_to_final_s']['p50'])} s; completed"
+            f" {via_grpc['completed']}/{via_grpc['streams']}; WER of finals"
+            f" {fmt(via_grpc['wer'], 3)}; gRPC / direct {ratio:.3f}; others"
+            f" {fmt(direct['cpu']['other_processes_cores'])} /"
+            f" {fmt(via_grpc['cpu']['other_processes_cores'])} cores"
+        )
+        runs.append(
+            {"concurrency": c, "grpc": via_grpc, "direct": direct, "grpc_over_direct": ratio}
+        )
+    return {
+        "chunk_s": CHUNK_S,
+        "trailing_silence_s": TRAILING_SILENCE_S,
+        "endpoint_silence_s": bench.stream_settings.endpoint_silence,
+        "interim_interval_s": bench.stream_settings.interim_interval,
+        "runs": runs,
+    }
+
+
+async def _service_memory(args: argparse.Namespace, plan: Plan, clips: list[Clip]) -> dict:
+    """Each engine's service alone, in a child process (after the in-process services stopped,
+    and after the checkpoint was converted: no conversion inflates the CTranslate2 peak)."""
+    out = {}
+    for engine in ("ctranslate2", "transformers"):
+        _log(f"memory: speechmesh serve asr --engine {engine}, in a child process")
+        try:
+            out[engine] = await service_memory(
+                str(args.model),
+                engine,
+                args.device,
+                clips,
+                MEMORY_CONCURRENCY,
+                plan.memory_rounds,
+                _log,
             )
-    streams = results.get("streams")
-    if streams:
-        for run in streams["runs"]:
-            out.append(
-                {
-                    "name": f"stream_grpc_over_direct_c{run['concurrency']}",
-                    "description": f"gRPC / direct engine throughput, {run['concurrency']}"
-                    " concurrent real-time streams (all completed)",
-                    "measured": run["grpc_over_direct"],
-                    "threshold": GRPC_VS_DIRECT_TARGET,
-                    "pass": run["grpc_over_direct"] >= GRPC_VS_DIRECT_TARGET
-                    and run["grpc"]["all_completed"],
-                }
-            )
-    raw = results.get("raw_model")
-    c8 = next((r for r in unary["runs"] if r["concurrency"] == RAW_BATCH), None) if unary else None
-    if raw and c8:
-        ratio = c8["grpc"]["audio_s_per_s"] / raw["batch"]["audio_s_per_s"]
-        out.append(
-            {
-                "name": "unary8_grpc_over_raw_batch8",
-                "description": "8 concurrent unary gRPC calls / raw model on batches of 8"
-                " (throughput)",
-                "measured": ratio,
-                "threshold": UNARY8_VS_RAW_BATCH_TARGET,
-                "pass": ratio >= UNARY8_VS_RAW_BATCH_TARGET,
-            }
+        except Exception as error:
+            out[engine] = {"engine": engine, "error": f"{error.__class__.__name__}: {error}"}
+            _log(f"  failed: {out[engine]['error']}")
+            continue
+        m = out[engine]
+        _log(
+            f"  peak RSS {m['peak_rss_mib']:.0f} MiB (after load {m['rss_after_load_mib']:.0f} MiB,"
+            f" after the calls {m['rss_after_requests_mib']:.0f} MiB); {len(m['errors'])} errors"
         )
     return out
 
 
-# -- Markdown ---------------------------------------------------------------------
-
-
-def markdown(results: dict) -> str:
-    env = results["environment"]
-    lines = [
-        "# ASR benchmark",
-        "",
-        f"{env['model']} on {env['device']} ({env['dtype']}"
-        + (f", {env['gpu']}" if env.get("gpu") else "")
-        + f"), {env['cpu_count']} CPUs ({env['cpu_model']}), torch {env['torch']}"
-        f" ({env['torch_threads']} threads), max_batch_size {env['max_batch_size']},"
-        f" max_batch_wait_ms {env['max_batch_wait_ms']:g}; {env['date']}"
-        + (", --quick" if results["quick"] else "")
-        + ". Load average at start / end: "
-        + " / ".join(f"{env[k][0]:.2f}" for k in ("load_average_at_start", "load_average_at_end"))
-        + ".",
-        "",
-        *noise_warning(results, ("unary", "streams")),
-        "All ratios are between figures measured in this one run, on the same loaded model."
-        " Clips: " + ", ".join(f"{c['name']} ({c['audio_s']:.1f} s)" for c in results["clips"]),
-        "",
-    ]
-    raw = results.get("raw_model")
-    unary = results.get("unary")
-    if unary:
-        lines += [
-            f"## Unary Recognize ({unary['requests_per_run']} requests per run)",
-            "",
-            "Throughput in seconds of audio per wall second; latency and real-time factor"
-            " (latency / audio length) per request, through gRPC.",
-            "",
-        ]
-        rows = []
-        for r in unary["runs"]:
-            g, d = r["grpc"], r["direct"]
-            rows.append(
-                [
-                    r["concurrency"],
-                    fmt(g["audio_s_per_s"]),
-                    fmt(g["requests_per_s"]),
-                    fmt(d["audio_s_per_s"]),
-                    fmt(r["grpc_over_direct"], 3),
-                    fmt(g["latency_s"]["p50"]),
-                    fmt(g["latency_s"]["p90"]),
-                    fmt(g["rtf"]["p50"], 3),
-                    fmt(g["rtf"]["p90"], 3),
-                    f"{fmt(g['batches']['mean_batch_size'], 1)} / "
-                    f"{fmt(d['batches']['mean_batch_size'], 1)}",
-                    fmt(g["wer"], 3),
-                ]
-            )
-        lines += [
-            table(
-                [
-                    "concurrent",
-                    "gRPC audio s/s",
-                    "gRPC req/s",
-                    "direct audio s/s",
-                    "gRPC / direct",
-                    "latency p50 s",
-                    "latency p90 s",
-                    "RTF p50",
-                    "RTF p90",
-                    "mean batch gRPC / direct",
-                    "WER",
-                ],
-                rows,
-            ),
-            "",
-        ]
-        lines += [_other_load(unary["runs"]), ""]
-    if raw:
-        s, b = raw["single"], raw["batch"]
-
-        def row(name: str, r: dict) -> list[str]:
-            passes = r["batches"]["forward_passes"]
-            return [
-                name,
-                str(passes),
-                fmt(r["batches"]["model_busy_s"] / passes, 3),
-                fmt(r["wall_s"] / r["requests"], 3),
-                fmt(r["audio_s_per_s"]),
-            ]
-
-        lines += [
-            "## Raw model (engine.decode_batch, no batcher, no asyncio)",
-            "",
-            "The same requests' clips, measured interleaved with the unary runs at 1 and 8.",
-            "",
-            table(
-                ["call", "calls", "s per call", "s per clip", "audio s/s"],
-                [row("1 clip", s), row(f"batch of {raw['batch_size']}", b)],
-            ),
-            "",
-            f"Batch of {raw['batch_size']} over one clip at a time:"
-            f" {raw['batch_speedup_over_single']:.2f}x throughput.",
-        ]
-        by_c = {r["concurrency"]: r for r in unary["runs"]}
-        if 1 in by_c:
-            g1 = by_c[1]["grpc"]["audio_s_per_s"]
-            lines.append(
-                f"1 unary gRPC call at a time: {g1 / s['audio_s_per_s']:.3f}"
-                " of the raw model on one clip at a time."
-            )
-        if RAW_BATCH in by_c:
-            g8 = by_c[RAW_BATCH]["grpc"]["audio_s_per_s"]
-            lines.append(
-                f"{RAW_BATCH} concurrent unary gRPC calls: {g8 / s['audio_s_per_s']:.2f}x"
-                f" the raw model on one clip at a time, {g8 / b['audio_s_per_s']:.3f}"
-                f" of the raw batch of {raw['batch_size']}."
-            )
-        lines.append("")
-    streams = results.get("streams")
-    if streams:
-        lines += [
-            "## StreamingRecognize (real-time streams)",
-            "",
-            f"Each stream: a clip as LINEAR16 in {streams['chunk_s'] * 1000:.0f} ms chunks, each"
-            " sent when a microphone would have captured it, then"
-            f" {streams['trailing_silence_s']:g} s of silence and a half-close; interim results"
-            f" every {streams['interim_interval_s']:g} s. End of speech = when the last chunk of"
-            " the clip was sent; the final can come no sooner than the endpoint silence"
-            f" ({streams['endpoint_silence_s']:g} s) later, so that is also shown subtracted."
-            " Throughput = seconds of speech / wall seconds.",
-            "",
-        ]
-        rows = []
-        for r in streams["runs"]:
-            g, d = r["grpc"], r["direct"]
-            rows.append(
-                [
-                    r["concurrency"],
-                    f"{g['completed']}/{g['streams']}",
-                    fmt(g["audio_s_per_s"]),
-                    fmt(d["audio_s_per_s"]),
-                    fmt(r["grpc_over_direct"], 3),
-                    fmt(g["end_of_speech_to_final_s"]["p50"]),
-                    fmt(g["end_of_speech_to_final_s"]["p90"]),
-                    fmt(g["end_of_speech_to_final_minus_endpoint_s"]["p50"]),
-                    fmt(d["end_of_speech_to_final_s"]["p50"]),
-                    fmt(g["first_interim_s"]["p50"]),
-                    fmt(g["first_interim_after_onset_s"]["p50"]),
-                    fmt(g["wer"], 3),
-                ]
-            )
-        lines += [
-            table(
-                [
-                    "streams",
-                    "completed",
-                    "gRPC audio s/s",
-                    "direct audio s/s",
-                    "gRPC / direct",
-                    "end of speech → final p50 s",
-                    "p90 s",
-                    "p50 minus endpoint s",
-                    "direct p50 s",
-                    "first interim p50 s (from stream start)",
-                    "(from speech onset)",
-                    "WER",
-                ],
-                rows,
-            ),
-            "",
-        ]
-        lines += [_other_load(streams["runs"]), ""]
-    mem = results["memory"]
-    lines += [
-        "## Memory",
-        "",
-        f"Peak RSS {mem['peak_rss_mib']:.0f} MiB (after load {mem['rss_after_load_mib']:.0f} MiB)"
-        + (
-            f"; CUDA peak allocated {mem['cuda_max_allocated_mib']:.0f} MiB,"
-            f" reserved {mem['cuda_max_reserved_mib']:.0f} MiB"
-            if "cuda_max_allocated_mib" in mem
-            else ""
-        )
-        + ".",
-        "",
-        "## Targets",
-        "",
-        table(
-            ["target", "measured", "needed", "result"],
-            [
-                [t["description"], fmt(t["measured"], 3), f"≥ {t['threshold']:g}", fmt(t["pass"])]
-                for t in results["targets"]
-            ],
-        ),
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _other_load(runs: list[dict]) -> str:
-    """How busy the machine was with other work while a section ran (noise in its figures)."""
-    per_run = []
-    for r in runs:
-        cores = [r[p]["cpu"]["other_processes_cores"] for p in ("direct", "grpc")]
-        if None in cores:
-            return ""
-        per_run.append(f"{r['concurrency']}: {cores[0]:.2f} / {cores[1]:.2f}")
-    return (
-        "Other processes on the machine meanwhile, in cores busy (direct / gRPC) at each"
-        " concurrency: " + "; ".join(per_run) + "."
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = bench_parser("asr", __doc__, "unary,streams", service=True)
+    parser = bench_parser("asr", __doc__, "unary,streams,memory", service=True)
     parser.add_argument(
         "--model",
         type=pathlib.Path,
@@ -813,7 +752,9 @@ def main(argv: list[str] | None = None) -> int:
         default=SHARED / "audio" / "librivox",
         help="folder of .wav/.flac clips (default: ../shared/audio/librivox)",
     )
-    parser.add_argument("--requests", type=int, help="unary requests per run (default 48, 16)")
+    parser.add_argument(
+        "--requests", type=int, help="unary requests per path and concurrency (default 32, 4)"
+    )
     args = parser.parse_args(argv)
     if not args.audio.is_dir():
         parser.error(f"no audio folder at {args.audio}")

@@ -485,14 +485,18 @@ def run_and_write(args, run: Callable, markdown: Callable, log: Callable[[str], 
     return 0
 
 
-def noise_warning(results: dict, sections: Sequence[str]) -> list[str]:
+def noise_warning(
+    results: dict, sections: Sequence[str], paths: Sequence[str] = ("direct", "grpc")
+) -> list[str]:
     """Markdown lines warning that other processes took a noticeable share of the CPU during
-    the runs of `sections` (each a list of runs with direct and gRPC figures); [] if not."""
+    the runs of `sections` (each a list of runs with figures per path: those of `paths` that a
+    run has); [] if not."""
     cores = [
         r[p]["cpu"]["other_processes_cores"]
         for section in sections
         for r in results.get(section, {}).get("runs", [])
-        for p in ("direct", "grpc")
+        for p in paths
+        if p in r
     ]
     cores = [c for c in cores if c is not None]
     if not cores or max(cores) < 0.2:
