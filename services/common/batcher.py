@@ -5,8 +5,9 @@ here. One background task forms batches (up to `max_batch_size` jobs with the
 same key, high priority first, then oldest) and runs them on `workers`
 dedicated threads, off the event loop: one on a GPU, where a bigger batch is the
 gain; two on a CPU engine whose runtime takes batches side by side (two narrow
-batches beat one wide one there). A batch holds jobs of one priority, and
-low-priority batches leave one worker free for high-priority ones. While every
+batches beat one wide one there). A batch holds jobs of one priority;
+low-priority batches leave one worker free for high-priority ones and wait while
+a high-priority batch runs. While every
 worker is busy, new jobs queue up and form the next batch; when the model is
 idle, the first job waits at most `max_wait_s` for as many jobs as the last
 batch had (see `_fill`). A full queue refuses at once (QueueFullError) rather
@@ -188,11 +189,16 @@ class MicroBatcher(Generic[J, R]):
             self._wakeup.clear()
 
     def _reserved_for_high_priority(self) -> bool:
-        """With several workers, low-priority work never takes the last free one: a
-        high-priority job (a stream's final) arriving meanwhile starts at once."""
-        if self.workers < 2 or len(self._running) < self.workers - 1:
+        """Whether the next batch, being low priority, must wait: it never takes the last
+        free worker (a high-priority job arriving meanwhile starts at once), nor starts while
+        a high-priority batch runs (the workers share the cores: a final decodes faster with
+        no interim hypothesis beside it)."""
+        if min(self._pending).priority <= PRIORITY_HIGH:
             return False
-        return min(self._pending).priority > PRIORITY_HIGH
+        high_running = any(
+            batch[0].priority <= PRIORITY_HIGH for batch in self._running.values() if batch
+        )
+        return high_running or (self.workers > 1 and len(self._running) >= self.workers - 1)
 
     def _drop_cancelled(self) -> None:
         self._pending = [e for e in self._pending if not e.future.done()]

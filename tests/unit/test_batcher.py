@@ -253,6 +253,27 @@ async def test_low_priority_leaves_a_worker_free_for_high_priority():
         await batcher.close()
 
 
+async def test_low_priority_waits_while_high_priority_runs():
+    model = TwoGates()
+    batcher = make(model, max_batch_size=1, workers=2)
+    try:
+        high = asyncio.create_task(batcher.submit("wait1", priority=PRIORITY_HIGH))
+        await until(lambda: "wait1" in model.running, "the high-priority batch to start")
+        low = asyncio.create_task(batcher.submit("low", priority=PRIORITY_LOW))
+        await asyncio.sleep(0.05)
+        assert not low.done(), "a worker is free, but a final is decoding"
+        model.gates["wait1"].set()
+        assert await asyncio.wait_for(asyncio.gather(high, low), WAIT_S) == [
+            "done:wait1",
+            "done:low",
+        ]
+        assert model.seen == ["wait1", "low"]
+    finally:
+        for gate in model.gates.values():
+            gate.set()
+        await batcher.close()
+
+
 async def test_full_queue_refuses_at_once_with_a_retry_delay():
     model = Model()
     batcher = make(model, max_batch_size=2, max_queue=2)

@@ -30,7 +30,9 @@ def features(processor: WhisperProcessor, seconds: list[float]):
 
 def test_checkpoint_is_small_and_marked_random(whisper_dir: Path, whisper) -> None:
     size = sum(f.stat().st_size for f in whisper_dir.iterdir())
-    assert size < 5_000_000
+    # Most of it is the embedding of Whisper's real 51,866-token vocabulary layout (the ids
+    # runtimes such as CTranslate2 rely on), at 64 dimensions.
+    assert size < 20_000_000
     assert json.loads((whisper_dir / "config.json").read_text())["speechmesh_random_weights"]
     model, _ = whisper
     assert model.config.speechmesh_random_weights is True
