@@ -14,7 +14,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from speechmesh.asr.engines.base import AsrEngine, DecodeJob, DecodeOptions, Segment, WindowResult
+from speechmesh.asr.engines.base import (
+    AsrEngine,
+    DecodeJob,
+    DecodeOptions,
+    Segment,
+    WindowResult,
+    Word,
+)
 from speechmesh.asr.engines.packing import Placement, TimedSegment, split
 from speechmesh.common.batcher import PRIORITY_HIGH, MicroBatcher
 from speechmesh.common.vad import SileroVad, chunk_regions, speech_regions
@@ -47,27 +54,36 @@ class Recognizer:
         return await self.batcher.submit(DecodeJob(audio, options), priority=priority)
 
     async def decode_after(
-        self, context: np.ndarray, audio: np.ndarray, options: DecodeOptions
+        self,
+        context: np.ndarray,
+        audio: np.ndarray,
+        options: DecodeOptions,
+        context_speech_end: float | None = None,
     ) -> WindowResult:
         """Decodes `audio` heard right after `context`, in one window, at high priority.
 
         Whisper recognizes a sentence better when it hears what came before, as offline
-        recognition of a long recording does; only the words spoken in `audio` are kept (each
-        word belongs to the part its start time falls in), in `audio`'s times.
+        recognition of a long recording does. Only the words spoken after the context's speech
+        are kept: those that start at or after `context_speech_end` (seconds into `context`;
+        its end when None), in `audio`'s times. Words said before that point belong to the
+        context even when the alignment stretches them over the pause; the first word after
+        it is `audio`'s even when the alignment starts it a little early.
         """
         if not len(context) or not self.engine.supports_word_timestamps:
             return await self.decode(audio, options)
         rate = self.engine.sample_rate
         boundary = len(context) / rate
+        owned_from = boundary if context_speech_end is None else min(context_speech_end, boundary)
         result = await self.decode(
             np.concatenate([context, audio]), replace(options, word_timestamps=True)
         )
-        placements = [
-            Placement(0, 0.0, boundary),
-            Placement(1, boundary, boundary + len(audio) / rate),
-        ]
+        end = boundary + len(audio) / rate
+        placements = [Placement(0, 0.0, owned_from), Placement(1, owned_from, end)]
         timed = [TimedSegment(s, s.words) for s in result.segments]
-        segments = split(timed, placements, None)[0][1]
+        segments = [
+            _moved(s, owned_from - boundary, end - boundary)
+            for s in split(timed, placements, None)[0][1]
+        ]
         if not options.word_timestamps:
             segments = [replace(s, words=[]) for s in segments]
         return WindowResult(segments, result.language, result.language_probability)
@@ -94,6 +110,16 @@ class Recognizer:
         probs = await asyncio.to_thread(self.vad.speech_probs, audio)
         regions = speech_regions(probs, duration=duration)
         return chunk_regions(regions, max_chunk=self.engine.window_seconds, duration=duration)
+
+
+def _moved(segment: Segment, offset: float, limit: float) -> Segment:
+    """`segment` shifted by `offset` seconds, its times kept within [0, `limit`]."""
+
+    def at(t: float) -> float:
+        return min(max(t + offset, 0.0), limit)
+
+    words = [Word(w.text, at(w.start), at(w.end), w.probability) for w in segment.words]
+    return Segment(segment.text, at(segment.start), at(segment.end), segment.probability, words)
 
 
 def _language(

@@ -152,11 +152,11 @@ class StreamingSession(Endpointer):
             self.emit(SpeechEvent("end_of_single_utterance", end_sample / SAMPLE_RATE))
             self.done = True
         probe = utterance.probe
-        self.previous_speech_end = utterance.last_speech_sample
         if probe is not None and utterance.probe_covers == utterance.last_speech_sample:
             decoded = probe  # the pause's decode covers every word: it is the final
         else:
             decoded = self._decode_final(self._final_audio(utterance))
+        self.previous_speech_end = utterance.last_speech_sample  # the next one's context
         self.emit(self.spawn(self._final(utterance, decoded, end_sample)))
 
     def _maybe_interim(self, utterance: _Utterance) -> None:
@@ -211,30 +211,35 @@ class StreamingSession(Endpointer):
             )
         )
 
-    def _final_audio(self, utterance: _Utterance) -> tuple[np.ndarray, np.ndarray, int]:
-        """What a final decodes: the audio heard before the utterance (up to CONTEXT_SECONDS),
-        the utterance (pre-roll, speech, post-roll), and the stream sample it starts at.
+    def _final_audio(self, utterance: _Utterance) -> tuple[np.ndarray, np.ndarray, int, float]:
+        """What a final decodes: the audio heard before the utterance since the previous one
+        began (at most CONTEXT_SECONDS), the utterance (pre-roll, speech, post-roll), the stream
+        sample it starts at, and where the context's speech ended (seconds into the context).
 
-        The two meet halfway between the previous utterance's last speech and this one's first,
-        so a word the alignment places a little early still counts as this utterance's.
+        The first utterance of a stream has no context: before it there is only silence.
         """
         begin = max(0, utterance.start_sample - int(PRE_ROLL * SAMPLE_RATE))
-        if self.previous_speech_end is not None:
-            begin = min(begin, (self.previous_speech_end + utterance.start_sample) // 2)
-        stop = min(utterance.last_speech_sample + int(POST_ROLL * SAMPLE_RATE), self.samples)
-        context_from = max(self.buffered_from, begin - int(CONTEXT_SECONDS * SAMPLE_RATE))
+        previous = self.previous_speech_end
+        if previous is not None:
+            begin = max(begin, previous)
         begin = max(begin, self.buffered_from)
-        return self.audio_between(context_from, begin), self.audio_between(begin, stop), begin
+        stop = min(utterance.last_speech_sample + int(POST_ROLL * SAMPLE_RATE), self.samples)
+        if previous is None:
+            return np.zeros(0, np.float32), self.audio_between(begin, stop), begin, 0.0
+        context_from = max(self.buffered_from, begin - int(CONTEXT_SECONDS * SAMPLE_RATE))
+        speech_end = max(0, previous - context_from) / SAMPLE_RATE
+        context = self.audio_between(context_from, begin)
+        return context, self.audio_between(begin, stop), begin, speech_end
 
-    def _decode_final(self, audio: tuple[np.ndarray, np.ndarray, int]) -> asyncio.Task:
+    def _decode_final(self, audio: tuple[np.ndarray, np.ndarray, int, float]) -> asyncio.Task:
         """Decodes an utterance as a final, at high priority, with word times when the model
         has them (the sentence check reads them); the task notes when it began and where its
         audio starts."""
-        context, speech, begin = audio
+        context, speech, begin, speech_end = audio
         options = self.settings.options
         if self.recognizer.engine.supports_word_timestamps:
             options = replace(options, word_timestamps=True)
-        task = self.spawn(self.recognizer.decode_after(context, speech, options))
+        task = self.spawn(self.recognizer.decode_after(context, speech, options, speech_end))
         task.started_at = time.perf_counter()  # type: ignore[attr-defined]
         task.begin = begin  # type: ignore[attr-defined]
         return task

@@ -67,7 +67,33 @@ def word_spans(
         w_end = _clamp(ends[idx[-1]], w_start, limit)
         probability = float(np.prod([probs[k] for k in idx]))
         spans.append((text.strip(), idx, w_start, w_end, probability))
-    return spans
+    return _spread_shared_starts(spans)
+
+
+def _spread_shared_starts(spans: list) -> list:
+    """Words the alignment starts at the same instant (its path advanced several tokens in
+    one frame) share the time up to the last one's end evenly, instead of all but the last
+    lasting no time at all."""
+    out = list(spans)
+    i = 0
+    while i < len(out):
+        j = i
+        while j + 1 < len(out) and out[j + 1][2] <= out[i][2]:
+            j += 1
+        if j > i:
+            begin, end = out[i][2], out[j][3]
+            step = (end - begin) / (j - i + 1)
+            for k in range(i, j + 1):
+                text, idx, _s, _e, probability = out[k]
+                out[k] = (
+                    text,
+                    idx,
+                    begin + step * (k - i),
+                    begin + step * (k - i + 1),
+                    probability,
+                )
+        i = j + 1
+    return out
 
 
 def _clamp(value: float, low: float, high: float) -> float:
