@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -41,17 +42,16 @@ _CT2_FILES = ("model.bin", "config.json", "vocabulary.json")
 _CHECKPOINT_FILES = ("tokenizer.json", "preprocessor_config.json")
 
 
-class Peer:
+class Peer(Protocol):
     """Something that transcribes float32 samples at 16 kHz, from any thread."""
 
     name: str  # key in the results
     label: str  # what the report calls it
 
-    def transcribe(self, samples: np.ndarray) -> str:
-        raise NotImplementedError
+    def transcribe(self, samples: np.ndarray) -> str: ...
 
 
-class FasterWhisper(Peer):
+class FasterWhisper:
     def __init__(self, folder: pathlib.Path, workers: int, threads: int):
         from faster_whisper import WhisperModel
 
@@ -78,7 +78,7 @@ class FasterWhisper(Peer):
         return " ".join(s.text.strip() for s in segments)  # the generator does the decoding
 
 
-class TransformersPipeline(Peer):
+class TransformersPipeline:
     name = "pipeline"
     label = "transformers pipeline"
 

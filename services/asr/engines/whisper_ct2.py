@@ -58,7 +58,6 @@ class _Window:
     audio: np.ndarray
     placements: list[Placement]
     language: str | None
-    offset: float = 0.0  # where `audio` starts in a lone clip (resumed decodes)
 
     @property
     def packed(self) -> bool:
@@ -201,7 +200,7 @@ class CTranslate2WhisperEngine:
         """A window of one clip (from `offset` seconds on)."""
         audio = job.audio[int(offset * SAMPLE_RATE) :]
         seconds = len(audio) / SAMPLE_RATE
-        return _Window(audio, [Placement(index, 0.0, seconds)], job.options.language, offset)
+        return _Window(audio, [Placement(index, 0.0, seconds)], job.options.language)
 
     def _result(
         self, segments: list[Segment], decoded: _Parsed, options: DecodeOptions

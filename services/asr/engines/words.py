@@ -9,26 +9,14 @@ from speechmesh.asr.engines.base import Word
 _PUNCTUATION = set("\"'.。,，!！?？:：”)]}、-")  # attached to the word before
 
 
-def group_words(
-    tokenizer,
-    tokens: list[int],
-    starts: np.ndarray,
-    ends: np.ndarray,
-    probs: list[float],
-    start: float,
-    limit: float,
-) -> list[Word]:
+def group_words(tokenizer, *timing) -> list[Word]:
     """Groups text tokens into words (split at spaces, whole characters kept together).
 
-    `starts[k]` and `ends[k]` are token k's times; a word's times are clamped to
-    [`start`, `limit`], its probability is the product of its tokens'.
+    Takes what `word_spans` takes: the tokens, each token's start and end time, each token's
+    probability, and the [start, limit] the words' times are clamped to; a word's probability
+    is the product of its tokens'.
     """
-    return [
-        Word(text, start_s, end_s, probability)
-        for text, _idx, start_s, end_s, probability in word_spans(
-            tokenizer, tokens, starts, ends, probs, start, limit
-        )
-    ]
+    return [Word(text, start, end, p) for text, _i, start, end, p in word_spans(tokenizer, *timing)]
 
 
 def word_spans(
