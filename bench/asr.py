@@ -226,7 +226,7 @@ class Bench:
 
     def _load_peers(self) -> list[Peer]:
         from speechmesh.asr.engines.conversion import cache_root, converted
-        from speechmesh.common.model_source import resolve_model
+        from speechmesh.inference.model_source import resolve_model
 
         checkpoint = resolve_model(str(self.args.model), "SPEECHMESH_ASR_MODEL")
         # The entry the default engine loaded (already converted: this only finds it).
@@ -537,7 +537,7 @@ def _log(message: str) -> None:
 
 
 async def run(args: argparse.Namespace) -> dict:
-    from speechmesh.common.logging import configure_logging
+    from speechmesh.runtime.logging import configure_logging
 
     configure_logging(args.log_level, "json")
     sections = set(args.sections.split(","))

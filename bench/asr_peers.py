@@ -205,7 +205,7 @@ async def service_memory(
     import grpc
 
     from speechmesh.asr.v1 import asr_pb2, asr_pb2_grpc
-    from speechmesh.common.healthcheck import check
+    from speechmesh.runtime.healthcheck import check
 
     port = _free_port()
     command = [

@@ -44,7 +44,7 @@ class Clip:
 
 def load_clips(folder: pathlib.Path, sample_rate: int) -> list[Clip]:
     """Every .wav/.flac under `folder`, decoded once the way the service decodes uploads."""
-    from speechmesh.common.audio import decode_audio
+    from speechmesh.dsp.audio import decode_audio
 
     references = _manifest(folder)
     clips = []
@@ -383,7 +383,7 @@ class InProcessService:
     channel), with a handle on the models object its `build_app` made."""
 
     def __init__(self, build_app, settings, models_type: type):
-        from speechmesh.common.server import ServiceHost
+        from speechmesh.runtime.server import ServiceHost
 
         self.settings = settings
         app = build_app(settings)

@@ -305,7 +305,7 @@ class Bench:
                 _arrived(record, "audio", r.segment_index, end)
 
     async def direct_stream(self, clip: Clip, record: dict) -> None:
-        from speechmesh.common.audio import RawFormat
+        from speechmesh.dsp.audio import RawFormat
         from speechmesh.translate.streaming import SegmentSpeech, SegmentText, TranslationStream
 
         # As the servicer builds it for a stream with this config.
@@ -371,7 +371,7 @@ def _ratio(via_grpc: dict, direct: dict, key: str) -> float:
 
 
 async def run(args: argparse.Namespace) -> dict:
-    from speechmesh.common.logging import configure_logging
+    from speechmesh.runtime.logging import configure_logging
 
     configure_logging(args.log_level, "json")
     plan = Plan(args.quick)
@@ -625,7 +625,7 @@ def markdown(results: dict) -> str:
 
 
 def _tiny_seamless() -> pathlib.Path:
-    from speechmesh.common.tiny_models import build_tiny
+    from speechmesh.tiny.models import build_tiny
 
     dest = pathlib.Path(tempfile.gettempdir()) / "speechmesh-bench" / "tiny-seamless"
     if not (dest / "config.json").is_file():

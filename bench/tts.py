@@ -359,7 +359,7 @@ class Bench:
 
     async def voice_check(self) -> dict:
         """Whether the inline path prepares the very prompt the stored voice holds (same work)."""
-        from speechmesh.common.audio import decode_audio
+        from speechmesh.dsp.audio import decode_audio
         from speechmesh.tts.reference import prepare_reference
 
         def prepare():
@@ -406,7 +406,7 @@ def _reference_clip(args: argparse.Namespace, sample_rate: int) -> Clip:
 def _first_sentence(pieces: list[str], synthesizer, engine) -> tuple[str, int]:
     """The first sentence the stream speaks, and the index of the piece that completes it (the
     service's sentence buffer, fed the same pieces)."""
-    from speechmesh.common.text_split import SentenceBuffer
+    from speechmesh.dsp.text_split import SentenceBuffer
     from speechmesh.tts.streaming import MAX_SENTENCE_CHARACTERS
 
     buffer = SentenceBuffer(min(MAX_SENTENCE_CHARACTERS, engine.max_input_characters))
@@ -443,7 +443,7 @@ def _same(a: float, b: float) -> bool:
 
 
 async def run(args: argparse.Namespace) -> dict:
-    from speechmesh.common.logging import configure_logging
+    from speechmesh.runtime.logging import configure_logging
 
     configure_logging(args.log_level, "json")
     plan = Plan(args.quick)
@@ -849,7 +849,7 @@ def markdown(results: dict) -> str:
 
 
 def _tiny_csm() -> pathlib.Path:
-    from speechmesh.common.tiny_models import build_tiny
+    from speechmesh.tiny.models import build_tiny
 
     dest = pathlib.Path(tempfile.gettempdir()) / "speechmesh-bench" / "tiny-csm"
     if not (dest / "config.json").is_file():

@@ -36,8 +36,8 @@ def _load(spec: str):
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from speechmesh.common.logging import configure_logging
-    from speechmesh.common.server import ServiceHost
+    from speechmesh.runtime.logging import configure_logging
+    from speechmesh.runtime.server import ServiceHost
 
     if args.service not in SERVICES:
         print(f"speechmesh: the {args.service} service is not available yet", file=sys.stderr)
@@ -71,7 +71,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _tiny(args: argparse.Namespace) -> int:
-    from speechmesh.common.tiny_models import TINY_ARCHS, build_tiny
+    from speechmesh.tiny.models import TINY_ARCHS, build_tiny
 
     if args.arch not in TINY_ARCHS:
         print(

@@ -30,7 +30,7 @@ requires_shared = pytest.mark.skipif(
 @pytest.fixture(scope="session")
 def tiny_whisper(tmp_path_factory) -> pathlib.Path:
     """A tiny random multilingual Whisper checkpoint, built offline once per run."""
-    from speechmesh.common.tiny_models import build_tiny
+    from speechmesh.tiny.models import build_tiny
 
     return build_tiny("whisper", tmp_path_factory.mktemp("tiny-whisper"))
 
@@ -38,7 +38,7 @@ def tiny_whisper(tmp_path_factory) -> pathlib.Path:
 @contextlib.asynccontextmanager
 async def serving(app, settings) -> AsyncIterator:
     """Runs a service app in-process until it is ready; yields (host, channel)."""
-    from speechmesh.common.server import ServiceHost
+    from speechmesh.runtime.server import ServiceHost
 
     host = ServiceHost(app, settings)
     await host.start()
@@ -97,7 +97,7 @@ async def real_asr():
 @pytest.fixture(scope="session")
 def tiny_seamless_checkpoint(tmp_path_factory) -> pathlib.Path:
     """A tiny random SeamlessM4T v2 checkpoint (all four tasks), built offline once per run."""
-    from speechmesh.common.tiny_models import build_tiny
+    from speechmesh.tiny.models import build_tiny
 
     return build_tiny("seamless_m4t_v2", tmp_path_factory.mktemp("tiny-seamless"))
 
@@ -105,7 +105,7 @@ def tiny_seamless_checkpoint(tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope="session")
 def tiny_nllb_checkpoint(tmp_path_factory) -> pathlib.Path:
     """A tiny random NLLB-200 checkpoint (text to text), built offline once per run."""
-    from speechmesh.common.tiny_models import build_tiny
+    from speechmesh.tiny.models import build_tiny
 
     return build_tiny("nllb", tmp_path_factory.mktemp("tiny-nllb"))
 
@@ -140,7 +140,7 @@ async def tiny_translate(tiny_seamless_checkpoint, tiny_nllb_checkpoint):
 @pytest.fixture(scope="session")
 def tiny_csm_checkpoint(tmp_path_factory) -> pathlib.Path:
     """A tiny random CSM checkpoint (with its Mimi codec): voice cloning, built offline once."""
-    from speechmesh.common.tiny_models import build_tiny
+    from speechmesh.tiny.models import build_tiny
 
     return build_tiny("csm", tmp_path_factory.mktemp("tiny-csm"))
 
@@ -148,7 +148,7 @@ def tiny_csm_checkpoint(tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope="session")
 def tiny_vits_checkpoint(tmp_path_factory) -> pathlib.Path:
     """A tiny random VITS (MMS-TTS layout) checkpoint: a preset voice, built offline once."""
-    from speechmesh.common.tiny_models import build_tiny
+    from speechmesh.tiny.models import build_tiny
 
     return build_tiny("vits", tmp_path_factory.mktemp("tiny-vits"))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from speechmesh.asr.config import AsrSettings
 from speechmesh.asr.models import AsrModels
 from speechmesh.asr.servicer import AsrServicer, register, service_name
-from speechmesh.common.server import ServiceApp
+from speechmesh.runtime.server import ServiceApp
 
 
 def build_app(settings: AsrSettings) -> ServiceApp:

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from speechmesh.common.settings import ServiceSettings
+from speechmesh.runtime.settings import ServiceSettings
 
 DEFAULT_MODEL = "openai/whisper-large-v3-turbo"
 COMPUTE_TYPES = (

@@ -10,10 +10,10 @@ from speechmesh.asr.config import AsrSettings
 from speechmesh.asr.engines.base import AsrEngine
 from speechmesh.asr.engines.loader import load_engine
 from speechmesh.asr.recognizer import Recognizer
-from speechmesh.common.endpointing import VadBatcher
-from speechmesh.common.model_source import resolve_model
-from speechmesh.common.model_state import ModelState, log_ready, model_batcher, ready_model
-from speechmesh.common.vad import SileroVad
+from speechmesh.dsp.endpointing import VadBatcher
+from speechmesh.dsp.vad import SileroVad
+from speechmesh.inference.model_source import resolve_model
+from speechmesh.inference.model_state import ModelState, log_ready, model_batcher, ready_model
 
 log = structlog.get_logger("speechmesh.asr")
 

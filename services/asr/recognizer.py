@@ -23,8 +23,8 @@ from speechmesh.asr.engines.base import (
     Word,
 )
 from speechmesh.asr.engines.packing import Placement, TimedSegment, split
-from speechmesh.common.batcher import PRIORITY_HIGH, MicroBatcher
-from speechmesh.common.vad import SileroVad, chunk_regions, speech_regions
+from speechmesh.dsp.vad import SileroVad, chunk_regions, speech_regions
+from speechmesh.inference.batcher import PRIORITY_HIGH, MicroBatcher
 
 
 @dataclass

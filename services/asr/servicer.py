@@ -19,16 +19,16 @@ from speechmesh.asr.streaming import (
     UtteranceResult,
 )
 from speechmesh.asr.v1 import asr_pb2, asr_pb2_grpc
-from speechmesh.common import errors, metrics, openai_compat
-from speechmesh.common.audio import AudioError, RawFormat, decode_audio
-from speechmesh.common.interceptor import call_stats
-from speechmesh.common.proto_mapping import (
+from speechmesh.dsp.audio import AudioError, RawFormat, decode_audio
+from speechmesh.runtime import errors, metrics, openai_compat
+from speechmesh.runtime.interceptor import call_stats
+from speechmesh.runtime.proto_mapping import (
     check_request_id,
     duration,
     raw_format,
     seconds_option,
 )
-from speechmesh.common.streams import StreamSlots, first_config, stream_inputs
+from speechmesh.runtime.streams import StreamSlots, first_config, stream_inputs
 
 _TASKS = {
     asr_pb2.RECOGNITION_TASK_UNSPECIFIED: "transcribe",

@@ -1,6 +1,6 @@
 """One live recognition stream: interim hypotheses and finals on top of the endpointer.
 
-`Endpointer` (speechmesh.common.endpointing) cuts the stream into utterances with VAD. While an
+`Endpointer` (speechmesh.dsp.endpointing) cuts the stream into utterances with VAD. While an
 utterance lasts, interim hypotheses are decoded every `interim_interval` of new audio at low
 priority (none once the speaker has paused), and the words two successive hypotheses agree on
 become the stable prefix.
@@ -26,10 +26,8 @@ import numpy as np
 
 from speechmesh.asr.engines.base import DecodeOptions, WindowResult, Word
 from speechmesh.asr.recognizer import Recognizer
-from speechmesh.common import metrics
-from speechmesh.common.audio import RawFormat
-from speechmesh.common.batcher import PRIORITY_LOW, QueueFullError
-from speechmesh.common.endpointing import (
+from speechmesh.dsp.audio import RawFormat
+from speechmesh.dsp.endpointing import (
     POST_ROLL,
     PRE_ROLL,
     Endpointer,
@@ -38,7 +36,9 @@ from speechmesh.common.endpointing import (
     Utterance,
     VadBatcher,
 )
-from speechmesh.common.vad import SAMPLE_RATE
+from speechmesh.dsp.vad import SAMPLE_RATE
+from speechmesh.inference.batcher import PRIORITY_LOW, QueueFullError
+from speechmesh.runtime import metrics
 
 __all__ = ["ForceEndpoint", "StreamSettings", "StreamingSession", "VadBatcher"]
 

@@ -54,7 +54,7 @@ def read_bytes(source: Any) -> bytes:
 
 def decode(data: bytes, name: str = "audio", rate: int = STREAM_RATE) -> np.ndarray:
     """A container file's samples as float32 mono at `rate`; AudioFileError if not audio."""
-    from speechmesh.common.audio import AudioError, decode_audio
+    from speechmesh.dsp.audio import AudioError, decode_audio
 
     try:
         return decode_audio(data, None, rate).samples

@@ -260,7 +260,7 @@ class Speech:
 
     def to_numpy(self):
         """Float32 mono samples and the sample rate (decodes the container)."""
-        from speechmesh.common.audio import RawFormat, decode_audio
+        from speechmesh.dsp.audio import RawFormat, decode_audio
 
         raw = RawFormat("linear16", self.sample_rate) if self.encoding == "pcm" else None
         decoded = decode_audio(self.audio, raw, None)

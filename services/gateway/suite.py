@@ -188,7 +188,7 @@ class Suite:
     def plan(self) -> None:
         """Settles each service's address and model, and the gateway's settings."""
         from speechmesh.cli import SERVICES, _load
-        from speechmesh.common.tiny_models import TINY_ARCHS
+        from speechmesh.tiny.models import TINY_ARCHS
 
         unknown = [name for name in self.service_names if name not in SERVICES]
         if unknown:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from speechmesh.common.server import ServiceApp
+from speechmesh.runtime.server import ServiceApp
 from speechmesh.translate.config import TranslateSettings
 from speechmesh.translate.models import TranslateModels
 from speechmesh.translate.servicer import TranslateServicer, register, service_name

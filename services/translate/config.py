@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from speechmesh.common.settings import ServiceSettings
+from speechmesh.runtime.settings import ServiceSettings
 
 DEFAULT_MODEL = "facebook/seamless-m4t-v2-large"
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from speechmesh.common.languages import primary_subtag
+from speechmesh.inference.languages import primary_subtag
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ BY_CODE: dict[str, SeamlessLanguage] = {lang.code: lang for lang in LANGUAGES}
 #: Other Seamless codes for the same tag, tried in order when a checkpoint lacks the first.
 VARIANTS: dict[str, tuple[str, ...]] = {"zsm": ("zlm",), "zlm": ("zsm",)}
 
-# Primary subtags (as speechmesh.common.languages.primary_subtag normalises them) -> code.
+# Primary subtags (as speechmesh.inference.languages.primary_subtag normalises them) -> code.
 _PRIMARY: dict[str, str] = {}
 for _lang in LANGUAGES:
     _PRIMARY.setdefault(_lang.code, _lang.code)

@@ -14,12 +14,12 @@ from collections.abc import Iterable
 
 import structlog
 
-from speechmesh.common import errors
-from speechmesh.common.devices import resolve_device, resolve_dtype
-from speechmesh.common.endpointing import VadBatcher
-from speechmesh.common.model_source import resolve_model
-from speechmesh.common.model_state import ModelState, log_ready, model_batcher, ready_model
-from speechmesh.common.vad import SileroVad
+from speechmesh.dsp.endpointing import VadBatcher
+from speechmesh.dsp.vad import SileroVad
+from speechmesh.inference.devices import resolve_device, resolve_dtype
+from speechmesh.inference.model_source import resolve_model
+from speechmesh.inference.model_state import ModelState, log_ready, model_batcher, ready_model
+from speechmesh.runtime import errors
 from speechmesh.translate.config import TranslateSettings
 from speechmesh.translate.engines.base import Task, TranslationEngine
 from speechmesh.translate.translator import Translator

@@ -10,11 +10,12 @@ import grpc
 import numpy as np
 from google.api import httpbody_pb2
 
-from speechmesh.common import errors, metrics
-from speechmesh.common.audio import decode_audio
-from speechmesh.common.endpointing import EndpointSettings
-from speechmesh.common.interceptor import call_stats
-from speechmesh.common.proto_mapping import (
+from speechmesh.dsp.audio import decode_audio
+from speechmesh.dsp.endpointing import EndpointSettings
+from speechmesh.dsp.stream_encoder import StreamEncoder
+from speechmesh.runtime import errors, metrics
+from speechmesh.runtime.interceptor import call_stats
+from speechmesh.runtime.proto_mapping import (
     body_content_type,
     duration,
     encode_output,
@@ -23,8 +24,7 @@ from speechmesh.common.proto_mapping import (
     seconds_option,
     start_call,
 )
-from speechmesh.common.stream_encoder import StreamEncoder
-from speechmesh.common.streams import StreamSlots, first_config, stream_inputs
+from speechmesh.runtime.streams import StreamSlots, first_config, stream_inputs
 from speechmesh.translate.config import TranslateSettings
 from speechmesh.translate.engines.base import TASK_MODALITIES, InvalidOptionError
 from speechmesh.translate.models import ModelState, TranslateModel, TranslateModels

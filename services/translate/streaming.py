@@ -1,6 +1,6 @@
 """One live speech translation stream: segments cut by VAD, each translated as it ends.
 
-`Endpointer` (speechmesh.common.endpointing) cuts the stream where the speaker pauses (or on a
+`Endpointer` (speechmesh.dsp.endpointing) cuts the stream where the speaker pauses (or on a
 forced endpoint, at the longest segment, at half-close). Each segment goes to the translator at
 once, so segments of one stream and of other streams share forward passes; the results leave in
 segment order: the source transcript (when asked), the translated text (when asked), the
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import soxr
 
-from speechmesh.common import metrics
-from speechmesh.common.audio import RawFormat
-from speechmesh.common.endpointing import Endpointer, EndpointSettings, Utterance, VadBatcher
-from speechmesh.common.vad import SAMPLE_RATE
+from speechmesh.dsp.audio import RawFormat
+from speechmesh.dsp.endpointing import Endpointer, EndpointSettings, Utterance, VadBatcher
+from speechmesh.dsp.vad import SAMPLE_RATE
+from speechmesh.runtime import metrics
 from speechmesh.translate.translator import SpeechOptions, SpeechTranslation, Translator
 
 

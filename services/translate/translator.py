@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from speechmesh.common.batcher import MicroBatcher
-from speechmesh.common.text_split import join_pieces, split_text
-from speechmesh.common.vad import SileroVad, chunk_regions, speech_regions
+from speechmesh.dsp.text_split import join_pieces, split_text
+from speechmesh.dsp.vad import SileroVad, chunk_regions, speech_regions
+from speechmesh.inference.batcher import MicroBatcher
 from speechmesh.translate.engines.base import (
     InvalidOptionError,
     Task,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from speechmesh.common.server import ServiceApp
+from speechmesh.runtime.server import ServiceApp
 from speechmesh.tts.config import TtsSettings
 from speechmesh.tts.models import TtsModels
 from speechmesh.tts.servicer import TtsServicer, register, service_name

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from speechmesh.common.settings import ServiceSettings
+from speechmesh.runtime.settings import ServiceSettings
 
 DEFAULT_MODEL = "sesame/csm-1b"
 

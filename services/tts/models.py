@@ -11,10 +11,10 @@ import asyncio
 
 import structlog
 
-from speechmesh.common import errors
-from speechmesh.common.batcher import MicroBatcher
-from speechmesh.common.model_source import resolve_model
-from speechmesh.common.model_state import ModelState, log_ready, model_batcher, ready_model
+from speechmesh.inference.batcher import MicroBatcher
+from speechmesh.inference.model_source import resolve_model
+from speechmesh.inference.model_state import ModelState, log_ready, model_batcher, ready_model
+from speechmesh.runtime import errors
 from speechmesh.tts.config import TtsSettings
 from speechmesh.tts.engines.base import SynthesisEngine, SynthesisJob
 from speechmesh.tts.engines.loader import load_engine

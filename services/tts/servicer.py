@@ -10,10 +10,11 @@ import numpy as np
 from google.api import httpbody_pb2
 from google.protobuf import empty_pb2, timestamp_pb2
 
-from speechmesh.common import errors, openai_compat
-from speechmesh.common.audio import AudioError, decode_audio
-from speechmesh.common.interceptor import call_stats
-from speechmesh.common.proto_mapping import (
+from speechmesh.dsp.audio import AudioError, decode_audio
+from speechmesh.dsp.stream_encoder import StreamEncoder
+from speechmesh.runtime import errors, openai_compat
+from speechmesh.runtime.interceptor import call_stats
+from speechmesh.runtime.proto_mapping import (
     body_content_type,
     duration,
     encode_output,
@@ -21,8 +22,7 @@ from speechmesh.common.proto_mapping import (
     raw_format,
     start_call,
 )
-from speechmesh.common.stream_encoder import StreamEncoder
-from speechmesh.common.streams import StreamSlots, first_config
+from speechmesh.runtime.streams import StreamSlots, first_config
 from speechmesh.tts import voices as store
 from speechmesh.tts.config import TtsSettings
 from speechmesh.tts.engines.base import InvalidOptionError

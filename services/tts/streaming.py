@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from speechmesh.common import errors, metrics
-from speechmesh.common.endpointing import ForceEndpoint
-from speechmesh.common.streams import stream_inputs as _stream_inputs
-from speechmesh.common.text_split import SentenceBuffer
+from speechmesh.dsp.endpointing import ForceEndpoint
+from speechmesh.dsp.text_split import SentenceBuffer
+from speechmesh.runtime import errors, metrics
+from speechmesh.runtime.streams import stream_inputs as _stream_inputs
 from speechmesh.tts.synthesizer import Style, Synthesizer, VoiceChoice
 from speechmesh.tts.v1 import tts_pb2
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from speechmesh.common.batcher import PRIORITY_HIGH, MicroBatcher
-from speechmesh.common.tempo import change_tempo
-from speechmesh.common.text_split import split_sentences
+from speechmesh.dsp.tempo import change_tempo
+from speechmesh.dsp.text_split import split_sentences
+from speechmesh.inference.batcher import PRIORITY_HIGH, MicroBatcher
 from speechmesh.tts.engines.base import SynthesisEngine, SynthesisJob, VoicePrompt
 
 _MASK = (1 << 63) - 1

@@ -123,7 +123,7 @@ def quiet_servers(log: pathlib.Path) -> Iterator[None]:
     CLI tests read (restored afterwards)."""
     import structlog
 
-    from speechmesh.common.logging import _quiet_transformers
+    from speechmesh.runtime.logging import _quiet_transformers
 
     saved = structlog.get_config()
     with log.open("w") as file:
@@ -146,7 +146,7 @@ def suite(tmp_path_factory, tiny_seamless_checkpoint, tiny_csm_checkpoint, tiny_
     if REAL:
         asr_model = TINY_EN
     else:
-        from speechmesh.common.tiny_models import build_tiny
+        from speechmesh.tiny.models import build_tiny
 
         asr_model = build_tiny("whisper", tmp_path_factory.mktemp("tiny-whisper"))
     voices = tmp_path_factory.mktemp("voices")

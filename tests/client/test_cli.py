@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 
 from speechmesh.client import cli as client_cli
-from speechmesh.common.audio import decode_audio
+from speechmesh.dsp.audio import decode_audio
 from tests.client.conftest import GOFORWARD, JFK, LIBRIVOX, REAL, free_port, real_only
 
 SRT_TIME = r"\d\d:\d\d:\d\d,\d\d\d --> \d\d:\d\d:\d\d,\d\d\d"

@@ -1,5 +1,5 @@
 """Errors, credentials, retries and TLS against a scripted gRPC server that answers ASR's
-ListModels the way the services do (statuses built by speechmesh.common.errors)."""
+ListModels the way the services do (statuses built by speechmesh.runtime.errors)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from speechmesh.client import (
     Unauthenticated,
     Unavailable,
 )
-from speechmesh.common import errors
+from speechmesh.runtime import errors
 
 ASR = "speechmesh.asr.v1.AsrService"
 

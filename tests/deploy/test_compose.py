@@ -53,7 +53,7 @@ def test_services_listen_where_their_settings_say(profile):
         port = int(environment[env_prefix(service) + "PORT"])
         assert port == defaults.port == UPSTREAM_PORTS[service]
         assert int(environment[env_prefix(service) + "METRICS_PORT"]) == defaults.metrics_port
-        expected = ["CMD", "python", "-m", "speechmesh.common.healthcheck", "--service", service]
+        expected = ["CMD", "python", "-m", "speechmesh.runtime.healthcheck", "--service", service]
         assert services[name]["healthcheck"]["test"] == expected
         assert services[name]["read_only"] is True
         assert any(t.startswith("/tmp") for t in services[name]["tmpfs"])

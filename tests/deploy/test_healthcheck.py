@@ -1,4 +1,4 @@
-"""The container health probe (`python -m speechmesh.common.healthcheck`) against a real
+"""The container health probe (`python -m speechmesh.runtime.healthcheck`) against a real
 in-process server: unhealthy while the model loads, healthy once SERVING, unhealthy when gone."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from speechmesh.common.healthcheck import check, main, service_port
-from speechmesh.common.server import ServiceApp, ServiceHost
-from speechmesh.common.settings import ServiceSettings
+from speechmesh.runtime.healthcheck import check, main, service_port
+from speechmesh.runtime.server import ServiceApp, ServiceHost
+from speechmesh.runtime.settings import ServiceSettings
 from tests.deploy.conftest import SERVICES, settings_class
 
 ASR = "speechmesh.asr.v1.AsrService"
@@ -22,7 +22,7 @@ async def probe(*args: str, env: dict[str, str] | None = None) -> tuple[int, str
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "speechmesh.common.healthcheck",
+        "speechmesh.runtime.healthcheck",
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

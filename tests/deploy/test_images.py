@@ -178,7 +178,7 @@ def test_service_target_ports_health_and_command(service):
     exposed = {int(p) for args in seen["EXPOSE"] for p in args.split()}
     assert {defaults.port, defaults.metrics_port} <= exposed
     (health,) = seen["HEALTHCHECK"]
-    assert '"speechmesh.common.healthcheck", "--service", "' + service + '"' in health
+    assert '"speechmesh.runtime.healthcheck", "--service", "' + service + '"' in health
     assert "--start-period=" in health
     assert seen["CMD"][-1] == f'["speechmesh", "serve", "{service}"]'
     (user,) = seen["USER"]

@@ -257,7 +257,7 @@ def test_autoscaler_on_per_pod_load_metrics_the_adapter_serves(service):
 
 
 def test_adapter_rules_name_metrics_the_services_export():
-    from speechmesh.common import metrics
+    from speechmesh.runtime import metrics
 
     exported = {m._name for m in vars(metrics).values() if hasattr(m, "_name")}
     exported |= {m + "_total" for m in exported}

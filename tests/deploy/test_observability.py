@@ -1,5 +1,5 @@
 """Prometheus configurations, alert rules and the Grafana dashboard: they parse, and every
-speechmesh metric they query is one the services export (names from services/common/metrics.py).
+speechmesh metric they query is one the services export (names from services/runtime/metrics.py).
 promtool, when installed (Debian's `prometheus` package), also checks the PromQL itself."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def exported_metrics() -> set[str]:
     """Series names the services export (counters with _total, histograms with their parts)."""
     import prometheus_client
 
-    from speechmesh.common import metrics
+    from speechmesh.runtime import metrics
 
     names = set()
     for value in vars(metrics).values():
@@ -33,7 +33,7 @@ def exported_metrics() -> set[str]:
             names.update(value._name + suffix for suffix in HISTOGRAM_SUFFIXES)
         elif isinstance(value, prometheus_client.Gauge):
             names.add(value._name)
-    source = (ROOT / "services/common/metrics.py").read_text()
+    source = (ROOT / "services/runtime/metrics.py").read_text()
     # Collector-made families (device memory) are named in the source.
     names.update(re.findall(r'GaugeMetricFamily\(\s*"(speechmesh_\w+)"', source))
     return names

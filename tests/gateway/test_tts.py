@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechmesh.common.audio import decode_audio
+from speechmesh.dsp.audio import decode_audio
 from speechmesh.tts.v1 import tts_pb2, tts_pb2_grpc
 from tests.gateway.conftest import run_envoy
 from tests.service.test_tts_service import REFERENCE

@@ -20,8 +20,8 @@ import soundfile as sf
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from speechmesh.asr.v1 import asr_pb2
-from speechmesh.common.server import ServiceApp, ServiceHost
-from speechmesh.common.settings import ServiceSettings
+from speechmesh.runtime.server import ServiceApp, ServiceHost
+from speechmesh.runtime.settings import ServiceSettings
 from tests.asr_client import stream_config, stub
 from tests.conftest import AUDIO, ROOT, requires_shared
 

@@ -17,7 +17,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from speechmesh.asr.v1 import asr_pb2
-from speechmesh.common import openai_compat
+from speechmesh.runtime import openai_compat
 from tests.asr_client import stub
 from tests.conftest import AUDIO, requires_shared
 

@@ -17,7 +17,7 @@ import soundfile as sf
 from prometheus_client import REGISTRY
 
 from speechmesh.audio.v1 import audio_pb2
-from speechmesh.common.audio import decode_audio
+from speechmesh.dsp.audio import decode_audio
 from speechmesh.translate.v1 import translate_pb2 as tr
 from speechmesh.translate.v1 import translate_pb2_grpc
 from tests.conftest import AUDIO, requires_shared

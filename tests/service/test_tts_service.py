@@ -22,7 +22,7 @@ from google.api import httpbody_pb2
 from prometheus_client import REGISTRY
 
 from speechmesh.audio.v1 import audio_pb2
-from speechmesh.common.audio import RawFormat, decode_audio
+from speechmesh.dsp.audio import RawFormat, decode_audio
 from speechmesh.tts.v1 import tts_pb2, tts_pb2_grpc
 from tests.conftest import running_tts
 

@@ -3,8 +3,8 @@
 import grpc
 import pytest
 
-from speechmesh.common.server import ServiceApp
-from speechmesh.common.settings import ServiceSettings
+from speechmesh.runtime.server import ServiceApp
+from speechmesh.runtime.settings import ServiceSettings
 from speechmesh.tts.v1 import tts_pb2, tts_pb2_grpc
 from tests.conftest import serving
 

@@ -1,4 +1,4 @@
-"""Tests for speechmesh.common.audio: decoding, streaming decoding and encoding."""
+"""Tests for speechmesh.dsp.audio: decoding, streaming decoding and encoding."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechmesh.common.audio import (
+from speechmesh.dsp.audio import (
     OUTPUT_ENCODINGS,
     AudioError,
     RawFormat,

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from speechmesh.common.batcher import (
+from speechmesh.inference.batcher import (
     PRIORITY_HIGH,
     PRIORITY_LOW,
     MicroBatcher,

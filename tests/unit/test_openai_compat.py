@@ -9,8 +9,8 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 
-from speechmesh.common import errors, openai_compat
-from speechmesh.common.openai_compat import (
+from speechmesh.runtime import errors, openai_compat
+from speechmesh.runtime.openai_compat import (
     audio_request,
     parse_json_body,
     parse_multipart,

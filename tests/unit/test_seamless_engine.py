@@ -9,8 +9,8 @@ import pytest
 import torch
 from transformers import AutoProcessor, SeamlessM4Tv2Model
 
-from speechmesh.common.tiny_models import TINY_ARCHS, build_tiny
-from speechmesh.common.tiny_seamless import (
+from speechmesh.tiny.models import TINY_ARCHS, build_tiny
+from speechmesh.tiny.seamless import (
     NUM_SPEAKERS,
     SPEECH_LANGUAGES,
     TEXT_LANGUAGES,

@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, NllbTokenizer
 
-from speechmesh.common.tiny_models import RANDOM_WEIGHTS_KEY
-from speechmesh.common.tiny_seq2seq import MARIAN_PAIR, TINY_SEQ2SEQ
+from speechmesh.tiny.models import RANDOM_WEIGHTS_KEY
+from speechmesh.tiny.seq2seq import MARIAN_PAIR, TINY_SEQ2SEQ
 from speechmesh.translate.engines.base import InvalidOptionError, TranslationJob, TranslationOutput
 from speechmesh.translate.engines.seq2seq import Seq2SeqEngine
 

@@ -3,8 +3,8 @@ import struct
 import numpy as np
 import pytest
 
-from speechmesh.common.audio import AudioError, decode_audio, encode_audio
-from speechmesh.common.stream_encoder import StreamEncoder
+from speechmesh.dsp.audio import AudioError, decode_audio, encode_audio
+from speechmesh.dsp.stream_encoder import StreamEncoder
 
 RATE = 24000
 

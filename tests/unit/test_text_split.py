@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from speechmesh.common.text_split import Piece, _sentences, join_pieces, split_text
+from speechmesh.dsp.text_split import Piece, _sentences, join_pieces, split_text
 
 
 def words(text: str) -> int:
@@ -146,7 +146,7 @@ def test_twenty_thousand_characters_round_trip_quickly() -> None:
 
 
 def test_split_sentences_gives_one_piece_per_sentence_and_cuts_long_ones():
-    from speechmesh.common.text_split import split_sentences
+    from speechmesh.dsp.text_split import split_sentences
 
     text = "Hi. This is long, with clauses, and more clauses that go on. End!"
     pieces = [p.text for p in split_sentences(text, 20)]
@@ -157,7 +157,7 @@ def test_split_sentences_gives_one_piece_per_sentence_and_cuts_long_ones():
 
 
 def test_sentence_buffer_waits_for_what_follows_an_end():
-    from speechmesh.common.text_split import SentenceBuffer
+    from speechmesh.dsp.text_split import SentenceBuffer
 
     buffer = SentenceBuffer(400)
     assert buffer.add("Hello there. How a") == ["Hello there."]
@@ -171,7 +171,7 @@ def test_sentence_buffer_waits_for_what_follows_an_end():
 
 
 def test_sentence_buffer_cuts_text_that_never_ends():
-    from speechmesh.common.text_split import SentenceBuffer
+    from speechmesh.dsp.text_split import SentenceBuffer
 
     buffer = SentenceBuffer(40)
     out = buffer.add("a very long sentence without any end at all, it goes on and on and on")

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
-from speechmesh.common.tiny_models import TINY_ARCHS, build_tiny
+from speechmesh.tiny.models import TINY_ARCHS, build_tiny
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import pytest
 import torch
 from transformers import AutoProcessor, CsmForConditionalGeneration, CsmProcessor
 
-from speechmesh.common.tiny_models import TINY_ARCHS
-from speechmesh.common.tiny_tts import CSM_CODEBOOK_SIZE, CSM_CODEBOOKS, build_vits
+from speechmesh.tiny.models import TINY_ARCHS
+from speechmesh.tiny.tts import CSM_CODEBOOK_SIZE, CSM_CODEBOOKS, build_vits
 from speechmesh.tts.engines.base import InvalidOptionError, SynthesisJob, VoicePrompt
 from speechmesh.tts.engines.csm import CsmEngine
 from speechmesh.tts.engines.loader import load_engine

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from speechmesh.common.audio import decode_audio
+from speechmesh.dsp.audio import decode_audio
 from speechmesh.tts.reference import (
     MAX_TRANSCRIPT_CHARS,
     REASONS,

@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from speechmesh.common.vad import (
+from speechmesh.dsp.vad import (
     CONTEXT_SAMPLES,
     FRAME_SAMPLES,
     SAMPLE_RATE,

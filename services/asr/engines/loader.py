@@ -14,7 +14,7 @@ import structlog
 
 from speechmesh.asr.config import AsrSettings
 from speechmesh.asr.engines.base import AsrEngine
-from speechmesh.common.devices import resolve_device, resolve_dtype
+from speechmesh.inference.devices import resolve_device, resolve_dtype
 
 log = structlog.get_logger("speechmesh.asr")
 

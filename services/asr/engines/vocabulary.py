@@ -8,7 +8,7 @@ import pathlib
 from transformers import GenerationConfig, WhisperTokenizerFast
 
 from speechmesh.asr.engines.base import DecodeOptions, InvalidOptionError
-from speechmesh.common.languages import primary_subtag
+from speechmesh.inference.languages import primary_subtag
 
 MAX_PROMPT_CHARS = 800
 TIME_PRECISION = 0.02  # seconds per timestamp token

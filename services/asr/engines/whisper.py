@@ -26,8 +26,8 @@ from speechmesh.asr.engines.base import (
 )
 from speechmesh.asr.engines.vocabulary import WhisperVocabulary
 from speechmesh.asr.engines.words import group_words
-from speechmesh.common.devices import parameter_bytes
-from speechmesh.common.model_source import is_random_checkpoint
+from speechmesh.inference.devices import parameter_bytes
+from speechmesh.inference.model_source import is_random_checkpoint
 
 SAMPLE_RATE = 16000
 WINDOW_SECONDS = 30.0

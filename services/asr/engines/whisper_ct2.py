@@ -41,7 +41,7 @@ from speechmesh.asr.engines.packing import (
 )
 from speechmesh.asr.engines.vocabulary import TIME_PRECISION, WhisperVocabulary
 from speechmesh.asr.engines.words import word_spans
-from speechmesh.common.model_source import is_random_checkpoint
+from speechmesh.inference.model_source import is_random_checkpoint
 
 SAMPLE_RATE = 16000
 WINDOW_SECONDS = 30.0

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from transformers import SeamlessM4TProcessor, SeamlessM4Tv2Model
 
-from speechmesh.common.devices import parameter_bytes
-from speechmesh.common.model_source import is_random_checkpoint
+from speechmesh.inference.devices import parameter_bytes
+from speechmesh.inference.model_source import is_random_checkpoint
 from speechmesh.translate.engines.base import (
     TASK_MODALITIES,
     InvalidOptionError,

@@ -14,7 +14,7 @@ The engine frames each job's ids itself (the language token and `</s>` around th
 pieces) rather than setting `tokenizer.src_lang` per job: the result is the same ids, with no
 shared tokenizer state to race on between `count_tokens` on the event loop and the worker thread,
 and it also works for tokenizers that have no `src_lang` (M2M100 and Marian saved as a generic
-`tokenizers` model, e.g. the tiny ones of speechmesh.common.tiny_seq2seq).
+`tokenizers` model, e.g. the tiny ones of speechmesh.tiny.seq2seq).
 
 Languages on the wire are BCP-47. NLLB's codes become the ISO 639-1 code where one exists for the
 variety (eng_Latn -> "en", arb_Arab -> "ar", pes_Arab -> "fa", zsm_Latn -> "ms", nob_Latn -> "nb"),
@@ -41,9 +41,9 @@ import re
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from speechmesh.common.devices import parameter_bytes
-from speechmesh.common.languages import ALIASES, primary_subtag
-from speechmesh.common.model_source import is_random_checkpoint
+from speechmesh.inference.devices import parameter_bytes
+from speechmesh.inference.languages import ALIASES, primary_subtag
+from speechmesh.inference.model_source import is_random_checkpoint
 from speechmesh.translate.engines.base import (
     InvalidOptionError,
     Languages,

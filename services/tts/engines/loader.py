@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from speechmesh.common.devices import resolve_device, resolve_dtype
+from speechmesh.inference.devices import resolve_device, resolve_dtype
 from speechmesh.tts.engines.base import SynthesisEngine
 
 #: config.json model_type -> engine family that runs it.

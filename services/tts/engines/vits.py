@@ -38,9 +38,9 @@ import torch
 from torch.overrides import TorchFunctionMode
 from transformers import VitsModel, VitsTokenizer
 
-from speechmesh.common.devices import parameter_bytes
-from speechmesh.common.languages import primary_subtag
-from speechmesh.common.model_source import is_random_checkpoint
+from speechmesh.inference.devices import parameter_bytes
+from speechmesh.inference.languages import primary_subtag
+from speechmesh.inference.model_source import is_random_checkpoint
 from speechmesh.tts.engines.base import (
     InvalidOptionError,
     PresetVoice,

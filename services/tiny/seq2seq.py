@@ -14,7 +14,7 @@ They keep the real special-token layout: M2M100's `__en__`-style language tokens
 input is `__src__ text </s>`), Marian's `</s>`=0, `<unk>`=1, `<pad>` last, no language tokens, and
 its pair as `source_lang`/`target_lang` in tokenizer_config.json, as Helsinki-NLP's opus-mt have.
 
-`build_tiny` (speechmesh.common.tiny_models) adds the random-weights marker to config.json.
+`build_tiny` (speechmesh.tiny.models) adds the random-weights marker to config.json.
 """
 
 from __future__ import annotations
@@ -217,5 +217,5 @@ def build_marian(dest: Path, seed: int) -> None:
     _save(model, generation, tokenizer, dest)
 
 
-#: What the lead registers in speechmesh.common.tiny_models.TINY_ARCHS.
+#: What the lead registers in speechmesh.tiny.models.TINY_ARCHS.
 TINY_SEQ2SEQ = {"nllb": build_nllb, "m2m100": build_m2m100, "marian": build_marian}

@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 
-from speechmesh.common import errors
-from speechmesh.common.endpointing import ForceEndpoint
+from speechmesh.dsp.endpointing import ForceEndpoint
+from speechmesh.runtime import errors
 
 
 async def first_config(request_iterator):

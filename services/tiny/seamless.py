@@ -13,7 +13,7 @@ The generation config carries what SeamlessM4Tv2Model.generate reads: the three 
 load and the maps are lost. `vocoder_offset=0`: the real offset (4) skips the unit model's control
 symbols, and random unit ids below it would index the vocoder's unit embedding at -4.
 
-Not registered here: speechmesh.common.tiny_models registers builders and marks the result as
+Not registered here: speechmesh.tiny.models registers builders and marks the result as
 random weights.
 """
 

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from speechmesh.common import metrics
+from speechmesh.runtime import metrics
 
 J = TypeVar("J")
 R = TypeVar("R")

@@ -7,8 +7,8 @@ from typing import Protocol, TypeVar
 
 import grpc
 
-from speechmesh.common import errors
-from speechmesh.common.batcher import MicroBatcher
+from speechmesh.inference.batcher import MicroBatcher
+from speechmesh.runtime import errors
 
 
 class ModelState(enum.Enum):

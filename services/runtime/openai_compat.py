@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from email.message import Message
 from typing import Any, Protocol
 
-from speechmesh.common import errors
+from speechmesh.runtime import errors
 
 #: OpenAI speech-recognition model names that mean the ASR service's default model.
 ASR_ALIASES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from speechmesh.common.audio import RawFormat, StreamDecoder
-from speechmesh.common.batcher import MicroBatcher
-from speechmesh.common.vad import FRAME_SAMPLES, SAMPLE_RATE, SileroVad
+from speechmesh.dsp.audio import RawFormat, StreamDecoder
+from speechmesh.dsp.vad import FRAME_SAMPLES, SAMPLE_RATE, SileroVad
+from speechmesh.inference.batcher import MicroBatcher
 
 PRE_ROLL = 0.3  # seconds of audio kept before the first speech frame
 POST_ROLL = 0.2  # seconds of audio kept after the last speech frame

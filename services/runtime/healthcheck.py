@@ -1,12 +1,12 @@
-"""A gRPC health probe for container health checks: `python -m speechmesh.common.healthcheck`.
+"""A gRPC health probe for container health checks: `python -m speechmesh.runtime.healthcheck`.
 
 Docker's HEALTHCHECK and compose's `healthcheck` run a command, and a gRPC port cannot be
 probed with curl, so this asks `grpc.health.v1.Health/Check` and exits 0 only on SERVING
 (1 on NOT_SERVING, UNKNOWN or no answer; 2 on bad arguments). The services answer NOT_SERVING
 until their models are loaded and warmed up, so "healthy" means "ready for traffic".
 
-    python -m speechmesh.common.healthcheck --service asr      # port from SPEECHMESH_ASR_PORT
-    python -m speechmesh.common.healthcheck --port 50052
+    python -m speechmesh.runtime.healthcheck --service asr      # port from SPEECHMESH_ASR_PORT
+    python -m speechmesh.runtime.healthcheck --port 50052
 
 `--service` reads the port the way the service itself does (its settings class, so the same
 SPEECHMESH_<SERVICE>_PORT variable and default), so a container whose port was changed by the
@@ -56,7 +56,7 @@ def check(host: str, port: int, name: str = "", timeout: float = 3.0) -> tuple[b
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m speechmesh.common.healthcheck", description=__doc__.splitlines()[0]
+        prog="python -m speechmesh.runtime.healthcheck", description=__doc__.splitlines()[0]
     )
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", type=int, help="gRPC port to probe")

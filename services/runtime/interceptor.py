@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import grpc
 import structlog
 
-from speechmesh.common import errors, metrics
-from speechmesh.common.audio import AudioError
-from speechmesh.common.batcher import QueueFullError
+from speechmesh.dsp.audio import AudioError
+from speechmesh.inference.batcher import QueueFullError
+from speechmesh.runtime import errors, metrics
 
 log = structlog.get_logger("speechmesh.rpc")
 

@@ -20,9 +20,9 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from speechmesh.common.interceptor import ObservabilityInterceptor
-from speechmesh.common.metrics import start_metrics_server
-from speechmesh.common.settings import ServiceSettings
+from speechmesh.runtime.interceptor import ObservabilityInterceptor
+from speechmesh.runtime.metrics import start_metrics_server
+from speechmesh.runtime.settings import ServiceSettings
 
 log = structlog.get_logger("speechmesh.server")
 

@@ -27,7 +27,7 @@ tokenizer_config.json (MMS-TTS checkpoints are one language each). Random flows 
 the identity, so durations come out near one frame a token and lengths follow the text.
 `num_speakers` > 1 builds a multi-speaker model (speaker embeddings), as VCTK-style VITS.
 
-Not registered here: speechmesh.common.tiny_models registers builders and marks the result as
+Not registered here: speechmesh.tiny.models registers builders and marks the result as
 random weights.
 """
 

@@ -6,7 +6,7 @@ import json
 import os
 import pathlib
 
-from speechmesh.common.tiny_models import RANDOM_WEIGHTS_KEY
+from speechmesh.tiny.models import RANDOM_WEIGHTS_KEY
 
 WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]
 

@@ -15,7 +15,7 @@ import av
 import numpy as np
 import soxr
 
-from speechmesh.common.audio import AudioError, _check_sample_rate, _encoder, content_type
+from speechmesh.dsp.audio import AudioError, _check_sample_rate, _encoder, content_type
 
 _UNKNOWN = 0xFFFFFFFF
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from google.protobuf import duration_pb2
 
 from speechmesh.audio.v1 import audio_pb2
-from speechmesh.common import errors
-from speechmesh.common.audio import AudioError, RawFormat, content_type, encode_audio
-from speechmesh.common.interceptor import call_stats
+from speechmesh.dsp.audio import AudioError, RawFormat, content_type, encode_audio
+from speechmesh.runtime import errors
+from speechmesh.runtime.interceptor import call_stats
 
 MAX_REQUEST_ID = 128
 

@@ -24,9 +24,9 @@ from transformers import (
 )
 from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
-from speechmesh.common.tiny_seamless import build_seamless_m4t_v2
-from speechmesh.common.tiny_seq2seq import TINY_SEQ2SEQ
-from speechmesh.common.tiny_tts import build_csm, build_vits
+from speechmesh.tiny.seamless import build_seamless_m4t_v2
+from speechmesh.tiny.seq2seq import TINY_SEQ2SEQ
+from speechmesh.tiny.tts import build_csm, build_vits
 
 RANDOM_WEIGHTS_KEY = "speechmesh_random_weights"
 WHISPER_TEXT_TOKENS = 50257

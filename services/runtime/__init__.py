@@ -1,0 +1,4 @@
+"""What every service process stands on.
+
+Server host, interceptor, errors, settings, logging, metrics, health.
+"""
