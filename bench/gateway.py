@@ -257,7 +257,7 @@ class Stack:
 
     async def start(self) -> None:
         from speechmesh.gateway.config import GatewaySettings
-        from speechmesh.gateway.suite import envoy_command, write_config
+        from speechmesh.gateway.envoy_process import envoy_command, write_config
 
         model = self.args.model or str(_tiny_whisper())
         self.service_port = _free_port()

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import pathlib
 import sys
 
 from pydantic import ValidationError
 
-#: service -> (module:settings class, module:build_app); each module is imported when served.
-SERVICES = {
-    "asr": ("speechmesh.asr.config:AsrSettings", "speechmesh.asr.app:build_app"),
-    "translate": (
-        "speechmesh.translate.config:TranslateSettings",
-        "speechmesh.translate.app:build_app",
-    ),
-    "tts": ("speechmesh.tts.config:TtsSettings", "speechmesh.tts.app:build_app"),
-}
 #: Flags that only some services take: flag -> its settings field.
 _SERVICE_FLAGS = {
     "text_model": "--text-model",
@@ -30,21 +20,16 @@ _SERVICE_FLAGS = {
 }
 
 
-def _load(spec: str):
-    module, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
 def _serve(args: argparse.Namespace) -> int:
     from speechmesh.runtime.logging import configure_logging
+    from speechmesh.runtime.registry import SERVICES
     from speechmesh.runtime.server import ServiceHost
 
     if args.service not in SERVICES:
         print(f"speechmesh: the {args.service} service is not available yet", file=sys.stderr)
         return 2
-    settings_spec, app_spec = SERVICES[args.service]
-    settings_class = _load(settings_spec)
-    build_app = _load(app_spec)
+    settings_class = SERVICES[args.service].settings_class()
+    build_app = SERVICES[args.service].build_app()
     for key, flag in _SERVICE_FLAGS.items():
         if getattr(args, key, None) is not None and key not in settings_class.model_fields:
             print(
@@ -85,6 +70,11 @@ def _tiny(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from speechmesh.inference.batcher import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS
+    from speechmesh.runtime.registry import SERVICES
+
+    ports = ", ".join(f"{spec.name} {spec.port}" for spec in SERVICES.values())
+    metrics_ports = ", ".join(f"{spec.name} {spec.metrics_port}" for spec in SERVICES.values())
     parser = argparse.ArgumentParser(prog="speechmesh", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -94,10 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a service. Every flag has a SPEECHMESH_<SERVICE>_<FLAG> variable too"
         " (SPEECHMESH_ASR_MODEL, SPEECHMESH_TRANSLATE_PORT, ...); flags win.",
     )
-    serve.add_argument("service", choices=["asr", "translate", "tts"])
+    serve.add_argument("service", choices=list(SERVICES))
     serve.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     serve.add_argument(
-        "--port", type=int, help="gRPC port (asr 50051, translate 50052, tts 50053; 0 picks one)"
+        "--port",
+        type=int,
+        help=f"gRPC port ({ports}; 0 picks one)",
     )
     serve.add_argument("--model", help="Hugging Face id or checkpoint folder")
     serve.add_argument(
@@ -111,10 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
     serve.add_argument("--dtype", help="auto, float32, float16 or bfloat16 (default auto)")
     serve.add_argument(
-        "--metrics-port", type=int, help="Prometheus port (asr 9151, translate 9152, tts 9153)"
+        "--metrics-port",
+        type=int,
+        help=f"Prometheus port ({metrics_ports})",
     )
-    serve.add_argument("--max-batch-size", type=int, help="jobs per forward pass (default 8)")
-    serve.add_argument("--max-batch-wait-ms", type=float, help="batch fill wait (default 20)")
+    serve.add_argument(
+        "--max-batch-size",
+        type=int,
+        help=f"jobs per forward pass (default {DEFAULT_MAX_BATCH_SIZE})",
+    )
+    serve.add_argument(
+        "--max-batch-wait-ms", type=float, help=f"batch fill wait (default {DEFAULT_MAX_WAIT_MS:g})"
+    )
     serve.add_argument(
         "--engine",
         choices=["auto", "ctranslate2", "transformers"],
@@ -141,9 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=_tiny)
 
-    from speechmesh.gateway.commands import add_commands  # `gateway config` and `up`
+    from speechmesh.gateway.commands import add_commands  # `gateway config`
 
     add_commands(commands)
+
+    from speechmesh.suite.commands import add_commands as add_suite_commands  # `up`
+
+    add_suite_commands(commands)
 
     from speechmesh.client.cli import add_commands as add_client_commands  # transcribe, speak, ...
 

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from speechmesh.runtime.registry import SERVICES
 from speechmesh.runtime.settings import ServiceSettings
 
 DEFAULT_MODEL = "openai/whisper-large-v3-turbo"
@@ -26,8 +27,8 @@ COMPUTE_TYPES = (
 class AsrSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="SPEECHMESH_ASR_", extra="ignore")
 
-    port: int = Field(50051, ge=0, le=65535)
-    metrics_port: int = Field(9151, ge=0, le=65535)
+    port: int = Field(SERVICES["asr"].port, ge=0, le=65535)
+    metrics_port: int = Field(SERVICES["asr"].metrics_port, ge=0, le=65535)
     model: str = Field(DEFAULT_MODEL, description="Whisper checkpoint: Hugging Face id or folder.")
     max_audio_seconds: float = Field(
         4 * 3600, gt=0, description="Longest recording Recognize accepts, in seconds."

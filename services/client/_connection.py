@@ -8,11 +8,14 @@ import os
 import pathlib
 
 import grpc
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2
 
-from speechmesh.asr.v1 import asr_pb2
-from speechmesh.translate.v1 import translate_pb2
-from speechmesh.tts.v1 import tts_pb2
+# The generated modules register their services in the default descriptor pool.
+from speechmesh.asr.v1 import asr_pb2  # noqa: F401
+from speechmesh.runtime.registry import SERVICES as REGISTRY
+from speechmesh.translate.v1 import translate_pb2  # noqa: F401
+from speechmesh.tts.v1 import tts_pb2  # noqa: F401
 
 DEFAULT_TARGET = "localhost:8080"
 TARGET_ENV = "SPEECHMESH_TARGET"
@@ -22,9 +25,8 @@ TOKEN_ENV = "SPEECHMESH_TOKEN"
 SERVICE_HEADER = "x-speechmesh-service"
 #: Full proto service names of the services, by their short names.
 SERVICES = {
-    "asr": asr_pb2.DESCRIPTOR.services_by_name["AsrService"],
-    "translate": translate_pb2.DESCRIPTOR.services_by_name["TranslateService"],
-    "tts": tts_pb2.DESCRIPTOR.services_by_name["TtsService"],
+    spec.name: descriptor_pool.Default().FindServiceByName(spec.proto_service)
+    for spec in REGISTRY.values()
 }
 MAX_MESSAGE_BYTES = 128 << 20
 

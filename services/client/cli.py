@@ -44,6 +44,7 @@ from speechmesh.client.formats import (
 from speechmesh.client.languages import close_matches, describe, name
 from speechmesh.client.sync import Client
 from speechmesh.client.types import StreamingResult
+from speechmesh.runtime.registry import SERVICES
 
 OK, FAILED, USAGE = 0, 1, 2
 START_HINT = (
@@ -721,7 +722,7 @@ def _languages(args: argparse.Namespace, client: Client, ctx: Context) -> int:
         for code in codes:
             found.setdefault(code, set()).add(column)
 
-    services = [args.service] if args.service else ["asr", "translate", "tts"]
+    services = [args.service] if args.service else list(SERVICES)
     for service in services:
         ctx.service = service
         try:
@@ -935,7 +936,7 @@ def add_commands(commands) -> None:
         description="Languages the services know, by BCP-47 code: ASR, translation (text and"
         " speech, in and out) and TTS.",
     )
-    p.add_argument("--service", choices=["asr", "translate", "tts"], help="only this service")
+    p.add_argument("--service", choices=list(SERVICES), help="only this service")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.set_defaults(func=_run(_languages, "asr"))
 

@@ -13,12 +13,14 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from speechmesh.runtime.registry import SERVICES
+
 MiB = 1024 * 1024
 ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
 #: Where `make protos` (tools/gen_protos.py) writes the descriptor set.
 DEFAULT_DESCRIPTOR_SET = ROOT / "build" / "speechmesh.pb"
 #: The service areas the gateway fronts (`speechmesh.<area>.v1`), with their default ports.
-UPSTREAM_PORTS = {"asr": 50051, "translate": 50052, "tts": 50053}
+UPSTREAM_PORTS = {spec.name: spec.port for spec in SERVICES.values()}
 
 
 def _split_list(value: object) -> object:

@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         partial.replace(out)
         print(f"wrote the Envoy configuration to {out}", file=sys.stderr)
     if args.check:
-        from speechmesh.gateway.suite import validate_config
+        from speechmesh.gateway.envoy_process import validate_config
 
         if args.out is None:
             print("speechmesh: --check needs --out", file=sys.stderr)

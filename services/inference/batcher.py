@@ -54,15 +54,21 @@ class _Entry:
     future: asyncio.Future = field(compare=False)
 
 
+#: The defaults of every batcher, and of the services' max_batch_* / max_queue settings.
+DEFAULT_MAX_BATCH_SIZE = 8
+DEFAULT_MAX_WAIT_MS = 20.0
+DEFAULT_MAX_QUEUE = 256
+
+
 class MicroBatcher(Generic[J, R]):
     def __init__(
         self,
         name: str,
         run_batch: Callable[[list[J]], Sequence[R | BaseException]],
         *,
-        max_batch_size: int = 8,
-        max_wait_s: float = 0.005,
-        max_queue: int = 256,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        max_wait_s: float = DEFAULT_MAX_WAIT_MS / 1000,
+        max_queue: int = DEFAULT_MAX_QUEUE,
         key: Callable[[J], Hashable] = lambda job: None,
         workers: int = 1,
     ):

@@ -17,26 +17,17 @@ the start of a Python interpreter with grpc.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-#: service -> its settings class (the same table as speechmesh.cli.SERVICES, without the apps,
-#: whose imports pull in torch).
-SETTINGS = {
-    "asr": "speechmesh.asr.config:AsrSettings",
-    "translate": "speechmesh.translate.config:TranslateSettings",
-    "tts": "speechmesh.tts.config:TtsSettings",
-}
+from speechmesh.runtime.registry import SERVICES
 
 
 def service_port(service: str) -> int:
     """The gRPC port `speechmesh serve SERVICE` listens on, from its settings (env included)."""
-    module, _, name = SETTINGS[service].partition(":")
-    settings = getattr(importlib.import_module(module), name)()
-    return settings.port
+    return SERVICES[service].settings_class()().port
 
 
 def check(host: str, port: int, name: str = "", timeout: float = 3.0) -> tuple[bool, str]:
@@ -61,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", type=int, help="gRPC port to probe")
     where.add_argument(
-        "--service", choices=sorted(SETTINGS), help="probe this service's configured port"
+        "--service", choices=sorted(SERVICES), help="probe this service's configured port"
     )
     parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     parser.add_argument(

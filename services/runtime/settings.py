@@ -13,6 +13,12 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from speechmesh.inference.batcher import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_WAIT_MS,
+)
+
 MiB = 1024 * 1024
 
 
@@ -29,15 +35,20 @@ class ServiceSettings(BaseSettings):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="auto: float32 on CPU, float16 on GPU."
     )
-    max_batch_size: int = Field(8, ge=1, le=256, description="Most requests in one forward pass.")
+    max_batch_size: int = Field(
+        DEFAULT_MAX_BATCH_SIZE, ge=1, le=256, description="Most requests in one forward pass."
+    )
     max_batch_wait_ms: float = Field(
-        20.0,
+        DEFAULT_MAX_WAIT_MS,
         ge=0,
         le=1000,
         description="How long an idle model waits for as many jobs as its last batch had.",
     )
     max_queue: int = Field(
-        256, ge=1, le=100_000, description="Queued decode jobs before RESOURCE_EXHAUSTED."
+        DEFAULT_MAX_QUEUE,
+        ge=1,
+        le=100_000,
+        description="Queued decode jobs before RESOURCE_EXHAUSTED.",
     )
     max_message_mb: int = Field(64, ge=1, le=2047, description="Largest gRPC message, MiB.")
     max_streams: int = Field(256, ge=1, description="Concurrent streams before RESOURCE_EXHAUSTED.")

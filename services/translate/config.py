@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from speechmesh.runtime.registry import SERVICES
 from speechmesh.runtime.settings import ServiceSettings
 
 DEFAULT_MODEL = "facebook/seamless-m4t-v2-large"
@@ -14,8 +15,8 @@ DEFAULT_MODEL = "facebook/seamless-m4t-v2-large"
 class TranslateSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="SPEECHMESH_TRANSLATE_", extra="ignore")
 
-    port: int = Field(50052, ge=0, le=65535)
-    metrics_port: int = Field(9152, ge=0, le=65535)
+    port: int = Field(SERVICES["translate"].port, ge=0, le=65535)
+    metrics_port: int = Field(SERVICES["translate"].metrics_port, ge=0, le=65535)
     model: str = Field(
         DEFAULT_MODEL,
         description="Default model: a SeamlessM4T v2 (all four tasks) or a text seq2seq"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from speechmesh.runtime.registry import SERVICES
 from speechmesh.runtime.settings import ServiceSettings
 
 DEFAULT_MODEL = "sesame/csm-1b"
@@ -13,8 +14,8 @@ DEFAULT_MODEL = "sesame/csm-1b"
 class TtsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="SPEECHMESH_TTS_", extra="ignore")
 
-    port: int = Field(50053, ge=0, le=65535)
-    metrics_port: int = Field(9153, ge=0, le=65535)
+    port: int = Field(SERVICES["tts"].port, ge=0, le=65535)
+    metrics_port: int = Field(SERVICES["tts"].metrics_port, ge=0, le=65535)
     model: str = Field(
         DEFAULT_MODEL,
         description="Default model: a CSM checkpoint (voice cloning) or a VITS/MMS-TTS one"

@@ -79,7 +79,7 @@ def envoy(tmp: pathlib.Path, suite: dict[str, str]) -> Iterator[str]:
     """A real Envoy (the gateway of `speechmesh up`) in front of the given upstreams."""
     from speechmesh.client import Client
     from speechmesh.gateway.config import GatewaySettings
-    from speechmesh.gateway.suite import envoy_command, write_config
+    from speechmesh.gateway.envoy_process import envoy_command, write_config
 
     settings = GatewaySettings(
         host="127.0.0.1",

@@ -12,7 +12,7 @@ import tomllib
 
 import pytest
 
-from speechmesh.cli import SERVICES as CLI_SERVICES
+from speechmesh.runtime.registry import SERVICES as CLI_SERVICES
 from tests.conftest import ROOT
 from tests.deploy.conftest import DOCKERFILES, SERVICES, run, settings_class, tool
 

@@ -34,7 +34,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from speechmesh.asr.v1 import asr_pb2
 from speechmesh.gateway.config import GatewaySettings
-from speechmesh.gateway.suite import envoy_command, write_config
+from speechmesh.gateway.envoy_process import envoy_command, write_config
 
 UP_READY_S = 180.0
 

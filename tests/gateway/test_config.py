@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from speechmesh.gateway.config import GatewaySettings
 from speechmesh.gateway.envoy_config import render_config, render_yaml
-from speechmesh.gateway.suite import validate_config, write_config
+from speechmesh.gateway.envoy_process import validate_config, write_config
 
 
 def _validate(tmp_path, settings: GatewaySettings) -> dict:

