@@ -1,0 +1,72 @@
+"""One upstream cluster per service: HTTP/2 to the service's gRPC port, active gRPC health
+checks, outlier detection, and no panic routing (no healthy host answers UNAVAILABLE)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from speechmesh.gateway.config import GatewaySettings
+from speechmesh.gateway.envoy_common import TYPE, TYPE_URL, duration
+
+
+def cluster(
+    settings: GatewaySettings, area: str, host: str, port: int, health_service: str
+) -> dict[str, Any]:
+    """The cluster named `area`: `host:port` (STRICT_DNS, so every address the name resolves
+    to is a host), health-checked with grpc.health.v1 on `health_service`."""
+    return {
+        "name": area,
+        "type": "STRICT_DNS",
+        "dns_lookup_family": "V4_PREFERRED",
+        "connect_timeout": duration(settings.connect_timeout_s),
+        "lb_policy": "LEAST_REQUEST",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                TYPE: TYPE_URL + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {
+                    "http2_protocol_options": {
+                        "connection_keepalive": {"interval": "30s", "timeout": "10s"},
+                    }
+                },
+            }
+        },
+        "load_assignment": {
+            "cluster_name": area,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {
+                            "endpoint": {
+                                "address": {"socket_address": {"address": host, "port_value": port}}
+                            }
+                        }
+                    ]
+                }
+            ],
+        },
+        "health_checks": [
+            {
+                "timeout": "2s",
+                "interval": duration(settings.health_check_interval_s),
+                "no_traffic_interval": duration(settings.health_check_interval_s),
+                "no_traffic_healthy_interval": duration(settings.health_check_interval_s),
+                "unhealthy_threshold": 2,
+                "healthy_threshold": 1,
+                "grpc_health_check": {"service_name": health_service},
+            }
+        ],
+        "outlier_detection": {
+            "consecutive_5xx": 5,
+            "consecutive_gateway_failure": 3,
+            "interval": "5s",
+            "base_ejection_time": "10s",
+            "max_ejection_percent": 100,
+        },
+        # No healthy host: answer UNAVAILABLE at once instead of trying unhealthy ones.
+        "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
+        "circuit_breakers": {
+            "thresholds": [
+                {"max_connections": 10000, "max_pending_requests": 10000, "max_requests": 10000}
+            ]
+        },
+    }
