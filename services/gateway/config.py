@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from speechmesh.runtime import identity
 from speechmesh.runtime.registry import SERVICES
 
 MiB = 1024 * 1024
@@ -79,7 +80,7 @@ class GatewaySettings(BaseSettings):
     )
     jwt_identity_claim: str = Field("sub", description="auth=jwt: the claim naming the caller.")
     identity_header: str = Field(
-        "x-speechmesh-identity",
+        identity.DEFAULT_HEADER,
         description="Header carrying the authenticated caller to the services; set by Envoy,"
         " stripped from clients.",
     )
@@ -117,10 +118,7 @@ class GatewaySettings(BaseSettings):
     @field_validator("identity_header")
     @classmethod
     def _header(cls, value: str) -> str:
-        value = value.strip().lower()
-        if not value or not all(c.isalnum() or c == "-" for c in value):
-            raise ValueError("must be an HTTP header name (letters, digits, '-')")
-        return value
+        return identity.header_name(value)
 
     @model_validator(mode="after")
     def _switches(self) -> GatewaySettings:

@@ -8,16 +8,18 @@ start-up with a message naming the variable.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from speechmesh.inference.batcher import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_WAIT_MS,
 )
+from speechmesh.runtime import identity
+from speechmesh.runtime.peers import parse_peers
 
 MiB = 1024 * 1024
 
@@ -57,11 +59,38 @@ class ServiceSettings(BaseSettings):
     )
     keepalive_time_s: float = Field(30.0, gt=0, description="Server keepalive ping interval.")
     keepalive_timeout_s: float = Field(10.0, gt=0, description="Keepalive ping ack timeout.")
+    peers: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="The other services this one calls, NAME=HOST:PORT pairs separated by commas"
+        " (e.g. translate=translate:50052,tts=tts:50053); empty: none.",
+    )
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto: console on a terminal, JSON lines otherwise."
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     warmup: bool = Field(True, description="Run one inference before reporting SERVING.")
+    # The gateway's two identity settings, read by every service from the gateway's own
+    # variables so that the header the gateway writes is always the one the services read.
+    identity_header: str = Field(
+        identity.DEFAULT_HEADER,
+        validation_alias=AliasChoices(identity.HEADER_ENV),
+        description="Header the gateway puts the authenticated caller in (the gateway's setting).",
+    )
+    gateway_auth: Literal["none", "api_key", "jwt"] = Field(
+        "none",
+        validation_alias=AliasChoices(identity.AUTH_ENV),
+        description="The gateway's auth: when on, calls without an identity are refused.",
+    )
+
+    @field_validator("identity_header")
+    @classmethod
+    def _identity_header(cls, value: str) -> str:
+        return identity.header_name(value)
+
+    @field_validator("peers", mode="before")
+    @classmethod
+    def _peers(cls, value: object) -> dict[str, str]:
+        return parse_peers(value)
 
     @field_validator("device")
     @classmethod

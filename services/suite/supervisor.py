@@ -38,6 +38,7 @@ from speechmesh.gateway.envoy_config import (
     services_by_area,
 )
 from speechmesh.gateway.envoy_process import envoy_command, validate_config, write_config
+from speechmesh.runtime import identity
 from speechmesh.runtime.registry import SERVICES
 
 #: service -> {settings field: tiny architecture} for the offline profile.
@@ -149,8 +150,15 @@ class Suite:
                 f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICES)}"
             )
         gateway_env: dict[str, str] = {}
+        self.gateway = self.gateway or GatewaySettings()
+        # The services read the gateway's identity settings from the gateway's own variables;
+        # pass them explicitly so they match the gateway even when it was configured in code.
+        identity_env = {
+            identity.HEADER_ENV: self.gateway.identity_header,
+            identity.AUTH_ENV: self.gateway.auth,
+        }
         for name in self.service_names:
-            env = dict(os.environ)
+            env = {**os.environ, **identity_env}
             env.setdefault(_env_name(name, "host"), "127.0.0.1")
             env.setdefault(_env_name(name, "log_format"), "json")
             settings_class = SERVICES[name].settings_class()
@@ -185,7 +193,7 @@ class Suite:
             self.services.append(
                 Service(name, host, settings.port, "", settings.model, random_weights)
             )
-        self.gateway = (self.gateway or GatewaySettings()).model_copy(update=gateway_env)
+        self.gateway = self.gateway.model_copy(update=gateway_env)
         files = load_descriptor_set(self.gateway.descriptor_set)
         found = services_by_area(files, [service.name for service in self.services])
         for service in self.services:

@@ -64,7 +64,13 @@ def env_prefix(service: str) -> str:
 
 
 def settings_field(service: str, variable: str) -> str | None:
-    """The settings field a SPEECHMESH_<SERVICE>_* variable sets, or None if there is none."""
+    """The settings field a SPEECHMESH_<SERVICE>_* variable sets (or a variable a field reads by
+    its alias, like the gateway's identity settings), or None if there is none."""
+    fields = settings_class(service).model_fields
+    for name, field in fields.items():
+        aliases = getattr(field.validation_alias, "choices", [field.validation_alias])
+        if variable in aliases:
+            return name
     prefix = env_prefix(service)
     if not variable.startswith(prefix):
         return None

@@ -142,35 +142,34 @@ class Up:
 
 
 @pytest.fixture(scope="session")
-def up(tmp_path_factory) -> Iterator[Up]:
-    """`speechmesh up --offline` with ASR, translate and TTS on tiny checkpoints, on free
-    ports."""
-    cache = tmp_path_factory.mktemp("tiny-cache")
-    ports = {
-        "asr": free_port(),
-        "translate": free_port(),
-        "tts": free_port(),
-        "gateway": free_port(),
-        "admin": free_port(),
-    }
+def tiny_cache(tmp_path_factory) -> pathlib.Path:
+    """Where every `speechmesh up --offline` of the session builds its tiny checkpoints (once)."""
+    return tmp_path_factory.mktemp("tiny-cache")
+
+
+@contextlib.contextmanager
+def run_up(
+    tmp_path_factory, cache: pathlib.Path, services: list[str], env_overrides: dict[str, str]
+) -> Iterator[Up]:
+    """`speechmesh up --offline` with `services` on tiny checkpoints, on free ports, with the
+    SPEECHMESH_* variables of `env_overrides`; stopped (and checked stopped) on exit."""
+    ports = {name: free_port() for name in [*services, "gateway", "admin"]}
     env = dict(os.environ)
+    for name in services:
+        prefix = f"SPEECHMESH_{name.upper()}_"
+        env[prefix + "PORT"] = str(ports[name])
+        env[prefix + "METRICS_PORT"] = "0"
+        # The services' own grace period bounds how long stopping takes.
+        env[prefix + "GRACE_PERIOD_S"] = "2"
+    if "tts" in services:
+        env["SPEECHMESH_TTS_VOICES_DIR"] = str(tmp_path_factory.mktemp("voices"))
     env.update(
         {
-            "SPEECHMESH_ASR_PORT": str(ports["asr"]),
-            "SPEECHMESH_ASR_METRICS_PORT": "0",
-            "SPEECHMESH_TRANSLATE_PORT": str(ports["translate"]),
-            "SPEECHMESH_TRANSLATE_METRICS_PORT": "0",
-            "SPEECHMESH_TTS_PORT": str(ports["tts"]),
-            "SPEECHMESH_TTS_METRICS_PORT": "0",
-            "SPEECHMESH_TTS_VOICES_DIR": str(tmp_path_factory.mktemp("voices")),
             "SPEECHMESH_GATEWAY_HOST": "127.0.0.1",
             "SPEECHMESH_GATEWAY_PORT": str(ports["gateway"]),
             "SPEECHMESH_GATEWAY_ADMIN_PORT": str(ports["admin"]),
             "SPEECHMESH_GATEWAY_HEALTH_CHECK_INTERVAL_S": "1",
-            # The services' own grace period bounds how long stopping takes.
-            "SPEECHMESH_ASR_GRACE_PERIOD_S": "2",
-            "SPEECHMESH_TRANSLATE_GRACE_PERIOD_S": "2",
-            "SPEECHMESH_TTS_GRACE_PERIOD_S": "2",
+            **env_overrides,
         }
     )
     process = subprocess.Popen(
@@ -181,7 +180,7 @@ def up(tmp_path_factory) -> Iterator[Up]:
             "up",
             "--offline",
             "--services",
-            "asr,translate,tts",
+            ",".join(services),
             "--cache-dir",
             str(cache),
             "--ready-timeout",
@@ -221,6 +220,14 @@ def up(tmp_path_factory) -> Iterator[Up]:
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
                 pytest.fail(f"{name} (pid {pid}) still runs after speechmesh up stopped")
+
+
+@pytest.fixture(scope="session")
+def up(tmp_path_factory, tiny_cache) -> Iterator[Up]:
+    """`speechmesh up --offline` with ASR, translate and TTS on tiny checkpoints, on free
+    ports."""
+    with run_up(tmp_path_factory, tiny_cache, ["asr", "translate", "tts"], {}) as suite:
+        yield suite
 
 
 # -- more Envoys in front of the same services ---------------------------------------------
