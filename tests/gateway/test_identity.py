@@ -81,6 +81,12 @@ def check_tenants_apart(gateway: Gateway, header: str) -> None:
             assert send(gateway, "GET", "/v1/voices/secret", as_alice).status == 200
         mine = send(gateway, "GET", "/v1/voices", [("x-api-key", ALICE)])
         assert "voices/secret" in voice_names(mine)
+        use = json.dumps({"text": "Hi.", "config": {"voice": "voices/secret"}}).encode()
+        json_type = ("Content-Type", "application/json")
+        for key, status in [(BOB, 404), (ALICE, 200)]:
+            headers = [json_type, ("x-api-key", key)]
+            spoken = send(gateway, "POST", "/v1/tts:synthesize", headers, use)
+            assert spoken.status == status, spoken.body
     finally:
         deleted = send(gateway, "DELETE", "/v1/voices/secret", [("x-api-key", ALICE)])
         assert deleted.status == 200, deleted.body
@@ -98,6 +104,18 @@ def test_default_header_keeps_tenants_apart_and_ignores_spoofs(up, tmp_path, cre
     ) as (gateway, settings):
         assert settings.identity_header == DEFAULT
         check_tenants_apart(gateway, DEFAULT)
+        # The open gateway in front of the same service is anonymous: alice's voice is not there.
+        created = send(
+            gateway,
+            "POST",
+            "/v1/voices:upload?voice_id=kept&voice.transcript=Mine%20alone.",
+            [("Content-Type", "audio/wav"), ("x-api-key", ALICE)],
+            REFERENCE,
+        )
+        assert created.status == 200, created.body
+        assert "voices/kept" not in voice_names(up.gateway.get("/v1/voices"))
+        assert up.gateway.get("/v1/voices/kept").status == 404
+        assert send(gateway, "DELETE", "/v1/voices/kept", [("x-api-key", ALICE)]).status == 200
 
 
 @pytest.fixture(scope="module")

@@ -1,19 +1,17 @@
 """TTS through the real Envoy: gRPC unary and bidi streaming, REST JSON, raw audio out, voices
-uploaded as raw audio, OpenAI's `audio.speech.create`, and voices kept apart per identity when
-authentication is on. The TTS service runs a tiny random CSM (noise, real API)."""
+uploaded as raw audio, and OpenAI's `audio.speech.create` (voices kept apart per identity:
+test_identity.py). The TTS service runs a tiny random CSM (noise, real API)."""
 
 from __future__ import annotations
 
 import io
 
 import grpc
-import numpy as np
 import pytest
 import soundfile as sf
 
 from speechmesh.dsp.audio import decode_audio
 from speechmesh.tts.v1 import tts_pb2, tts_pb2_grpc
-from tests.gateway.conftest import run_envoy
 from tests.service.test_tts_service import REFERENCE
 
 openai = pytest.importorskip("openai")
@@ -110,51 +108,3 @@ def test_openai_speech(up):
             sdk.audio.speech.create(
                 model="tts-1", voice="alloy", input="Hi.", response_format="aac"
             )
-
-
-def test_voices_are_kept_apart_per_identity(up, tmp_path, credentials):
-    with run_envoy(
-        tmp_path,
-        ["tts"],
-        auth="api_key",
-        api_keys_file=credentials["api_keys"],
-        asr_upstream=f"127.0.0.1:{up.ports['asr']}",
-        translate_upstream=f"127.0.0.1:{up.ports['translate']}",
-        tts_upstream=f"127.0.0.1:{up.ports['tts']}",
-    ) as (gateway, _):
-        alice = {"x_api_key": "alice-key-0001"}
-        bob = {"x_api_key": "bob-key-0002"}
-        created = gateway.request(
-            "POST",
-            "/v1/voices:upload?voice_id=secret&voice.transcript=Mine%20alone.",
-            body=REFERENCE,
-            headers={"Content-Type": "audio/wav", "x-api-key": "alice-key-0001"},
-        )
-        assert created.status == 200, created.body
-        assert gateway.get("/v1/voices/secret", **alice).status == 200
-        assert gateway.get("/v1/voices/secret", **bob).status == 404  # not 403: no leak
-        assert gateway.get("/v1/voices/secret").status == 401
-        use = {"text": "Hi.", "config": {"voice": "voices/secret"}}
-        assert gateway.post_json("/v1/tts:synthesize", use, **bob).status == 404
-        assert gateway.post_json("/v1/tts:synthesize", use, **alice).status == 200
-        listed = gateway.get("/v1/voices", **bob).json()
-        assert "voices/secret" not in [v["name"] for v in listed.get("voices", [])]
-        assert (
-            gateway.request(
-                "DELETE", "/v1/voices/secret", headers={"x-api-key": "bob-key-0002"}
-            ).status
-            == 404
-        )
-        assert (
-            gateway.request(
-                "DELETE", "/v1/voices/secret", headers={"x-api-key": "alice-key-0001"}
-            ).status
-            == 200
-        )
-        # The open gateway (no auth) is anonymous: alice's voices are not there either.
-        assert np.all(
-            [
-                v["name"] != "voices/secret"
-                for v in up.gateway.get("/v1/voices").json().get("voices", [])
-            ]
-        )

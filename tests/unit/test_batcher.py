@@ -8,9 +8,11 @@ queued when the next batch forms.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -49,6 +51,9 @@ class Model:
             for job in jobs
         ]
 
+    def release(self) -> None:
+        self.gate.set()
+
     @property
     def seen(self) -> list:
         return [job for batch in self.batches for job in batch]
@@ -57,6 +62,17 @@ class Model:
 def make(model: Model, **kwargs) -> MicroBatcher:
     kwargs.setdefault("max_wait_s", 0.01)
     return MicroBatcher(f"test-batcher-{next(_names)}", model.run_batch, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def batching(model: Model, **kwargs) -> AsyncIterator[MicroBatcher]:
+    """A batcher over `model`; on the way out the model's gates open and the batcher closes."""
+    batcher = make(model, **kwargs)
+    try:
+        yield batcher
+    finally:
+        model.release()
+        await batcher.close()
 
 
 async def until(predicate, what: str, timeout: float = WAIT_S) -> None:
@@ -88,22 +104,17 @@ async def queue(batcher: MicroBatcher, jobs, **kwargs) -> list[asyncio.Task]:
 
 async def test_jobs_submitted_together_run_in_one_batch():
     model = Model()
-    batcher = make(model, max_batch_size=8)
-    try:
+    async with batching(model, max_batch_size=8) as batcher:
         results = await asyncio.wait_for(
             asyncio.gather(*(batcher.submit(f"j{i}") for i in range(5))), WAIT_S
         )
         assert results == [f"done:j{i}" for i in range(5)]
         assert [len(b) for b in model.batches] == [5]
-    finally:
-        model.gate.set()
-        await batcher.close()
 
 
 async def test_jobs_queued_while_the_model_is_busy_form_the_next_batch():
     model = Model()
-    batcher = make(model, max_batch_size=8)
-    try:
+    async with batching(model, max_batch_size=8) as batcher:
         blocker = await block(batcher, model)
         tasks = await queue(batcher, [f"j{i}" for i in range(5)])
         assert len(model.batches) == 1, "nothing ran while the model was busy"
@@ -112,15 +123,11 @@ async def test_jobs_queued_while_the_model_is_busy_form_the_next_batch():
         assert results == ["done:blocker", *(f"done:j{i}" for i in range(5))]
         assert model.batches[1:] == [[f"j{i}" for i in range(5)]]
         assert batcher.depth == 0
-    finally:
-        model.gate.set()
-        await batcher.close()
 
 
 async def test_max_batch_size_is_respected():
     model = Model()
-    batcher = make(model, max_batch_size=3)
-    try:
+    async with batching(model, max_batch_size=3) as batcher:
         blocker = await block(batcher, model)
         jobs = [f"j{i}" for i in range(7)]
         tasks = await queue(batcher, jobs)
@@ -131,15 +138,11 @@ async def test_max_batch_size_is_respected():
         assert [len(b) for b in model.batches[1:]] == [3, 3, 1]
         assert model.seen[1:] == jobs, "oldest first"
         assert all(len(b) <= 3 for b in model.batches)
-    finally:
-        model.gate.set()
-        await batcher.close()
 
 
 async def test_jobs_with_different_keys_never_share_a_batch():
     model = Model()
-    batcher = make(model, max_batch_size=8, key=lambda job: job[0])
-    try:
+    async with batching(model, max_batch_size=8, key=lambda job: job[0]) as batcher:
         blocker = await block(batcher, model)  # key "b"
         jobs = ["a1", "c1", "a2", "c2", "a3", "d1"]
         tasks = await queue(batcher, jobs)
@@ -150,39 +153,28 @@ async def test_jobs_with_different_keys_never_share_a_batch():
         for batch in model.batches:
             assert len({job[0] for job in batch}) == 1, f"mixed keys in {batch}"
         assert model.batches[1:] == [["a1", "a2", "a3"], ["c1", "c2"], ["d1"]]
-    finally:
-        model.gate.set()
-        await batcher.close()
 
 
 async def test_high_priority_runs_before_low_priority():
     model = Model()
-    batcher = make(model, max_batch_size=1)
-    try:
+    async with batching(model, max_batch_size=1) as batcher:
         blocker = await block(batcher, model)
         low = await queue(batcher, ["low1", "low2"], priority=PRIORITY_LOW)
         high = await queue(batcher, ["high1", "high2"], priority=PRIORITY_HIGH)
         model.gate.set()
         await asyncio.wait_for(asyncio.gather(blocker, *low, *high), WAIT_S)
         assert model.seen == ["blocker", "high1", "high2", "low1", "low2"]
-    finally:
-        model.gate.set()
-        await batcher.close()
 
 
 async def test_a_batch_holds_one_priority():
     model = Model()
-    batcher = make(model, max_batch_size=8)
-    try:
+    async with batching(model, max_batch_size=8) as batcher:
         blocker = await block(batcher, model)
         low = await queue(batcher, ["low1", "low2"], priority=PRIORITY_LOW)
         high = await queue(batcher, ["high1"], priority=PRIORITY_HIGH)
         model.gate.set()
         await asyncio.wait_for(asyncio.gather(blocker, *low, *high), WAIT_S)
         assert model.batches[1:] == [["high1"], ["low1", "low2"]]
-    finally:
-        model.gate.set()
-        await batcher.close()
 
 
 class TwoGates(Model):
@@ -193,6 +185,11 @@ class TwoGates(Model):
         self.gates = {name: threading.Event() for name in ("wait1", "wait2")}
         self.running: set[str] = set()
         self.lock = threading.Lock()
+
+    def release(self) -> None:
+        super().release()
+        for gate in self.gates.values():
+            gate.set()
 
     def run_batch(self, jobs: list) -> list:
         self.batches.append(list(jobs))
@@ -208,8 +205,7 @@ class TwoGates(Model):
 
 async def test_workers_run_batches_side_by_side():
     model = TwoGates()
-    batcher = make(model, max_batch_size=1, workers=2)
-    try:
+    async with batching(model, max_batch_size=1, workers=2) as batcher:
         first = asyncio.create_task(batcher.submit("wait1"))
         await until(lambda: "wait1" in model.running, "the first batch to start")
         second = asyncio.create_task(batcher.submit("wait2"))
@@ -224,16 +220,11 @@ async def test_workers_run_batches_side_by_side():
             "done:wait1",
             "done:wait2",
         ]
-    finally:
-        for gate in model.gates.values():
-            gate.set()
-        await batcher.close()
 
 
 async def test_low_priority_leaves_a_worker_free_for_high_priority():
     model = TwoGates()
-    batcher = make(model, max_batch_size=1, workers=2)
-    try:
+    async with batching(model, max_batch_size=1, workers=2) as batcher:
         low = asyncio.create_task(batcher.submit("wait1", priority=PRIORITY_LOW))
         await until(lambda: "wait1" in model.running, "the low-priority batch to start")
         more_low = asyncio.create_task(batcher.submit("low2", priority=PRIORITY_LOW))
@@ -247,16 +238,11 @@ async def test_low_priority_leaves_a_worker_free_for_high_priority():
             "done:wait1",
             "done:low2",
         ]
-    finally:
-        for gate in model.gates.values():
-            gate.set()
-        await batcher.close()
 
 
 async def test_low_priority_waits_while_high_priority_runs():
     model = TwoGates()
-    batcher = make(model, max_batch_size=1, workers=2)
-    try:
+    async with batching(model, max_batch_size=1, workers=2) as batcher:
         high = asyncio.create_task(batcher.submit("wait1", priority=PRIORITY_HIGH))
         await until(lambda: "wait1" in model.running, "the high-priority batch to start")
         low = asyncio.create_task(batcher.submit("low", priority=PRIORITY_LOW))
@@ -268,16 +254,11 @@ async def test_low_priority_waits_while_high_priority_runs():
             "done:low",
         ]
         assert model.seen == ["wait1", "low"]
-    finally:
-        for gate in model.gates.values():
-            gate.set()
-        await batcher.close()
 
 
 async def test_full_queue_refuses_at_once_with_a_retry_delay():
     model = Model()
-    batcher = make(model, max_batch_size=2, max_queue=2)
-    try:
+    async with batching(model, max_batch_size=2, max_queue=2) as batcher:
         blocker = await block(batcher, model)
         tasks = await queue(batcher, ["q1", "q2"])
         started = time.perf_counter()
@@ -294,15 +275,11 @@ async def test_full_queue_refuses_at_once_with_a_retry_delay():
         assert "rejected" not in model.seen
         # room again once the queue drained
         assert await asyncio.wait_for(batcher.submit("later"), WAIT_S) == "done:later"
-    finally:
-        model.gate.set()
-        await batcher.close()
 
 
 async def test_cancelling_a_waiting_submit_drops_its_job():
     model = Model()
-    batcher = make(model, max_batch_size=8)
-    try:
+    async with batching(model, max_batch_size=8) as batcher:
         blocker = await block(batcher, model)
         keep1, dropped, keep2 = await queue(batcher, ["keep1", "dropped", "keep2"])
         dropped.cancel()
@@ -314,16 +291,12 @@ async def test_cancelling_a_waiting_submit_drops_its_job():
         assert "dropped" not in model.seen
         assert model.batches[1:] == [["keep1", "keep2"]]
         assert batcher.depth == 0
-    finally:
-        model.gate.set()
-        await batcher.close()
 
 
 async def test_cancelled_jobs_free_their_queue_slots_at_once():
     """Callers that gave up (deadline, cancel) must not keep others out while the model is busy."""
     model = Model()
-    batcher = make(model, max_batch_size=8, max_queue=2)
-    try:
+    async with batching(model, max_batch_size=8, max_queue=2) as batcher:
         blocker = await block(batcher, model)
         gone = await queue(batcher, ["gone1", "gone2"])
         for task in gone:
@@ -339,15 +312,11 @@ async def test_cancelled_jobs_free_their_queue_slots_at_once():
         assert await asyncio.wait_for(fresh, WAIT_S) == "done:fresh"
         await blocker
         assert "gone1" not in model.seen and "gone2" not in model.seen
-    finally:
-        model.gate.set()
-        await batcher.close()
 
 
 async def test_an_error_returned_for_one_job_fails_only_that_job():
     model = Model(error_for="bad")
-    batcher = make(model, max_batch_size=8)
-    try:
+    async with batching(model, max_batch_size=8) as batcher:
         blocker = await block(batcher, model)
         good1, bad, good2 = await queue(batcher, ["good1", "bad", "good2"])
         model.gate.set()
@@ -357,15 +326,12 @@ async def test_an_error_returned_for_one_job_fails_only_that_job():
         with pytest.raises(ValueError, match="cannot process bad"):
             await asyncio.wait_for(bad, WAIT_S)
         assert model.batches[1:] == [["good1", "bad", "good2"]], "they shared one batch"
-    finally:
-        model.gate.set()
-        await batcher.close()
 
 
 async def test_run_batch_raising_fails_its_batch_and_the_batcher_keeps_working():
     model = Model(fail_on="boom")
-    batcher = make(model, max_batch_size=8, key=lambda job: job.startswith("other"))
-    try:
+    by_kind = batching(model, max_batch_size=8, key=lambda job: job.startswith("other"))
+    async with by_kind as batcher:
         blocker = await block(batcher, model)
         tasks = await queue(batcher, ["x1", "boom", "x2", "other"])
         model.gate.set()
@@ -380,9 +346,6 @@ async def test_run_batch_raising_fails_its_batch_and_the_batcher_keeps_working()
             asyncio.gather(batcher.submit("after1"), batcher.submit("after2")), WAIT_S
         )
         assert again == ["done:after1", "done:after2"]
-    finally:
-        model.gate.set()
-        await batcher.close()
 
 
 async def test_close_cancels_pending_jobs():
