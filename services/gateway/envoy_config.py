@@ -24,12 +24,14 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+from google.protobuf import descriptor_pb2
 
 from speechmesh.gateway.clusters import cluster
 from speechmesh.gateway.config import GatewaySettings
 from speechmesh.gateway.descriptors import (
     gateway_descriptor_set,
     load_descriptor_set,
+    read_descriptor_set,
     services_by_area,
 )
 from speechmesh.gateway.edge import (
@@ -170,13 +172,14 @@ def _listener(settings: GatewaySettings, descriptor: bytes, services) -> dict[st
 
 def render_config(settings: GatewaySettings) -> dict[str, Any]:
     """The Envoy bootstrap for `settings`, as a dict."""
-    files = load_descriptor_set(settings.descriptor_set)
+    data = read_descriptor_set(settings.descriptor_set)
+    files = descriptor_pb2.FileDescriptorSet.FromString(data)
     upstreams = settings.upstreams()
     services = services_by_area(files, list(upstreams))
     missing = [area for area, found in services.items() if not found]
     if len(missing) == len(services):
         raise ValueError(f"{settings.descriptor_set} holds no speechmesh.<area>.v1 service")
-    descriptor = gateway_descriptor_set(files)
+    descriptor = gateway_descriptor_set(data)
     clusters = []
     for area, (host, port) in upstreams.items():
         health = services[area][0][0] if services[area] else ""

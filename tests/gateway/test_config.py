@@ -172,3 +172,36 @@ def test_cli_writes_and_checks_the_config(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "envoy --mode validate: OK" in result.stderr
     assert yaml.safe_load(out.read_text())["static_resources"]["listeners"]
+
+
+# Imports the custom options of google.api (field_behavior, resource, http) as generated code
+# does, then prints the bootstrap.
+_RENDER_AFTER_IMPORTS = """
+import importlib, sys
+from speechmesh.gateway.config import GatewaySettings
+from speechmesh.gateway.envoy_config import render_yaml
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+sys.stdout.write(render_yaml(GatewaySettings()))
+"""
+
+
+def test_rendering_does_not_depend_on_what_the_process_imported():
+    """The descriptor set is serialized the same way whether or not the process has imported the
+    modules that define its custom options (the services' generated code does; the container's
+    renderer does not), so a rendered file is reproducible anywhere."""
+    outputs = set()
+    for modules in (
+        [],
+        ["google.api.resource_pb2"],
+        ["speechmesh.tts.v1.tts_pb2", "speechmesh.asr.v1.asr_pb2"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", _RENDER_AFTER_IMPORTS, *modules],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        outputs.add(done.stdout)
+    assert len(outputs) == 1
