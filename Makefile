@@ -40,12 +40,17 @@ lint: install protos
 	$(BIN)/buf lint
 
 # `make docs`: docs/api.md (the API reference) and docs/openapi.yaml (the REST face) from the
-# protos' comments and google.api.http annotations; tests/gateway/test_docs.py checks that
-# the committed files are current.
-.PHONY: docs
-docs: install
+# protos' comments and google.api.http annotations, and gateway/envoy.yaml (`make gateway`);
+# tests/gateway/test_docs.py and test_rendered_config.py check that the committed files are current.
+.PHONY: docs gateway
+docs: install gateway
 	$(BIN)/python tools/gen_api_docs.py
 	$(BIN)/python tools/gen_openapi.py
+
+# `make gateway`: gateway/envoy.yaml, the Envoy bootstrap the gateway container runs with the
+# default settings (compose and Kubernetes), rendered with the descriptor set of protos/.
+gateway: install
+	$(BIN)/python tools/gen_gateway_config.py
 
 bench: install protos
 	$(BIN)/python -m bench.asr --model $(ASR_MODEL)

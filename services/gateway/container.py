@@ -15,6 +15,10 @@ needs on top:
 - The admin interface stays on loopback (it can stop Envoy and dump secrets); a second
   listener, `--stats-port` (9902), exposes only its read-only `/stats/prometheus` and `/ready`,
   for Prometheus and for readiness probes.
+
+gateway/envoy.yaml at the top of the repository is this module's output with no
+SPEECHMESH_GATEWAY_* variable set (`make gateway` renders it; tests/gateway/test_rendered_config.py
+keeps it current).
 """
 
 from __future__ import annotations
@@ -30,17 +34,19 @@ import yaml
 from pydantic import ValidationError
 
 from speechmesh.gateway.config import UPSTREAM_PORTS, GatewaySettings
+from speechmesh.gateway.envoy_common import TYPE, TYPE_URL
 from speechmesh.gateway.envoy_config import render_config
 
 STATS_PORT = 9902
 ADMIN_CLUSTER = "envoy_admin"
 #: Admin paths the stats listener passes on; everything else there is 404.
 STATS_PATHS = ("/stats/prometheus", "/ready")
-_T = "type.googleapis.com/"
 CONTAINER_HEADER = """\
 # Envoy bootstrap for the speechmesh gateway in a container, rendered by
 # `python -m speechmesh.gateway.container` from SPEECHMESH_GATEWAY_* settings and the descriptor
 # set (embedded below as proto_descriptor_bin). Do not edit: change the settings and render again.
+# With the default settings this is gateway/envoy.yaml of the speechmesh repository, whose
+# gateway/README.md says what each listener, route and filter does and which setting changes it.
 """
 
 
@@ -67,7 +73,7 @@ def _stats_listener(settings: GatewaySettings, port: int) -> dict[str, Any]:
     ]
     routes.append({"match": {"prefix": "/"}, "direct_response": {"status": 404}})
     manager = {
-        "@type": _T + "envoy.extensions.filters.network.http_connection_manager.v3"
+        TYPE: TYPE_URL + "envoy.extensions.filters.network.http_connection_manager.v3"
         ".HttpConnectionManager",
         "stat_prefix": "stats",
         "codec_type": "HTTP1",
@@ -78,7 +84,7 @@ def _stats_listener(settings: GatewaySettings, port: int) -> dict[str, Any]:
         "http_filters": [
             {
                 "name": "envoy.filters.http.router",
-                "typed_config": {"@type": _T + "envoy.extensions.filters.http.router.v3.Router"},
+                "typed_config": {TYPE: TYPE_URL + "envoy.extensions.filters.http.router.v3.Router"},
             }
         ],
     }
