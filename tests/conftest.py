@@ -180,3 +180,21 @@ async def tiny_tts(tiny_csm_checkpoint, tiny_vits_checkpoint, tmp_path_factory):
     voices = tmp_path_factory.mktemp("voices")
     async with running_tts(tiny_csm_checkpoint, voices, str(tiny_vits_checkpoint)) as served:
         yield served
+
+
+@pytest.fixture(scope="session")
+async def tiny_tts_models(tiny_csm_checkpoint, tiny_vits_checkpoint, tmp_path_factory):
+    """The models of tiny_tts loaded in-process, without a server, for the TTS domain's unit
+    tests: tiny CSM (default, clones) and VITS (presets), voices in a folder of their own."""
+    from speechmesh.tts.config import TtsSettings
+    from speechmesh.tts.models import TtsModels
+
+    settings = TtsSettings(
+        model=str(tiny_csm_checkpoint),
+        extra_models=str(tiny_vits_checkpoint),
+        voices_dir=str(tmp_path_factory.mktemp("unit-voices")),
+    )
+    models = TtsModels(settings)
+    await models.load()
+    yield models
+    await models.close()

@@ -5,6 +5,9 @@ past the longest sentence without an end. Every complete sentence goes to the sy
 once, so it is being spoken while later text still arrives and shares forward passes with other
 streams and calls; the audio leaves in sentence order. Half-close speaks what is buffered.
 Cancelling the call cancels every sentence still queued or running.
+
+`SpeechStream` is what a StreamingSynthesize call gets: the sentences' audio encoded as one
+continuous recording and cut into chunks of at most CHUNK_SECONDS.
 """
 
 from __future__ import annotations
@@ -17,14 +20,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from speechmesh.dsp.endpointing import ForceEndpoint
+from speechmesh.dsp.stream_encoder import StreamEncoder
 from speechmesh.dsp.text_split import SentenceBuffer
 from speechmesh.runtime import errors, metrics
+from speechmesh.runtime.interceptor import call_stats
 from speechmesh.runtime.streams import stream_inputs as _stream_inputs
+from speechmesh.tts.resolver import option_fields
 from speechmesh.tts.synthesizer import Style, Synthesizer, VoiceChoice
 from speechmesh.tts.v1 import tts_pb2
 
 #: A sentence with no end is cut after this many code points (the contract says 400).
 MAX_SENTENCE_CHARACTERS = 400
+#: Audio chunks of a stream carry at most this much speech each.
+CHUNK_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -113,3 +121,91 @@ class SynthesisStream:
             )
             self._queue.put_nowait((self._count, text, task, time.perf_counter()))
             self._count += 1
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """A piece of a stream's encoded audio."""
+
+    audio: bytes
+    #: Sample rate of the encoded audio, Hz.
+    sample_rate: int
+    #: Where it starts in the stream's audio, seconds.
+    offset: float
+    #: Seconds of speech it carries; None for the encoder's tail (no samples of its own).
+    duration: float | None
+    sentence_index: int
+    #: The sentence's text, on its first chunk only.
+    text: str = ""
+    #: Whether it is the sentence's last chunk.
+    sentence_end: bool = False
+
+
+class SpeechStream:
+    """A synthesis stream with its audio encoded: text pieces in, AudioChunks out."""
+
+    def __init__(
+        self,
+        model: str,
+        synthesizer: Synthesizer,
+        voice: VoiceChoice,
+        style: Style,
+        *,
+        encoding: str,
+        rate: int | None,
+        max_piece: int,
+        at: str = "",
+    ):
+        self.model = model
+        self.seed = style.seed
+        self.encoder = StreamEncoder(synthesizer.engine.sample_rate, encoding, rate)
+        self._stream = SynthesisStream(synthesizer, voice, style, max_piece)
+        self._at = at
+        #: Sentences spoken so far.
+        self.sentences = 0
+
+    @property
+    def characters(self) -> int:
+        return self._stream.characters
+
+    @property
+    def seconds(self) -> float:
+        """Seconds of audio sent so far."""
+        return self._stream.seconds
+
+    @property
+    def sample_rate(self) -> int:
+        """Sample rate of the encoded audio, Hz."""
+        return self.encoder.rate
+
+    async def chunks(self, inputs: AsyncIterator[object]) -> AsyncIterator[AudioChunk]:
+        """Every sentence's audio as chunks, then the encoder's tail (if it holds any)."""
+        with option_fields(self._at):
+            async for sentence in self._stream.run(inputs):
+                self.sentences = sentence.index + 1
+                for chunk in self._sentence_chunks(sentence):
+                    yield chunk
+        call_stats().characters = self.characters
+        tail = self.encoder.finish()
+        if tail:
+            yield AudioChunk(
+                tail, self.encoder.rate, self.seconds, None, max(self.sentences - 1, 0)
+            )
+
+    def _sentence_chunks(self, sentence: SentenceAudio):
+        """A sentence's audio as chunks of at most CHUNK_SECONDS; the last ends the sentence."""
+        rate = sentence.sample_rate
+        step = max(int(CHUNK_SECONDS * rate), 1)
+        audio = sentence.audio if len(sentence.audio) else np.zeros(0, np.float32)
+        starts = list(range(0, len(audio), step)) or [0]
+        for k, at in enumerate(starts):
+            piece = audio[at : at + step]
+            yield AudioChunk(
+                audio=self.encoder.encode(piece),
+                sample_rate=self.encoder.rate,
+                offset=sentence.offset + at / rate,
+                duration=len(piece) / rate,
+                sentence_index=sentence.index,
+                text=sentence.text if k == 0 else "",
+                sentence_end=k == len(starts) - 1,
+            )
