@@ -2,7 +2,10 @@
 
 Python modules land beside the hand-written code of each service
 (services/asr/v1/asr_pb2.py is importable as speechmesh.asr.v1.asr_pb2); the
-descriptor set (imports and source info included) lands in build/.
+shared packages speechmesh.audio.v1 and speechmesh.common.v1 have folders of
+their own (services/audio/, services/common/) that hold generated code only.
+The descriptor set (imports and source info included) lands in build/: Envoy's
+transcoder reads it, so every proto under protos/ is compiled into it.
 """
 
 from __future__ import annotations

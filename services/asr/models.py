@@ -13,14 +13,20 @@ from speechmesh.asr.recognizer import Recognizer
 from speechmesh.dsp.endpointing import VadBatcher
 from speechmesh.dsp.vad import SileroVad
 from speechmesh.inference.model_source import resolve_model
-from speechmesh.inference.model_state import ModelState, log_ready, model_batcher, ready_model
+from speechmesh.inference.model_state import (
+    ModelState,
+    log_ready,
+    model_batcher,
+    model_spec,
+    ready_model,
+)
 
 log = structlog.get_logger("speechmesh.asr")
 
 
 class AsrModel:
     def __init__(self, name: str, settings: AsrSettings):
-        self.name = name
+        self.name, self.source = model_spec(name)
         self.settings = settings
         self.state = ModelState.LOADING
         self.error = ""
@@ -29,7 +35,7 @@ class AsrModel:
 
     def load_engine(self) -> AsrEngine:
         """Blocking: resolves, loads and warms up the weights."""
-        path = resolve_model(self.name, "SPEECHMESH_ASR_MODEL")
+        path = resolve_model(self.source, "SPEECHMESH_ASR_MODEL")
         engine = load_engine(self.name, path, self.settings)
         if self.settings.warmup:
             engine.warmup()

@@ -10,7 +10,7 @@ from google.api import httpbody_pb2
 
 from speechmesh.asr.config import AsrSettings
 from speechmesh.asr.engines.base import DecodeOptions, InvalidOptionError, Segment, Word
-from speechmesh.asr.models import AsrModel, AsrModels, ModelState
+from speechmesh.asr.models import AsrModel, AsrModels
 from speechmesh.asr.recognizer import Transcript
 from speechmesh.asr.streaming import (
     SpeechEvent,
@@ -20,6 +20,7 @@ from speechmesh.asr.streaming import (
 )
 from speechmesh.asr.v1 import asr_pb2, asr_pb2_grpc
 from speechmesh.dsp.audio import AudioError, RawFormat, decode_audio
+from speechmesh.inference.model_state import state_proto
 from speechmesh.runtime import errors, metrics, openai_compat
 from speechmesh.runtime.interceptor import call_stats
 from speechmesh.runtime.proto_mapping import (
@@ -45,11 +46,6 @@ _EVENTS = {
     "begin": asr_pb2.SpeechActivityEvent.TYPE_SPEECH_BEGIN,
     "end": asr_pb2.SpeechActivityEvent.TYPE_SPEECH_END,
     "end_of_single_utterance": asr_pb2.SpeechActivityEvent.TYPE_END_OF_SINGLE_UTTERANCE,
-}
-_MODEL_STATES = {
-    ModelState.LOADING: asr_pb2.MODEL_STATE_LOADING,
-    ModelState.READY: asr_pb2.MODEL_STATE_READY,
-    ModelState.FAILED: asr_pb2.MODEL_STATE_FAILED,
 }
 MAX_HOTWORDS = 50
 MAX_HOTWORD_CHARS = 50
@@ -135,8 +131,9 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
         for model in self.models.models.values():
             info = asr_pb2.ModelInfo(
                 name=model.name,
+                source=model.source,
                 engine="whisper",
-                state=_MODEL_STATES[model.state],
+                state=state_proto(model.state),
                 default=model is self.models.default,
                 error=model.error,
             )

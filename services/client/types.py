@@ -484,8 +484,9 @@ class Voice:
 
 @dataclasses.dataclass
 class ModelInfo:
-    """A model a service has loaded. `languages` are BCP-47 codes (ASR, TTS; for translation
-    see ListLanguages); `capabilities` the service's boolean flags (supports_*)."""
+    """A model a service has loaded. `name` is its stable id (what requests name it by),
+    `source` the path or hub id it was loaded from. `languages` are BCP-47 codes (ASR, TTS; for
+    translation see ListLanguages); `capabilities` the service's boolean flags (supports_*)."""
 
     service: str
     name: str
@@ -501,6 +502,7 @@ class ModelInfo:
     capabilities: dict[str, bool]
     preset_voices: list[str]
     proto: Message | None = dataclasses.field(default=None, repr=False, compare=False)
+    source: str = ""
 
     @classmethod
     def from_proto(cls, service: str, model) -> ModelInfo:
@@ -535,6 +537,7 @@ class ModelInfo:
             flags,
             [v.name for v in getattr(model, "preset_voices", [])],
             model,
+            model.source,
         )
 
 

@@ -18,7 +18,14 @@ from speechmesh.dsp.endpointing import VadBatcher
 from speechmesh.dsp.vad import SileroVad
 from speechmesh.inference.devices import resolve_device, resolve_dtype
 from speechmesh.inference.model_source import resolve_model
-from speechmesh.inference.model_state import ModelState, log_ready, model_batcher, ready_model
+from speechmesh.inference.model_state import (
+    ModelState,
+    add_model,
+    log_ready,
+    model_batcher,
+    model_spec,
+    ready_model,
+)
 from speechmesh.runtime import errors
 from speechmesh.translate.config import TranslateSettings
 from speechmesh.translate.engines.base import Task, TranslationEngine
@@ -46,7 +53,7 @@ def model_type(path: pathlib.Path) -> str:
 
 class TranslateModel:
     def __init__(self, name: str, env_var: str, settings: TranslateSettings):
-        self.name = name
+        self.name, self.source = model_spec(name)
         self.env_var = env_var
         self.settings = settings
         self.state = ModelState.LOADING
@@ -57,7 +64,7 @@ class TranslateModel:
     def load_engine(self) -> TranslationEngine:
         """Blocking: resolves, loads and warms up the weights."""
         flag = "--text-model" if self.env_var.endswith("TEXT_MODEL") else "--model"
-        path = resolve_model(self.name, self.env_var, flag)
+        path = resolve_model(self.source, self.env_var, flag)
         kind = model_type(path)
         device = resolve_device(self.settings.device)
         dtype = resolve_dtype(self.settings.dtype, device)
@@ -93,7 +100,7 @@ class TranslateModels:
         self.models = {self.default.name: self.default}
         if settings.text_model and settings.text_model != settings.model:
             text = TranslateModel(settings.text_model, "SPEECHMESH_TRANSLATE_TEXT_MODEL", settings)
-            self.models[text.name] = text
+            add_model(self.models, text)
         self.vad: SileroVad | None = None
         #: Steps VAD for every open stream in shared forward passes.
         self.stream_vad: VadBatcher | None = None

@@ -10,9 +10,11 @@ import grpc
 import numpy as np
 from google.api import httpbody_pb2
 
+from speechmesh.common.v1 import common_pb2
 from speechmesh.dsp.audio import decode_audio
 from speechmesh.dsp.endpointing import EndpointSettings
 from speechmesh.dsp.stream_encoder import StreamEncoder
+from speechmesh.inference.model_state import state_proto
 from speechmesh.runtime import errors, metrics
 from speechmesh.runtime.interceptor import call_stats
 from speechmesh.runtime.proto_mapping import (
@@ -27,7 +29,7 @@ from speechmesh.runtime.proto_mapping import (
 from speechmesh.runtime.streams import StreamSlots, first_config, stream_inputs
 from speechmesh.translate.config import TranslateSettings
 from speechmesh.translate.engines.base import TASK_MODALITIES, InvalidOptionError
-from speechmesh.translate.models import ModelState, TranslateModel, TranslateModels
+from speechmesh.translate.models import TranslateModel, TranslateModels
 from speechmesh.translate.streaming import (
     SegmentDone,
     SegmentSpeech,
@@ -40,11 +42,6 @@ from speechmesh.translate.translator import supports_language_detection as detec
 from speechmesh.translate.v1 import translate_pb2, translate_pb2_grpc
 
 _MODALITIES = {"text": translate_pb2.MODALITY_TEXT, "speech": translate_pb2.MODALITY_SPEECH}
-_MODEL_STATES = {
-    ModelState.LOADING: translate_pb2.MODEL_STATE_LOADING,
-    ModelState.READY: translate_pb2.MODEL_STATE_READY,
-    ModelState.FAILED: translate_pb2.MODEL_STATE_FAILED,
-}
 # Engine option (InvalidOptionError.option) -> the request field it comes from, per RPC.
 _TEXT_FIELDS = {
     "source_language": "source_language_code",
@@ -289,8 +286,7 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
                 entry.speech_input_language_codes.extend(sorted(langs.speech_in))
                 entry.speech_output_language_codes.extend(sorted(langs.speech_out))
                 entry.voices.extend(
-                    translate_pb2.PresetVoice(name=name, display_name=name)
-                    for name in engine.voices
+                    common_pb2.PresetVoice(name=name, display_name=name) for name in engine.voices
                 )
             entries.append(entry)
         return translate_pb2.ListLanguagesResponse(request_id=request.request_id, models=entries)
@@ -301,7 +297,8 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
         for model in self._listed():
             info = translate_pb2.ModelInfo(
                 name=model.name,
-                state=_MODEL_STATES[model.state],
+                source=model.source,
+                state=state_proto(model.state),
                 default=model is self.models.default,
                 error=model.error,
             )

@@ -13,7 +13,14 @@ import structlog
 
 from speechmesh.inference.batcher import MicroBatcher
 from speechmesh.inference.model_source import resolve_model
-from speechmesh.inference.model_state import ModelState, log_ready, model_batcher, ready_model
+from speechmesh.inference.model_state import (
+    ModelState,
+    add_model,
+    log_ready,
+    model_batcher,
+    model_spec,
+    ready_model,
+)
 from speechmesh.runtime import errors
 from speechmesh.tts.config import TtsSettings
 from speechmesh.tts.engines.base import SynthesisEngine, SynthesisJob
@@ -25,7 +32,7 @@ log = structlog.get_logger("speechmesh.tts")
 
 class TtsModel:
     def __init__(self, name: str, env_var: str, settings: TtsSettings):
-        self.name = name
+        self.name, self.source = model_spec(name)
         self.env_var = env_var
         self.settings = settings
         self.state = ModelState.LOADING
@@ -36,7 +43,7 @@ class TtsModel:
     def load_engine(self) -> SynthesisEngine:
         """Blocking: resolves, loads and warms up the weights."""
         flag = "--extra-models" if self.env_var.endswith("EXTRA_MODELS") else "--model"
-        path = resolve_model(self.name, self.env_var, flag)
+        path = resolve_model(self.source, self.env_var, flag)
         engine = load_engine(path, self.name, self.settings.device, self.settings.dtype)
         if self.settings.warmup:
             engine.warmup()
@@ -55,8 +62,7 @@ class TtsModels:
         self.default = TtsModel(settings.model, "SPEECHMESH_TTS_MODEL", settings)
         self.models = {self.default.name: self.default}
         for name in filter(None, (n.strip() for n in settings.extra_models.split(","))):
-            if name not in self.models:
-                self.models[name] = TtsModel(name, "SPEECHMESH_TTS_EXTRA_MODELS", settings)
+            add_model(self.models, TtsModel(name, "SPEECHMESH_TTS_EXTRA_MODELS", settings))
         self.voices: VoiceStore | None = None
 
     async def load(self) -> None:

@@ -252,7 +252,7 @@ async def test_sigterm_lets_an_open_stream_finish_and_exits_zero(cli_checkpoint,
         await server.wait_serving()
         async with grpc.aio.insecure_channel(server.address) as channel:
             models = await stub(channel).ListModels(asr_pb2.ListModelsRequest(), timeout=10)
-            assert models.models[0].name == str(cli_checkpoint)
+            assert models.models[0].name == cli_checkpoint.name
             assert models.models[0].random_weights
 
             pcm = _speech_pcm()

@@ -151,7 +151,7 @@ async def test_models_list_and_lookup(tiny_asr, tiny_whisper):
     body = json.loads(reply.data)
     assert body["object"] == "list"
     ids = [model["id"] for model in body["data"]]
-    assert ids[0] == str(tiny_whisper)
+    assert ids[0] == tiny_whisper.name
     assert {"whisper-1", "tts-1", "tts-1-hd"} <= set(ids)
     assert {model["owned_by"] for model in body["data"]} == {"speechmesh"}
     assert all(isinstance(model["created"], int) for model in body["data"])

@@ -28,6 +28,7 @@ from prometheus_client import REGISTRY
 
 from speechmesh.asr.v1 import asr_pb2
 from speechmesh.audio.v1 import audio_pb2
+from speechmesh.common.v1 import common_pb2
 from tests.asr_client import stream_config, stub
 from tests.conftest import AUDIO, requires_shared
 
@@ -300,9 +301,10 @@ async def test_list_models(tiny_asr, tiny_whisper):
     assert response.request_id == "lm"
     assert len(response.models) == 1
     model = response.models[0]
-    assert model.name == str(tiny_whisper)
+    # A stable id (the folder's name), with the path it was loaded from as a detail.
+    assert (model.name, model.source) == (tiny_whisper.name, str(tiny_whisper))
     assert model.default
-    assert model.state == asr_pb2.MODEL_STATE_READY
+    assert model.state == common_pb2.MODEL_STATE_READY
     assert model.random_weights
     assert model.engine == "whisper"
     if torch.cuda.is_available():
@@ -636,7 +638,7 @@ async def test_config_then_half_close_ends_cleanly(tiny_asr):
 @needs_speech
 async def test_concurrent_streams_share_batches(tiny_asr, tiny_whisper):
     _, channel = tiny_asr
-    model = str(tiny_whisper)
+    model = tiny_whisper.name
 
     def batches(name: str) -> tuple[float, float]:
         count = metric("speechmesh_batch_size_count", model=name)

@@ -17,6 +17,7 @@ from google.api import httpbody_pb2
 from prometheus_client import REGISTRY
 
 from speechmesh.audio.v1 import audio_pb2
+from speechmesh.common.v1 import common_pb2
 from speechmesh.dsp.audio import RawFormat, decode_audio
 from speechmesh.translate.v1 import translate_pb2, translate_pb2_grpc
 from tests.conftest import AUDIO, requires_shared, running_translate
@@ -45,7 +46,8 @@ def seconds(duration) -> float:
 @pytest.fixture(scope="module")
 async def translate(tiny_translate, tiny_seamless_checkpoint, tiny_nllb_checkpoint):
     _, channel = tiny_translate
-    return stub(channel), str(tiny_seamless_checkpoint), str(tiny_nllb_checkpoint)
+    # The models' ids: their folders' names (requests may name them by path too).
+    return stub(channel), tiny_seamless_checkpoint.name, tiny_nllb_checkpoint.name
 
 
 def decoded(data: bytes, encoding: str, rate: int):
@@ -92,6 +94,19 @@ async def test_text_routed_to_the_named_text_model(translate):
     )
     assert response.model == nllb
     assert len(response.translations) == 2
+
+
+async def test_a_model_is_named_by_its_id_or_by_its_source(translate, tiny_nllb_checkpoint):
+    """ListModels names a model by a stable id, with the path it was loaded from as `source`;
+    a request may name it either way, and the response reports the id."""
+    api, _, nllb = translate
+    listed = await api.ListModels(translate_pb2.ListModelsRequest(), timeout=10)
+    assert (listed.models[1].name, listed.models[1].source) == (nllb, str(tiny_nllb_checkpoint))
+    for name in (nllb, str(tiny_nllb_checkpoint)):
+        request = translate_pb2.TranslateTextRequest(
+            texts=["Hi."], source_language_code="en", target_language_code="de", model=name
+        )
+        assert (await api.TranslateText(request, timeout=60)).model == nllb
 
 
 async def test_long_text_is_split_translated_in_batches_and_joined(translate):
@@ -349,7 +364,7 @@ async def test_list_models(translate):
     assert list(n.input_modalities) == [TEXT] == list(n.output_modalities)
     assert n.native_sample_rate_hertz == 0
     for model in response.models:
-        assert model.state == translate_pb2.MODEL_STATE_READY
+        assert model.state == common_pb2.MODEL_STATE_READY
         assert model.random_weights and model.memory_bytes > 0
         assert model.device == "cpu" and model.dtype == "float32" and not model.error
 
@@ -369,7 +384,7 @@ async def test_routing_picks_the_first_capable_model(
             ),
             timeout=60,
         )
-        assert text.model == str(tiny_nllb_checkpoint)
+        assert text.model == tiny_nllb_checkpoint.name
         speech = await api.TranslateSpeech(
             translate_pb2.TranslateSpeechRequest(
                 audio=noise_wav(1.0),
@@ -377,7 +392,7 @@ async def test_routing_picks_the_first_capable_model(
             ),
             timeout=60,
         )
-        assert speech.model == str(tiny_seamless_checkpoint)
+        assert speech.model == tiny_seamless_checkpoint.name
         models = await api.ListModels(translate_pb2.ListModelsRequest())
         assert [m.default for m in models.models] == [True, False]
 

@@ -22,6 +22,7 @@ from google.api import httpbody_pb2
 from prometheus_client import REGISTRY
 
 from speechmesh.audio.v1 import audio_pb2
+from speechmesh.common.v1 import common_pb2
 from speechmesh.dsp.audio import RawFormat, decode_audio
 from speechmesh.tts.v1 import tts_pb2, tts_pb2_grpc
 from tests.conftest import running_tts
@@ -174,12 +175,12 @@ async def test_preset_voice_on_the_vits_model(api, tiny_vits_checkpoint):
     assert csm.default and csm.engine == "csm" and csm.supports_voice_cloning
     assert csm.native_sample_rate_hertz == CSM_RATE and csm.random_weights
     assert csm.default_temperature == pytest.approx(0.9)
-    assert csm.state == tts_pb2.MODEL_STATE_READY and csm.language_codes == ["en"]
+    assert csm.state == common_pb2.MODEL_STATE_READY and csm.language_codes == ["en"]
     assert vits.engine == "vits" and not vits.supports_voice_cloning
     assert [v.name for v in vits.preset_voices] == ["default"]
     # Naming the preset routes to the model that has it.
     response = await synthesize(api, "Preset voice.", preset_voice="default", seed=2)
-    assert response.model == str(tiny_vits_checkpoint)
+    assert response.model == tiny_vits_checkpoint.name
     assert response.sample_rate_hertz == vits.native_sample_rate_hertz
 
 
@@ -396,7 +397,7 @@ async def test_stream_cancel_stops_generation(api, tiny_csm_checkpoint):
     def jobs_done() -> float:
         return (
             REGISTRY.get_sample_value(
-                "speechmesh_batch_size_sum", {"model": str(tiny_csm_checkpoint)}
+                "speechmesh_batch_size_sum", {"model": tiny_csm_checkpoint.name}
             )
             or 0.0
         )
