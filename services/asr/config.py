@@ -29,7 +29,11 @@ class AsrSettings(ServiceSettings):
 
     port: int = Field(SERVICES["asr"].port, ge=0, le=65535)
     metrics_port: int = Field(SERVICES["asr"].metrics_port, ge=0, le=65535)
-    model: str = Field(DEFAULT_MODEL, description="Whisper checkpoint: Hugging Face id or folder.")
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="Whisper checkpoint: Hugging Face id or folder;"
+        " `ID=SOURCE` serves it as ID, else its id is the last part of the source.",
+    )
     max_audio_seconds: float = Field(
         4 * 3600, gt=0, description="Longest recording Recognize accepts, in seconds."
     )

@@ -20,12 +20,13 @@ class TranslateSettings(ServiceSettings):
     model: str = Field(
         DEFAULT_MODEL,
         description="Default model: a SeamlessM4T v2 (all four tasks) or a text seq2seq"
-        " checkpoint (NLLB, M2M100, Marian); Hugging Face id or folder.",
+        " checkpoint (NLLB, M2M100, Marian); Hugging Face id or folder;"
+        " `ID=SOURCE` serves it as ID, else its id is the last part of the source.",
     )
     text_model: str = Field(
         "",
         description="Optional second, lighter text-to-text model (NLLB, M2M100, Marian),"
-        " e.g. facebook/nllb-200-distilled-600M; empty: none.",
+        " e.g. facebook/nllb-200-distilled-600M (`ID=SOURCE` to name it); empty: none.",
     )
     max_queue: int = Field(
         4096,

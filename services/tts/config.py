@@ -19,12 +19,13 @@ class TtsSettings(ServiceSettings):
     model: str = Field(
         DEFAULT_MODEL,
         description="Default model: a CSM checkpoint (voice cloning) or a VITS/MMS-TTS one"
-        " (preset voices); Hugging Face id or folder.",
+        " (preset voices); Hugging Face id or folder;"
+        " `ID=SOURCE` serves it as ID, else its id is the last part of the source.",
     )
     extra_models: str = Field(
         "",
         description="More models served beside the default, comma-separated ids or folders"
-        " (e.g. facebook/mms-tts-eng); empty: none.",
+        " (e.g. facebook/mms-tts-eng, or mms=facebook/mms-tts-eng to name it); empty: none.",
     )
     voices_dir: str = Field(
         "",
