@@ -68,7 +68,9 @@ class AsrModels:
                 workers=getattr(engine, "workers", 1),
             )
             model.engine = engine
-            model.recognizer = Recognizer(engine, batcher, self.vad.vad)
+            model.recognizer = Recognizer(
+                engine, batcher, self.vad.vad, max_audio_seconds=s.max_audio_seconds
+            )
             model.state = ModelState.READY
             log_ready(log, model.name, engine)
 

@@ -4,11 +4,15 @@ Audio that fits one window is decoded as it is. Longer audio is cut where
 nobody speaks (Silero VAD), the speech is packed into windows of at most the
 engine's length, and all windows go to the batcher at once, so one long
 file fills batches the way many short calls do.
+
+`recognize_audio` takes a call's recording as it came: decoded, held to the service's length
+limit and metered (speechmesh.runtime.recordings), then recognized.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from dataclasses import dataclass, replace
 
@@ -23,8 +27,10 @@ from speechmesh.asr.engines.base import (
     Word,
 )
 from speechmesh.asr.engines.packing import Placement, TimedSegment, split
+from speechmesh.dsp.audio import RawFormat
 from speechmesh.dsp.vad import SileroVad, chunk_regions, speech_regions
 from speechmesh.inference.batcher import PRIORITY_HIGH, MicroBatcher
+from speechmesh.runtime.recordings import decode_recording, meter
 
 
 @dataclass
@@ -41,11 +47,18 @@ class Transcript:
 
 class Recognizer:
     def __init__(
-        self, engine: AsrEngine, batcher: MicroBatcher[DecodeJob, WindowResult], vad: SileroVad
+        self,
+        engine: AsrEngine,
+        batcher: MicroBatcher[DecodeJob, WindowResult],
+        vad: SileroVad,
+        *,
+        max_audio_seconds: float = float("inf"),
     ):
         self.engine = engine
         self.batcher = batcher
         self.vad = vad
+        #: Longest recording `recognize_audio` takes, in seconds.
+        self.max_audio_seconds = max_audio_seconds
 
     async def decode(
         self, audio: np.ndarray, options: DecodeOptions, *, priority: int = PRIORITY_HIGH
@@ -88,7 +101,33 @@ class Recognizer:
             segments = [replace(s, words=[]) for s in segments]
         return WindowResult(segments, result.language, result.language_probability)
 
+    async def recognize_audio(
+        self,
+        data: bytes,
+        raw: RawFormat | None,
+        options: DecodeOptions,
+        *,
+        method: str,
+        field: str = "audio",
+    ) -> Transcript:
+        """Recognizes a call's recording: `data` in a container, or in `raw` format. Empty,
+        undecodable or too long audio is INVALID_ARGUMENT naming `field`; the call's audio
+        seconds, characters and real-time factor (labelled `method`) are recorded."""
+        started = time.perf_counter()
+        audio = await decode_recording(
+            data,
+            raw,
+            self.engine.sample_rate,
+            max_seconds=self.max_audio_seconds,
+            field=field,
+            advice="split it, or stream it",
+        )
+        transcript = await self.recognize(audio.samples, options)
+        meter("asr", method, started, audio.duration, transcript.text)
+        return transcript
+
     async def recognize(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
+        """Recognizes float32 mono samples at `engine.sample_rate`, of any length."""
         rate = self.engine.sample_rate
         duration = len(audio) / rate
         windows = await self._windows(audio, duration)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import grpc
 from google.api import httpbody_pb2
 
 from speechmesh.asr.config import AsrSettings
 from speechmesh.asr.engines.base import DecodeOptions, InvalidOptionError, Segment, Word
 from speechmesh.asr.models import AsrModel, AsrModels
+from speechmesh.asr.openai import AsrOpenAi
 from speechmesh.asr.recognizer import Transcript
 from speechmesh.asr.streaming import (
     SpeechEvent,
@@ -19,15 +17,14 @@ from speechmesh.asr.streaming import (
     UtteranceResult,
 )
 from speechmesh.asr.v1 import asr_pb2, asr_pb2_grpc
-from speechmesh.dsp.audio import AudioError, RawFormat, decode_audio
 from speechmesh.inference.model_state import state_proto
-from speechmesh.runtime import errors, metrics, openai_compat
+from speechmesh.runtime import errors
 from speechmesh.runtime.interceptor import call_stats
 from speechmesh.runtime.proto_mapping import (
-    check_request_id,
     duration,
     raw_format,
     seconds_option,
+    start_call,
 )
 from speechmesh.runtime.streams import StreamSlots, first_config, stream_inputs
 
@@ -52,12 +49,11 @@ MAX_HOTWORD_CHARS = 50
 
 
 class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
-    def __init__(self, models: AsrModels, settings: AsrSettings):
+    def __init__(self, models: AsrModels, settings: AsrSettings, openai: AsrOpenAi):
         self.models = models
         self.settings = settings
+        self.openai = openai
         self._streams = StreamSlots(settings.max_streams)
-        #: `created` of the models in the OpenAI model list: when this service started.
-        self._created = int(time.time())
 
     async def Recognize(self, request, context):
         return await self._recognize(request.request_id, request.config, request.audio)
@@ -66,53 +62,18 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
         return await self._recognize(request.request_id, request.config, request.audio.data)
 
     async def _recognize(self, request_id: str, config, data: bytes) -> asr_pb2.RecognizeResponse:
-        check_request_id(request_id)
-        call_stats().request_id = request_id
+        start_call(request_id)
         model = self.models.get(config.model)
         options = _options(model, config)
-        if not data:
-            raise errors.invalid_argument("audio", "is empty; send the recording's bytes")
         raw = raw_format(config.audio_format, "config.audio_format")
-        transcript = await self._transcribe(model, options, data, raw, "Recognize", "audio")
+        transcript = await model.recognizer.recognize_audio(data, raw, options, method="Recognize")
         return _recognize_response(request_id, model, transcript)
-
-    async def _transcribe(
-        self,
-        model: AsrModel,
-        options: DecodeOptions,
-        data: bytes,
-        raw: RawFormat | None,
-        method: str,
-        field: str,
-    ) -> Transcript:
-        """Decodes a whole recording and recognizes it; `field` names the audio in errors."""
-        started = time.perf_counter()
-        # Decoding (MP3, long files) and resampling take milliseconds to seconds: off the loop.
-        try:
-            audio = await asyncio.to_thread(decode_audio, data, raw, model.engine.sample_rate)
-        except AudioError as error:
-            raise errors.invalid_argument(field, str(error)) from None
-        call_stats().audio_seconds = audio.duration
-        if audio.duration > self.settings.max_audio_seconds:
-            raise errors.invalid_argument(
-                field,
-                f"is {audio.duration:.0f} s long; at most"
-                f" {self.settings.max_audio_seconds:.0f} s per request (split it, or stream it)",
-            )
-        transcript = await model.recognizer.recognize(audio.samples, options)
-        if audio.duration > 0:
-            metrics.REAL_TIME_FACTOR.labels("asr", method).observe(
-                (time.perf_counter() - started) / audio.duration
-            )
-        call_stats().characters = len(transcript.text)
-        return transcript
 
     async def StreamingRecognize(self, request_iterator, context):
         cfg = await first_config(request_iterator)
         if cfg is None:
             return
-        check_request_id(cfg.request_id, "streaming_config.request_id")
-        call_stats().request_id = cfg.request_id
+        start_call(cfg.request_id, "streaming_config.request_id")
         model = self.models.get(cfg.config.model)
         settings = _stream_settings(model, cfg)
         with self._streams.hold():
@@ -127,59 +88,26 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
                 call_stats().audio_seconds = session.audio_seconds
 
     async def ListModels(self, request, context):
-        infos = []
-        for model in self.models.models.values():
-            info = asr_pb2.ModelInfo(
-                name=model.name,
-                source=model.source,
-                engine="whisper",
-                state=state_proto(model.state),
-                default=model is self.models.default,
-                error=model.error,
-            )
-            engine = model.engine
-            if engine is not None:
-                info.engine = engine.family
-                info.runtime = engine.runtime
-                info.language_codes.extend(engine.languages)
-                info.supports_translation = engine.supports_translation
-                info.supports_language_detection = engine.supports_language_detection
-                info.supports_word_time_offsets = engine.supports_word_timestamps
-                info.device = engine.device
-                info.dtype = engine.dtype
-                info.memory_bytes = engine.memory_bytes
-                info.random_weights = engine.random_weights
-            infos.append(info)
+        infos = [_model_info(model, self.models.default) for model in self.models.models.values()]
         return asr_pb2.ListModelsResponse(request_id=request.request_id, models=infos)
 
-    # -- the OpenAI-compatible face (parsing and formatting live in openai_compat) ----------
+    # -- the OpenAI-compatible face (speechmesh.asr.openai) ----------------------------------
 
     async def CreateTranscription(self, request, context):
-        return await self._openai_audio(request, "CreateTranscription", translate=False)
+        answer = await self.openai.transcription(
+            request.content_type, request.data, translate=False
+        )
+        return _http_body(answer)
 
     async def CreateTranslation(self, request, context):
-        return await self._openai_audio(request, "CreateTranslation", translate=True)
-
-    async def _openai_audio(self, body, method: str, *, translate: bool) -> httpbody_pb2.HttpBody:
-        asked = openai_compat.audio_request(body.content_type, body.data, translate=translate)
-        model = self.models.get(asked.model)
-        options = _openai_options(model, asked)
-        transcript = await self._transcribe(model, options, asked.file.data, None, method, "file")
-        content_type, data = openai_compat.transcription_body(transcript, asked)
-        return httpbody_pb2.HttpBody(content_type=content_type, data=data)
+        answer = await self.openai.transcription(request.content_type, request.data, translate=True)
+        return _http_body(answer)
 
     async def ListOpenAiModels(self, request, context):
-        content_type, data = openai_compat.models_body(self._openai_ids(), self._created)
-        return httpbody_pb2.HttpBody(content_type=content_type, data=data)
+        return _http_body(await self.openai.model_list())
 
     async def GetOpenAiModel(self, request, context):
-        content_type, data = openai_compat.model_body(
-            request.model, self._openai_ids(), self._created
-        )
-        return httpbody_pb2.HttpBody(content_type=content_type, data=data)
-
-    def _openai_ids(self) -> list[str]:
-        return openai_compat.model_ids(self.models.models)
+        return _http_body(await self.openai.model(request.model))
 
 
 # -- requests -> domain ----------------------------------------------------
@@ -222,21 +150,6 @@ def _options(model: AsrModel, config, field: str = "config") -> DecodeOptions:
         ) from None
 
 
-def _openai_options(model: AsrModel, asked: openai_compat.AudioRequest) -> DecodeOptions:
-    """Decode options of an OpenAI request; errors name its form fields."""
-    try:
-        return model.engine.options(
-            language=asked.language,
-            task=asked.task,
-            word_timestamps=asked.word_timestamps,
-            prompt=asked.prompt,
-            beam_size=1,
-            temperature=asked.temperature,
-        )
-    except InvalidOptionError as error:
-        raise openai_compat.option_error(error.option, str(error), model.name) from None
-
-
 def _stream_settings(model: AsrModel, cfg) -> StreamSettings:
     window = model.engine.window_seconds
     threshold = cfg.vad_threshold or 0.5
@@ -271,6 +184,35 @@ def _stream_settings(model: AsrModel, cfg) -> StreamSettings:
 
 
 # -- domain -> responses ---------------------------------------------------
+
+
+def _model_info(model: AsrModel, default: AsrModel) -> asr_pb2.ModelInfo:
+    info = asr_pb2.ModelInfo(
+        name=model.name,
+        source=model.source,
+        engine="whisper",
+        state=state_proto(model.state),
+        default=model is default,
+        error=model.error,
+    )
+    engine = model.engine
+    if engine is not None:
+        info.engine = engine.family
+        info.runtime = engine.runtime
+        info.language_codes.extend(engine.languages)
+        info.supports_translation = engine.supports_translation
+        info.supports_language_detection = engine.supports_language_detection
+        info.supports_word_time_offsets = engine.supports_word_timestamps
+        info.device = engine.device
+        info.dtype = engine.dtype
+        info.memory_bytes = engine.memory_bytes
+        info.random_weights = engine.random_weights
+    return info
+
+
+def _http_body(answer: tuple[str, bytes]) -> httpbody_pb2.HttpBody:
+    content_type, data = answer
+    return httpbody_pb2.HttpBody(content_type=content_type, data=data)
 
 
 def _words(words: list[Word]) -> list[asr_pb2.WordInfo]:

@@ -29,7 +29,7 @@ from speechmesh.inference.model_state import (
 from speechmesh.runtime import errors
 from speechmesh.translate.config import TranslateSettings
 from speechmesh.translate.engines.base import Task, TranslationEngine
-from speechmesh.translate.translator import Translator
+from speechmesh.translate.translator import Limits, Translator
 
 log = structlog.get_logger("speechmesh.translate")
 
@@ -106,6 +106,13 @@ class TranslateModels:
         self.stream_vad: VadBatcher | None = None
 
     async def load(self) -> None:
+        s = self.settings
+        limits = Limits(
+            max_texts=s.max_texts,
+            max_text_characters=s.max_text_characters,
+            max_speech_text_characters=s.max_speech_text_characters,
+            max_audio_seconds=s.max_audio_seconds,
+        )
         self.vad = await asyncio.to_thread(SileroVad.load)
         self.stream_vad = VadBatcher(self.vad)
         for model in self.models.values():
@@ -114,12 +121,11 @@ class TranslateModels:
             except Exception as error:
                 model.state, model.error = ModelState.FAILED, str(error)
                 raise
-            s = self.settings
             batcher = model_batcher(
                 model.name, engine.run_batch, s, key=lambda job: job.batch_key()
             )
             model.engine = engine
-            model.translator = Translator(engine, batcher, self.vad)
+            model.translator = Translator(engine, batcher, self.vad, limits)
             model.state = ModelState.READY
             log_ready(log, model.name, engine)
 

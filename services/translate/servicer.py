@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 
 import grpc
 import numpy as np
 from google.api import httpbody_pb2
 
 from speechmesh.common.v1 import common_pb2
-from speechmesh.dsp.audio import decode_audio
 from speechmesh.dsp.endpointing import EndpointSettings
 from speechmesh.dsp.stream_encoder import StreamEncoder
 from speechmesh.inference.model_state import state_proto
-from speechmesh.runtime import errors, metrics
+from speechmesh.runtime import errors
 from speechmesh.runtime.interceptor import call_stats
 from speechmesh.runtime.proto_mapping import (
     body_content_type,
@@ -79,25 +76,10 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
 
     async def TranslateText(self, request, context):
         start_call(request.request_id)
-        texts = list(request.texts)
-        if not texts:
-            raise errors.invalid_argument("texts", "is empty; send 1 or more texts to translate")
-        if len(texts) > self.settings.max_texts:
-            raise errors.invalid_argument(
-                "texts", f"has {len(texts)} entries; at most {self.settings.max_texts} per call"
-            )
-        characters = sum(len(t) for t in texts)
-        call_stats().characters = characters
-        if characters > self.settings.max_text_characters:
-            raise errors.invalid_argument(
-                "texts",
-                f"hold {characters} characters in all; at most"
-                f" {self.settings.max_text_characters} per call (send several calls)",
-            )
         model = self.models.for_task(request.model, "t2tt", "model")
         with _fields(_TEXT_FIELDS):
             translated = await model.translator.translate_texts(
-                texts, request.source_language_code, request.target_language_code
+                list(request.texts), request.source_language_code, request.target_language_code
             )
         given = bool(request.source_language_code.strip())
         return translate_pb2.TranslateTextResponse(
@@ -144,7 +126,6 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
     async def _speech(
         self, method: str, request_id: str, config, data: bytes, *, speech_only: bool = False
     ) -> translate_pb2.TranslateSpeechResponse:
-        started = time.perf_counter()
         start_call(request_id)
         if speech_only:
             want_text, want_speech, want_transcript = False, True, False
@@ -157,34 +138,12 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
         if want_speech:
             output = output_format(config.output_audio_config, "config.output_audio_config")
         options = _speech_options(model, config, want_text, want_speech, want_transcript)
-        if not data:
-            raise errors.invalid_argument("audio", "is empty; send the recording's bytes")
         raw = raw_format(config.audio_format, "config.audio_format")
-        engine = model.engine
-        audio = await asyncio.to_thread(decode_audio, data, raw, engine.input_sample_rate)
-        call_stats().audio_seconds = audio.duration
-        if audio.duration > self.settings.max_audio_seconds:
-            raise errors.invalid_argument(
-                "audio",
-                f"is {audio.duration:.0f} s long; at most"
-                f" {self.settings.max_audio_seconds:.0f} s per request (split it)",
-            )
         with _fields(_SPEECH_FIELDS):
-            result = await model.translator.translate_speech(audio.samples, options)
-        if audio.duration > 0:
-            metrics.REAL_TIME_FACTOR.labels("translate", method).observe(
-                (time.perf_counter() - started) / audio.duration
-            )
-        call_stats().characters = len(result.text)
+            result = await model.translator.translate_recording(data, raw, options, method=method)
         response = _speech_response(request_id, config, model, result)
         if output is not None:
-            encoded, rate = _encode(result.audio, result.sample_rate, *output)
-            response.translated_audio = encoded
-            response.translated_audio_sample_rate_hertz = rate
-            response.translated_audio_duration.CopyFrom(
-                duration(_seconds(result.audio, result.sample_rate))
-            )
-            response.voice = result.voice
+            _add_speech(response, result, *output)
         return response
 
     async def StreamingTranslateSpeech(self, request_iterator, context):
@@ -243,20 +202,11 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
     async def _text_to_speech(self, request) -> translate_pb2.TranslateTextToSpeechResponse:
         start_call(request.request_id)
         config = request.config
-        text = request.text
-        call_stats().characters = len(text)
-        if not text.strip():
-            raise errors.invalid_argument("text", "is empty; send 1 or more characters to speak")
-        limit = self.settings.max_speech_text_characters
-        if len(text) > limit:
-            raise errors.invalid_argument(
-                "text", f"is {len(text)} characters; at most {limit} per call"
-            )
         model = self.models.for_task(config.model, "t2st", "config.model")
         encoding, rate = output_format(config.output_audio_config, "config.output_audio_config")
         with _fields(_TTS_FIELDS):
             speech = await model.translator.text_to_speech(
-                text, config.source_language_code, config.target_language_code, config.voice
+                request.text, config.source_language_code, config.target_language_code, config.voice
             )
         encoded, out_rate = _encode(speech.audio, speech.sample_rate, encoding, rate)
         return translate_pb2.TranslateTextToSpeechResponse(
@@ -408,6 +358,22 @@ def _encode(
 def _seconds(samples: np.ndarray | None, rate: int) -> float:
     """Length of the audio _encode encodes."""
     return len(samples) / rate if samples is not None and len(samples) else GAP_SECONDS
+
+
+def _add_speech(
+    response: translate_pb2.TranslateSpeechResponse,
+    result: SpeechTranslation,
+    encoding: str,
+    output_rate: int | None,
+) -> None:
+    """The translated speech, encoded as the request asks, into `response`."""
+    encoded, rate = _encode(result.audio, result.sample_rate, encoding, output_rate)
+    response.translated_audio = encoded
+    response.translated_audio_sample_rate_hertz = rate
+    response.translated_audio_duration.CopyFrom(
+        duration(_seconds(result.audio, result.sample_rate))
+    )
+    response.voice = result.voice
 
 
 def _speech_response(

@@ -10,19 +10,28 @@ all segments go to the batcher at once. Translated speech of the segments is
 joined with a short silence between them.
 
 Languages come in as BCP-47 tags and are mapped to the engine's codes here;
-an unusable option raises the engine's InvalidOptionError naming it.
+an unusable option raises the engine's InvalidOptionError naming it, and so does a call over
+the service's limits (`Limits`: texts, characters, seconds of audio). Recordings come in as
+the call sent them (`translate_recording`): decoded, held to the limit and metered by
+speechmesh.runtime.recordings.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import sys
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from speechmesh.dsp.audio import RawFormat
 from speechmesh.dsp.text_split import join_pieces, split_text
 from speechmesh.dsp.vad import SileroVad, chunk_regions, speech_regions
 from speechmesh.inference.batcher import MicroBatcher
+from speechmesh.runtime.interceptor import call_stats
+from speechmesh.runtime.recordings import decode_recording, meter
 from speechmesh.translate.engines.base import (
     InvalidOptionError,
     Task,
@@ -35,6 +44,20 @@ from speechmesh.translate.engines.base import (
 INLINE_SPLIT_CHARACTERS = 2000
 #: Silence between the translated speech of consecutive segments or sentences, seconds.
 GAP_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The most one call may ask (the service's settings); no limit by default."""
+
+    #: Texts per text translation call.
+    max_texts: int = sys.maxsize
+    #: Characters (code points) per text translation call, in all.
+    max_text_characters: int = sys.maxsize
+    #: Characters per text-to-speech call.
+    max_speech_text_characters: int = sys.maxsize
+    #: Seconds of audio per speech translation call.
+    max_audio_seconds: float = math.inf
 
 
 @dataclass
@@ -105,10 +128,12 @@ class Translator:
         engine: TranslationEngine,
         batcher: MicroBatcher[TranslationJob, TranslationOutput],
         vad: SileroVad,
+        limits: Limits = Limits(),
     ):
         self.engine = engine
         self.batcher = batcher
         self.vad = vad
+        self.limits = limits
 
     # -- options ---------------------------------------------------------
 
@@ -149,6 +174,7 @@ class Translator:
 
     async def translate_texts(self, texts: list[str], source: str, target: str) -> list[str]:
         """Translations of `texts` (BCP-47 `source`, may be empty, and `target`), in order."""
+        self._check_texts(texts)
         target_code = self.target_code(target, "text")
         source_code = self.text_source_code(source)
         split = await self._split(texts)
@@ -165,6 +191,24 @@ class Translator:
             results.append(join_pieces(pieces, text, done).strip() if pieces else "")
         return results
 
+    def _check_texts(self, texts: list[str]) -> None:
+        """Holds a text call to the limits; counts its characters for the call's log."""
+        limits = self.limits
+        if not texts:
+            raise InvalidOptionError("text", "is empty; send 1 or more texts to translate")
+        if len(texts) > limits.max_texts:
+            raise InvalidOptionError(
+                "text", f"has {len(texts)} entries; at most {limits.max_texts} per call"
+            )
+        characters = sum(len(t) for t in texts)
+        call_stats().characters = characters
+        if characters > limits.max_text_characters:
+            raise InvalidOptionError(
+                "text",
+                f"hold {characters} characters in all; at most"
+                f" {limits.max_text_characters} per call (send several calls)",
+            )
+
     async def _split(self, texts: list[str]):
         """Pieces of each text; short texts (most calls) are split on the event loop, long ones
         on a worker thread, so that a one-sentence call does not pay a thread hop."""
@@ -178,6 +222,12 @@ class Translator:
 
     async def text_to_speech(self, text: str, source: str, target: str, voice: str) -> SpeechOutput:
         """`text` translated into `target` and spoken; long text sentence by sentence."""
+        call_stats().characters = len(text)
+        if not text.strip():
+            raise InvalidOptionError("text", "is empty; send 1 or more characters to speak")
+        limit = self.limits.max_speech_text_characters
+        if len(text) > limit:
+            raise InvalidOptionError("text", f"is {len(text)} characters; at most {limit} per call")
         target_code = self.target_code(target, "speech")
         source_code = self.text_source_code(source)
         voice_id, voice_name = self.voice_index(voice)
@@ -234,6 +284,23 @@ class Translator:
         return SpeechOptions(
             target_code, want_text, want_speech, voice_id, voice_name, transcript_code
         )
+
+    async def translate_recording(
+        self, data: bytes, raw: RawFormat | None, options: SpeechOptions, *, method: str
+    ) -> SpeechTranslation:
+        """Translates a call's recording: `data` in a container, or in `raw` format. Empty,
+        undecodable or too long audio is INVALID_ARGUMENT naming `audio`; the call's audio
+        seconds, characters and real-time factor (labelled `method`) are recorded."""
+        started = time.perf_counter()
+        audio = await decode_recording(
+            data,
+            raw,
+            self.engine.input_sample_rate,
+            max_seconds=self.limits.max_audio_seconds,
+        )
+        result = await self.translate_speech(audio.samples, options)
+        meter("translate", method, started, audio.duration, result.text)
+        return result
 
     async def translate_speech(
         self, audio: np.ndarray, options: SpeechOptions

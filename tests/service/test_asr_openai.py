@@ -1,5 +1,6 @@
 """The ASR service's OpenAI-compatible RPCs in-process: every response format, translations,
-the model list, and errors that name the form field. Shapes on the tiny random checkpoint;
+the suite's model list (with real translate and TTS services as peers), and errors that name the
+form field. Shapes on the tiny random checkpoint;
 words with the real whisper-tiny.en weights (../shared)."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import socket
 
 import grpc
 import numpy as np
@@ -15,11 +17,14 @@ import soundfile as sf
 from google.api import httpbody_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from structlog.testing import capture_logs
 
 from speechmesh.asr.v1 import asr_pb2
-from speechmesh.runtime import openai_compat
+from speechmesh.runtime.openai import ALIASES
+from speechmesh.translate.v1 import translate_pb2, translate_pb2_grpc
+from speechmesh.tts.v1 import tts_pb2, tts_pb2_grpc
 from tests.asr_client import stub
-from tests.conftest import AUDIO, requires_shared
+from tests.conftest import AUDIO, requires_shared, running_asr
 
 RATE = 16000
 GOFORWARD = AUDIO / "goforward.wav"  # "go forward ten meters"
@@ -137,22 +142,28 @@ async def test_translation_to_english(tiny_asr):
 
 async def test_model_names_and_aliases(tiny_asr, tiny_whisper):
     _, channel = tiny_asr
-    for name in (*openai_compat.ASR_ALIASES, str(tiny_whisper)):
+    for name in (*ALIASES["asr"], str(tiny_whisper)):
         reply = await transcribe(channel, tone_wav(0.5), ("model", name))
         assert reply.content_type == "application/json"
     code, _ = await bad_request(transcribe(channel, tone_wav(0.5), ("model", "tts-1")))
     assert code == grpc.StatusCode.NOT_FOUND
 
 
-async def test_models_list_and_lookup(tiny_asr, tiny_whisper):
-    _, channel = tiny_asr
+async def listed(channel) -> list[str]:
+    """The ids GET /v1/models lists."""
     reply = await stub(channel).ListOpenAiModels(asr_pb2.ListOpenAiModelsRequest(), timeout=10)
     assert reply.content_type == "application/json"
     body = json.loads(reply.data)
     assert body["object"] == "list"
-    ids = [model["id"] for model in body["data"]]
-    assert ids[0] == tiny_whisper.name
-    assert {"whisper-1", "tts-1", "tts-1-hd"} <= set(ids)
+    return [model["id"] for model in body["data"]]
+
+
+async def test_models_list_and_lookup(tiny_asr, tiny_whisper):
+    """Without peers: this service's models and the ASR aliases (no TTS answers for tts-1)."""
+    _, channel = tiny_asr
+    assert await listed(channel) == [tiny_whisper.name, *ALIASES["asr"]]
+    reply = await stub(channel).ListOpenAiModels(asr_pb2.ListOpenAiModelsRequest(), timeout=10)
+    body = json.loads(reply.data)
     assert {model["owned_by"] for model in body["data"]} == {"speechmesh"}
     assert all(isinstance(model["created"], int) for model in body["data"])
     one = await stub(channel).GetOpenAiModel(
@@ -163,6 +174,62 @@ async def test_models_list_and_lookup(tiny_asr, tiny_whisper):
         stub(channel).GetOpenAiModel(asr_pb2.GetOpenAiModelRequest(model="gpt-5"), timeout=10)
     )
     assert code == grpc.StatusCode.NOT_FOUND
+
+
+def dead_address() -> str:
+    """An address nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+async def test_models_of_the_whole_suite(tiny_whisper, tiny_translate, tiny_tts):
+    """With translate and TTS as peers (SPEECHMESH_ASR_PEERS), /v1/models lists every model the
+    suite serves, then the aliases of ASR and TTS; a peer that is down is logged and left out,
+    never failing the list."""
+    translate_host, translate_channel = tiny_translate
+    tts_host, tts_channel = tiny_tts
+    translate_api = translate_pb2_grpc.TranslateServiceStub(translate_channel)
+    translations = await translate_api.ListModels(translate_pb2.ListModelsRequest(), timeout=10)
+    tts_api = tts_pb2_grpc.TtsServiceStub(tts_channel)
+    voices = await tts_api.ListModels(tts_pb2.ListModelsRequest(), timeout=10)
+    translate_models = [model.name for model in translations.models]
+    tts_models = [model.name for model in voices.models]
+    assert len(translate_models) == len(tts_models) == 2  # Seamless and NLLB; CSM and VITS
+    translate_peer = f"translate=127.0.0.1:{translate_host.port}"
+    tts_peer = f"tts=127.0.0.1:{tts_host.port}"
+
+    async with running_asr(
+        tiny_whisper, engine="transformers", peers=f"{translate_peer},{tts_peer}"
+    ) as (_, channel):
+        ids = await listed(channel)
+        assert ids == [
+            tiny_whisper.name,
+            *translate_models,
+            *tts_models,
+            *ALIASES["asr"],
+            *ALIASES["tts"],
+        ]
+        for model_id in (translate_models[0], tts_models[-1], "tts-1"):
+            one = await stub(channel).GetOpenAiModel(
+                asr_pb2.GetOpenAiModelRequest(model=model_id), timeout=10
+            )
+            assert json.loads(one.data)["id"] == model_id
+
+    async with running_asr(
+        tiny_whisper, engine="transformers", peers=f"translate={dead_address()},{tts_peer}"
+    ) as (_, channel):
+        with capture_logs() as logs:
+            ids = await listed(channel)
+        assert ids == [tiny_whisper.name, *tts_models, *ALIASES["asr"], *ALIASES["tts"]]
+        (down,) = [entry for entry in logs if entry["event"] == "peer.unavailable"]
+        assert (down["peer"], down["code"]) == ("translate", "UNAVAILABLE")
+        code, _ = await bad_request(
+            stub(channel).GetOpenAiModel(
+                asr_pb2.GetOpenAiModelRequest(model=translate_models[0]), timeout=10
+            )
+        )
+        assert code == grpc.StatusCode.NOT_FOUND
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,55 @@
+"""The recording a unary speech call sends, and the metering of the call over it.
+
+Recognition (ASR) and speech translation take a whole recording the same way: the bytes are
+decoded (any container, or a raw format) and resampled off the event loop, the call's audio
+seconds are counted as soon as they are known, and a recording longer than the service's limit is
+refused; when the answer is ready, the call's real-time factor and the characters it produced are
+recorded. The domain layers (Recognizer.recognize_audio, Translator.translate_recording) call
+these two helpers, so each rule is written once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from speechmesh.dsp.audio import Audio, AudioError, RawFormat, decode_audio
+from speechmesh.runtime import errors, metrics
+from speechmesh.runtime.interceptor import call_stats
+
+
+async def decode_recording(
+    data: bytes,
+    raw: RawFormat | None,
+    sample_rate: int,
+    *,
+    max_seconds: float,
+    field: str = "audio",
+    advice: str = "split it",
+) -> Audio:
+    """`data` decoded to float32 mono at `sample_rate`. INVALID_ARGUMENT naming `field` when it
+    is empty, cannot be decoded, or lasts over `max_seconds` (`advice` says what to do then)."""
+    if not data:
+        raise errors.invalid_argument(field, "is empty; send the recording's bytes")
+    # Decoding (MP3, long files) and resampling take milliseconds to seconds: off the loop.
+    try:
+        audio = await asyncio.to_thread(decode_audio, data, raw, sample_rate)
+    except AudioError as error:
+        raise errors.invalid_argument(field, str(error)) from None
+    call_stats().audio_seconds = audio.duration
+    if audio.duration > max_seconds:
+        raise errors.invalid_argument(
+            field,
+            f"is {audio.duration:.0f} s long; at most {max_seconds:.0f} s per request ({advice})",
+        )
+    return audio
+
+
+def meter(service: str, method: str, started: float, audio_seconds: float, text: str) -> None:
+    """Records a finished call over `audio_seconds` of audio that began at `started`
+    (time.perf_counter()) and produced `text`: its real-time factor and its characters."""
+    if audio_seconds > 0:
+        metrics.REAL_TIME_FACTOR.labels(service, method).observe(
+            (time.perf_counter() - started) / audio_seconds
+        )
+    call_stats().characters = len(text)
