@@ -1,4 +1,5 @@
-"""VoiceStore: the stored voices, on disk, across restarts, crashes, owners and threads."""
+"""The voice store (speechmesh.tts.voices: records, files, store): the stored voices, on disk,
+across restarts, crashes, owners and threads."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
-from speechmesh.tts import voices
 from speechmesh.tts.engines.base import VoicePrompt
-from speechmesh.tts.voices import (
+from speechmesh.tts.voices import store as store_module
+from speechmesh.tts.voices.files import default_voices_dir
+from speechmesh.tts.voices.records import (
     InvalidArgumentError,
     InvalidPageTokenError,
     InvalidVoiceIdError,
@@ -26,9 +28,8 @@ from speechmesh.tts.voices import (
     VoiceExistsError,
     VoiceMeta,
     VoiceNotFoundError,
-    VoiceStore,
-    default_voices_dir,
 )
+from speechmesh.tts.voices.store import VoiceStore
 
 RATE = 24000
 
@@ -330,9 +331,9 @@ def test_list_pages_in_creation_order(store):
 
 
 def test_list_page_size_defaults_and_limits(store, monkeypatch):
-    assert voices.DEFAULT_PAGE_SIZE == 50 and voices.MAX_PAGE_SIZE == 1000
-    monkeypatch.setattr(voices, "DEFAULT_PAGE_SIZE", 3)
-    monkeypatch.setattr(voices, "MAX_PAGE_SIZE", 4)
+    assert store_module.DEFAULT_PAGE_SIZE == 50 and store_module.MAX_PAGE_SIZE == 1000
+    monkeypatch.setattr(store_module, "DEFAULT_PAGE_SIZE", 3)
+    monkeypatch.setattr(store_module, "MAX_PAGE_SIZE", 4)
     for i in range(6):
         store.create(f"v{i}", meta(), reference(0.1), RATE, VoicePrompt("csm", "hi", "en"))
     page, token = store.list()
