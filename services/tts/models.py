@@ -25,7 +25,7 @@ from speechmesh.runtime import errors
 from speechmesh.tts.config import TtsSettings
 from speechmesh.tts.engines.base import SynthesisEngine, SynthesisJob
 from speechmesh.tts.engines.loader import load_engine
-from speechmesh.tts.voices import VoiceStore
+from speechmesh.tts.voices.store import VoiceStore
 
 log = structlog.get_logger("speechmesh.tts")
 

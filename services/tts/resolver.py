@@ -29,7 +29,6 @@ import numpy as np
 from speechmesh.dsp.audio import AudioError, RawFormat, decode_audio
 from speechmesh.runtime import errors
 from speechmesh.runtime.interceptor import call_stats
-from speechmesh.tts import voices as store
 from speechmesh.tts.engines.base import InvalidOptionError, VoicePrompt
 from speechmesh.tts.reference import (
     ReferenceAudioError,
@@ -38,10 +37,12 @@ from speechmesh.tts.reference import (
     prepare_reference,
 )
 from speechmesh.tts.synthesizer import VoiceChoice
+from speechmesh.tts.voices import records
 
 if TYPE_CHECKING:
     from speechmesh.tts.config import TtsSettings
     from speechmesh.tts.models import TtsModel, TtsModels
+    from speechmesh.tts.voices.store import VoiceStore
 
 #: Engine option (InvalidOptionError.option) -> the request field it comes from, below `at`.
 CONFIG_FIELDS = {
@@ -92,7 +93,7 @@ class VoiceResolver:
         self.settings = settings
 
     @property
-    def store(self) -> store.VoiceStore:
+    def store(self) -> VoiceStore:
         """The voice store (opened when the models load)."""
         if self.models.voices is None:
             raise errors.unavailable(
@@ -191,20 +192,20 @@ class VoiceResolver:
         with option_fields(at):
             return await asyncio.to_thread(model.engine.prepare_voice, audio, transcript, language)
 
-    async def stored_voice(self, voice_id: str, owner: str) -> store.StoredVoice:
+    async def stored_voice(self, voice_id: str, owner: str) -> records.StoredVoice:
         """The owner's stored voice; NOT_FOUND when the owner has none of that id."""
         try:
             return await asyncio.to_thread(self.store.get, voice_id, owner)
-        except store.VoiceNotFoundError as error:
+        except records.VoiceNotFoundError as error:
             raise voice_not_found(error) from None
 
     async def has_voice(self, voice_id: str, owner: str) -> bool:
         """Whether the owner has a stored voice of this id (any id: False when not one)."""
-        if not store.VOICE_ID_PATTERN.fullmatch(voice_id):
+        if not records.VOICE_ID_PATTERN.fullmatch(voice_id):
             return False
         try:
             await asyncio.to_thread(self.store.get, voice_id, owner)
-        except store.VoiceNotFoundError:
+        except records.VoiceNotFoundError:
             return False
         return True
 
@@ -212,9 +213,9 @@ class VoiceResolver:
         """A stored voice's prompt; NOT_FOUND, or DATA_LOSS when its files do not read."""
         try:
             return await asyncio.to_thread(self.store.load_prompt, voice_id, owner)
-        except store.VoiceNotFoundError as error:
+        except records.VoiceNotFoundError as error:
             raise voice_not_found(error) from None
-        except store.VoiceDataError as error:
+        except records.VoiceDataError as error:
             raise errors.ApiError(
                 grpc.StatusCode.DATA_LOSS,
                 f"{error.name} cannot be read ({error}); delete and recreate it",
@@ -257,8 +258,8 @@ def parse_voice_name(name: str, field: str) -> str:
 def check_voice_id(voice_id: str, field: str) -> str:
     """The id if it is a valid voice id, else INVALID_ARGUMENT naming `field`."""
     try:
-        return store.check_voice_id(voice_id)
-    except store.InvalidArgumentError as error:
+        return records.check_voice_id(voice_id)
+    except records.InvalidArgumentError as error:
         raise errors.invalid_argument(field, error.message) from None
 
 
@@ -270,7 +271,7 @@ def check_reference_transcript(text: str, field: str) -> str:
         raise errors.invalid_argument(field, str(error)) from None
 
 
-def voice_not_found(error: store.VoiceNotFoundError) -> errors.ApiError:
+def voice_not_found(error: records.VoiceNotFoundError) -> errors.ApiError:
     return errors.not_found(
         "speechmesh.dev/Voice",
         error.name,

@@ -20,7 +20,6 @@ from speechmesh.runtime.proto_mapping import (
 )
 from speechmesh.runtime.streams import StreamSlots, first_config
 from speechmesh.tts import openai
-from speechmesh.tts import voices as store
 from speechmesh.tts.config import TtsSettings
 from speechmesh.tts.models import TtsModels
 from speechmesh.tts.resolver import Reference, VoiceRequest, VoiceResolver
@@ -29,6 +28,7 @@ from speechmesh.tts.streaming import AudioChunk, stream_inputs
 from speechmesh.tts.synthesizer import Style, new_seed
 from speechmesh.tts.v1 import tts_pb2, tts_pb2_grpc
 from speechmesh.tts.voice_library import NewVoice, VoiceLibrary
+from speechmesh.tts.voices.records import StoredVoice
 
 #: Where a stream's SynthesisConfig is in its first message.
 _STREAM_AT = "streaming_config.config."
@@ -235,7 +235,7 @@ def _new_voice(voice_id: str, voice: tts_pb2.Voice, data: bytes, fmt) -> NewVoic
 # -- domain -> responses -----------------------------------------------------------
 
 
-def _voice_proto(voice: store.StoredVoice) -> tts_pb2.Voice:
+def _voice_proto(voice: StoredVoice) -> tts_pb2.Voice:
     created = timestamp_pb2.Timestamp()
     created.FromDatetime(voice.create_time)
     return tts_pb2.Voice(

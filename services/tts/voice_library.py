@@ -13,7 +13,6 @@ import dataclasses
 
 from speechmesh.dsp.audio import RawFormat
 from speechmesh.runtime import errors
-from speechmesh.tts import voices as store
 from speechmesh.tts.resolver import (
     VoiceResolver,
     check_reference_transcript,
@@ -22,6 +21,7 @@ from speechmesh.tts.resolver import (
     speaks,
     voice_not_found,
 )
+from speechmesh.tts.voices import records
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,22 +49,22 @@ class VoiceLibrary:
     def __init__(self, resolver: VoiceResolver):
         self.resolver = resolver
 
-    async def create(self, new: NewVoice, owner: str) -> store.StoredVoice:
+    async def create(self, new: NewVoice, owner: str) -> records.StoredVoice:
         """Stores `new` for `owner`; ALREADY_EXISTS when the owner has its id."""
         if new.voice_id:
             check_voice_id(new.voice_id, "voice_id")
         transcript = check_reference_transcript(new.transcript, "voice.transcript")
-        if len(new.display_name) > store.MAX_DISPLAY_NAME_CHARS:
+        if len(new.display_name) > records.MAX_DISPLAY_NAME_CHARS:
             raise errors.invalid_argument(
                 "voice.display_name",
-                f"is {len(new.display_name)} characters; at most {store.MAX_DISPLAY_NAME_CHARS}",
+                f"is {len(new.display_name)} characters; at most {records.MAX_DISPLAY_NAME_CHARS}",
             )
         resolver = self.resolver
         model = resolver.models.cloning(new.model, "voice.model")
         language = speaks(model, new.language, "voice.language_code")
         audio = await resolver.reference_audio(model, new.audio, new.raw, "reference_audio")
         prompt = await resolver.prepare(model, audio, transcript, language, "voice.")
-        meta = store.VoiceMeta(
+        meta = records.VoiceMeta(
             transcript=transcript,
             language=language,
             display_name=new.display_name,
@@ -80,22 +80,22 @@ class VoiceLibrary:
                 model.engine.sample_rate,
                 prompt,
             )
-        except store.VoiceExistsError as error:
+        except records.VoiceExistsError as error:
             raise errors.already_exists(
                 "speechmesh.dev/Voice",
                 error.name,
                 f"{error.name} already exists; delete it first or choose another voice_id",
             ) from None
-        except store.InvalidArgumentError as error:
+        except records.InvalidArgumentError as error:
             raise errors.invalid_argument(error.field, error.message) from None
 
-    async def get(self, name: str, owner: str) -> store.StoredVoice:
+    async def get(self, name: str, owner: str) -> records.StoredVoice:
         """The owner's voice of resource name `name`."""
         return await self.resolver.stored_voice(parse_voice_name(name, "name"), owner)
 
     async def list(
         self, page_size: int, page_token: str, owner: str
-    ) -> tuple[list[store.StoredVoice], str]:
+    ) -> tuple[list[records.StoredVoice], str]:
         """A page of the owner's voices, oldest first, and the next page's token."""
         if page_size < 0:
             raise errors.invalid_argument(
@@ -103,7 +103,7 @@ class VoiceLibrary:
             )
         try:
             return await asyncio.to_thread(self.resolver.store.list, page_size, page_token, owner)
-        except store.InvalidArgumentError as error:
+        except records.InvalidArgumentError as error:
             raise errors.invalid_argument(error.field, error.message) from None
 
     async def delete(self, name: str, owner: str) -> None:
@@ -111,5 +111,5 @@ class VoiceLibrary:
         voice_id = parse_voice_name(name, "name")
         try:
             await asyncio.to_thread(self.resolver.store.delete, voice_id, owner)
-        except store.VoiceNotFoundError as error:
+        except records.VoiceNotFoundError as error:
             raise voice_not_found(error) from None
