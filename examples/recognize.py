@@ -6,7 +6,7 @@ import grpc
 
 from speechmesh.asr.v1 import asr_pb2, asr_pb2_grpc
 
-path = sys.argv[1] if len(sys.argv) > 1 else "../shared/audio/fw/jfk.flac"
+path = sys.argv[1] if len(sys.argv) > 1 else "examples/hello.wav"
 target = sys.argv[2] if len(sys.argv) > 2 else "localhost:50051"
 
 with grpc.insecure_channel(target) as channel:
