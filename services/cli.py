@@ -127,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, help="asr: batches decoded side by side (default 0: auto)"
     )
     serve.add_argument("--max-queue", type=int, help="queued jobs before RESOURCE_EXHAUSTED")
+    serve.add_argument(
+        "--peers",
+        help="the other services this one calls, NAME=HOST:PORT,... (asr lists their models"
+        " in /v1/models)",
+    )
     serve.add_argument("--log-format", choices=["auto", "json", "console"])
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)

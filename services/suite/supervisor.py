@@ -2,7 +2,8 @@
 
 The services are the ones in the service registry (speechmesh.runtime.registry), so a new
 service joins as soon as it is in that table. Each runs as `python -m speechmesh.cli serve NAME` on
-loopback with its own SPEECHMESH_<NAME>_* settings; Envoy gets a bootstrap rendered from
+loopback with its own SPEECHMESH_<NAME>_* settings, and the others' addresses as its peers
+(SPEECHMESH_<NAME>_PEERS, unless set); Envoy gets a bootstrap rendered from
 SPEECHMESH_GATEWAY_* settings with the services' ports as upstreams. The suite is ready when a
 gRPC health check of every service through the gateway answers SERVING; then it prints the URLs
 and example commands. A service that dies after it was ready is started again (a few times); any
@@ -193,6 +194,15 @@ class Suite:
             self.services.append(
                 Service(name, host, settings.port, "", settings.model, random_weights)
             )
+        # Each service learns where the others are (ASR asks them for /v1/models), unless set.
+        for child in self.children:
+            peers = ",".join(
+                f"{service.name}={service.host}:{service.port}"
+                for service in self.services
+                if service.name != child.name
+            )
+            if peers:
+                child.env.setdefault(_env_name(child.name, "peers"), peers)
         self.gateway = self.gateway.model_copy(update=gateway_env)
         files = load_descriptor_set(self.gateway.descriptor_set)
         found = services_by_area(files, [service.name for service in self.services])

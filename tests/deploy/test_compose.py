@@ -63,6 +63,25 @@ def test_services_listen_where_their_settings_say(profile):
             assert service in services[name]["networks"]["default"]["aliases"]
 
 
+@pytest.mark.parametrize("profile", VARIANTS)
+def test_asr_peers_are_the_other_services_where_they_listen(profile):
+    """SPEECHMESH_ASR_PEERS names translate and TTS by the names they answer to, at their ports
+    (ASR lists their models in /v1/models)."""
+    services = compose_config((profile,))["services"]
+    asr = services[VARIANTS[profile]["asr"]]["environment"]
+    peers = settings_class("asr")(peers=asr["SPEECHMESH_ASR_PEERS"]).peers
+    assert set(peers) == set(SERVICES) - {"asr"}
+    for name, address in peers.items():
+        host, _, port = address.rpartition(":")
+        variant = services[VARIANTS[profile][name]]
+        assert host == name and (variant is services.get(name) or name in _aliases(variant))
+        assert int(port) == int(variant["environment"][env_prefix(name) + "PORT"])
+
+
+def _aliases(service: dict) -> list[str]:
+    return service.get("networks", {}).get("default", {}).get("aliases", [])
+
+
 def test_gpu_services_reserve_the_configured_gpu():
     defaults = compose_config(("gpu",))["services"]
     chosen = compose_config(("gpu",), ASR_GPU="1", TRANSLATE_GPU="2", TTS_GPU="3")["services"]

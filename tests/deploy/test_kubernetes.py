@@ -308,6 +308,32 @@ def test_network_policies_let_only_the_gateway_reach_the_services():
                         assert port["port"] in names, (policy["metadata"]["name"], name, port)
 
 
+def test_asr_reaches_its_peers_by_their_services():
+    """SPEECHMESH_ASR_PEERS names the headless Services of translate and TTS at their gRPC
+    ports, and a policy lets the services reach each other's gRPC port."""
+    docs = kustomize("overlays/gpu")
+    env = env_of(main_container(by_kind(docs, "Deployment")["asr"]))
+    peers = settings_class("asr")(peers=env["SPEECHMESH_ASR_PEERS"]).peers
+    assert set(peers) == set(SERVICES) - {"asr"}
+    services = by_kind(docs, "Service")
+    for name, address in peers.items():
+        host, _, port = address.rpartition(":")
+        ports = {p["name"]: p["port"] for p in services[host]["spec"]["ports"]}
+        assert host == name and ports["grpc"] == int(port), address
+    spec = by_kind(docs, "NetworkPolicy")["model-servers-from-peers"]["spec"]
+    (rule,) = spec["ingress"]
+    (source,) = rule["from"]
+    assert rule["ports"] == [{"port": "grpc", "protocol": "TCP"}]
+    for name in SERVICES:
+        labels = container_labels(docs, name)
+        assert spec["podSelector"]["matchLabels"].items() <= labels.items(), name
+        assert source["podSelector"]["matchLabels"].items() <= labels.items(), name
+    assert (
+        not source["podSelector"]["matchLabels"].items()
+        <= container_labels(docs, "gateway").items()
+    )
+
+
 # -- the gateway ----------------------------------------------------------------------------------
 
 

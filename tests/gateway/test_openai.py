@@ -105,12 +105,30 @@ def test_translation(sdk, speech_file):
     assert result.language == "english"
 
 
-def test_models(sdk):
+def test_models(sdk, up):
+    """Every model the suite serves (ASR answers and asks its peers, which `speechmesh up`
+    names), then the OpenAI aliases of ASR and TTS."""
+    served = {
+        area: [model["name"] for model in up.gateway.get(f"/v1/{area}/models").json()["models"]]
+        for area in ("asr", "translate", "tts")
+    }
     ids = [model.id for model in sdk.models.list()]
-    assert ids[0].endswith("tiny-whisper")  # the served model first, then the aliases
-    assert {"whisper-1", "gpt-4o-transcribe", "tts-1", "tts-1-hd"} <= set(ids)
+    assert ids[0].endswith("tiny-whisper")  # the served models first, then the aliases
+    assert ids == [
+        *served["asr"],
+        *served["translate"],
+        *served["tts"],
+        "whisper-1",
+        "gpt-4o-transcribe",
+        "gpt-4o-mini-transcribe",
+        "tts-1",
+        "tts-1-hd",
+        "gpt-4o-mini-tts",
+    ]
+    assert all(served.values())
     model = sdk.models.retrieve("whisper-1")
     assert (model.id, model.object, model.owned_by) == ("whisper-1", "model", "speechmesh")
+    assert sdk.models.retrieve(served["tts"][0]).id == served["tts"][0]
     with pytest.raises(openai.NotFoundError):
         sdk.models.retrieve("gpt-5")
 
