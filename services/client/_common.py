@@ -1,12 +1,16 @@
-"""Pieces the sync and asyncio clients share: stream request guards, result merging."""
+"""Small pieces every part of the client shares: defaults, stream controls, durations, and the
+guard that turns the items of a request stream into messages."""
 
 from __future__ import annotations
 
-from collections import Counter
+import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from speechmesh.client.types import Segment, Transcript
+import grpc
+from google.protobuf import duration_pb2
+
+from speechmesh.client.errors import from_rpc_error
 
 #: Longest text piece a synthesis stream message may carry (code points).
 MAX_TEXT_PIECE = 5000
@@ -15,6 +19,36 @@ PIECE_SECONDS = 60.0
 
 #: Marks "use the client's default" for per-call timeouts (None means no deadline).
 DEFAULT: Any = object()
+
+
+class _Control:
+    """A control message to put among the items of a request stream."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+#: Put among audio chunks to end the current utterance (ASR) or segment (translation) now.
+FORCE_ENDPOINT = _Control("FORCE_ENDPOINT")
+#: Put among text pieces of a synthesis stream to speak the buffered text now.
+FLUSH = _Control("FLUSH")
+
+
+def seconds(value: duration_pb2.Duration) -> float:
+    """A protobuf Duration as float seconds."""
+    return round(value.seconds + value.nanos / 1e9, 9)  # 1.64, not 1.6400000000000001
+
+
+def duration(value: float | None) -> duration_pb2.Duration | None:
+    """Float seconds as a protobuf Duration; None for none or zero (the service's default)."""
+    if not value:
+        return None
+    found = duration_pb2.Duration()
+    found.FromNanoseconds(int(value * 1e9))
+    return found
 
 
 class RequestGuard:
@@ -36,6 +70,20 @@ class RequestGuard:
         if self.call is not None:
             self.call.cancel()
 
+    def reraise(self, error: BaseException) -> None:
+        """Raises what a stream that failed with `error` should: the exception of the items
+        (it cancelled the call), else the call's typed error, else `error` itself."""
+        if self.error is not None:
+            raise self.error from None
+        if isinstance(error, grpc.RpcError):
+            raise from_rpc_error(error) from error
+        raise error
+
+    def raise_error(self) -> None:
+        """Raises the exception of the items, if producing them failed."""
+        if self.error is not None:
+            raise self.error
+
     def messages(self, item) -> list:
         message = self.convert(item)
         if message is None:
@@ -51,6 +99,8 @@ class RequestGuard:
             self.fail(error)
 
     async def aio(self, items):
+        """Like `sync`; `items` may be an async iterable, or a sync one that is read in a
+        worker thread (a blocking source such as a microphone does not stall the loop)."""
         yield self.first
         try:
             if hasattr(items, "__aiter__"):
@@ -58,8 +108,6 @@ class RequestGuard:
                     for message in self.messages(item):
                         yield message
             else:
-                import asyncio
-
                 iterator = iter(items)
                 done = object()
                 while (item := await asyncio.to_thread(next, iterator, done)) is not done:
@@ -72,32 +120,3 @@ class RequestGuard:
 def split_text(piece: str) -> list[str]:
     """A text piece as pieces a stream message may carry."""
     return [piece[i : i + MAX_TEXT_PIECE] for i in range(0, len(piece), MAX_TEXT_PIECE)]
-
-
-def merge_transcripts(
-    cuts: list[tuple[float, float]], results: list[Transcript], duration: float
-) -> Transcript:
-    """The transcripts of consecutive pieces of one recording as one transcript."""
-    segments: list[Segment] = [
-        segment.shifted(start)
-        for (start, _end), result in zip(cuts, results, strict=True)
-        for segment in result.segments
-    ]
-    weight: Counter[str] = Counter()
-    probability: dict[str, list[float]] = {}
-    for (start, end), result in zip(cuts, results, strict=True):
-        if result.language:
-            weight[result.language] += end - start
-            probability.setdefault(result.language, []).append(result.language_probability)
-    language = weight.most_common(1)[0][0] if weight else ""
-    probs = probability.get(language, [0.0])
-    return Transcript(
-        " ".join(s.text for s in segments if s.text),
-        segments,
-        language,
-        sum(probs) / len(probs),
-        duration,
-        results[0].model if results else "",
-        results[0].request_id if results else "",
-        [r.proto for r in results],
-    )

@@ -1,13 +1,15 @@
-"""Request messages from keyword options; shared by the sync and asyncio clients."""
+"""Request messages from keyword options, for both clients: audio formats in and out, the
+configs of recognition, translation and synthesis (and of their streams), the messages of
+streams after the first, voice names. What each method sends is in _services.py."""
 
 from __future__ import annotations
 
-from google.protobuf import duration_pb2
+from typing import Any
 
 from speechmesh.asr.v1 import asr_pb2
 from speechmesh.audio.v1 import audio_pb2
+from speechmesh.client._common import FLUSH, FORCE_ENDPOINT, duration, split_text
 from speechmesh.client.audio import array_to_bytes
-from speechmesh.client.types import FLUSH, FORCE_ENDPOINT
 from speechmesh.translate.v1 import translate_pb2 as tr
 from speechmesh.tts.v1 import tts_pb2
 
@@ -27,14 +29,6 @@ OUTPUT_ENCODINGS = {
     "mp3": audio_pb2.OUTPUT_ENCODING_MP3,
     "pcm": audio_pb2.OUTPUT_ENCODING_PCM,
 }
-
-
-def duration(seconds: float | None) -> duration_pb2.Duration | None:
-    if not seconds:
-        return None
-    value = duration_pb2.Duration()
-    value.FromNanoseconds(int(seconds * 1e9))
-    return value
 
 
 def audio_format(
@@ -73,6 +67,20 @@ def normalized_format(format: str | None) -> str:
     return {"ogg_opus": "ogg", "opus": "ogg"}.get(name, name)
 
 
+def audio_message(request_type: type, chunk: Any, encoding: str | None) -> Any:
+    """A message after the first of an audio stream (ASR's or translation's `request_type`):
+    the chunk's bytes, or the control that ends the utterance or segment for FORCE_ENDPOINT."""
+    if chunk is FORCE_ENDPOINT:
+        return request_type(control={"action": "ACTION_FORCE_ENDPOINT"})
+    return request_type(audio=array_to_bytes(chunk, encoding))
+
+
+def voice_name(name: str) -> str:
+    """The resource name of a voice: "alice" or "voices/alice" -> "voices/alice"."""
+    name = name.strip()
+    return name if name.startswith("voices/") else f"voices/{name}"
+
+
 # -- ASR -------------------------------------------------------------------------------------
 
 
@@ -90,6 +98,7 @@ def recognition_config(
     sample_rate: int | None = None,
     channels: int = 1,
 ) -> asr_pb2.RecognitionConfig:
+    """The RecognitionConfig of the options of `recognize` (see there)."""
     return asr_pb2.RecognitionConfig(
         audio_format=audio_format(encoding, sample_rate, channels),
         model=model or "",
@@ -115,6 +124,7 @@ def streaming_recognition_config(
     interim_interval: float | None = None,
     **config,
 ) -> asr_pb2.StreamingRecognizeRequest:
+    """The first message of a recognition stream; `config`: the options of `recognize`."""
     return asr_pb2.StreamingRecognizeRequest(
         streaming_config=asr_pb2.StreamingRecognitionConfig(
             request_id=request_id,
@@ -130,15 +140,7 @@ def streaming_recognition_config(
     )
 
 
-def asr_audio_message(chunk, encoding: str | None) -> asr_pb2.StreamingRecognizeRequest:
-    if chunk is FORCE_ENDPOINT:
-        return asr_pb2.StreamingRecognizeRequest(
-            control=asr_pb2.StreamingControl(action=asr_pb2.StreamingControl.ACTION_FORCE_ENDPOINT)
-        )
-    return asr_pb2.StreamingRecognizeRequest(audio=array_to_bytes(chunk, encoding))
-
-
-# -- translate -------------------------------------------------------------------------------
+# -- translation -----------------------------------------------------------------------------
 
 
 def speech_translation_config(
@@ -156,6 +158,7 @@ def speech_translation_config(
     sample_rate: int | None = None,
     channels: int = 1,
 ) -> tr.SpeechTranslationConfig:
+    """The SpeechTranslationConfig of the options of `speech` (see there)."""
     modalities = ([tr.MODALITY_TEXT] if text else []) + ([tr.MODALITY_SPEECH] if speech else [])
     if not modalities:
         raise ValueError("ask for text=True, speech=True or both")
@@ -179,6 +182,7 @@ def streaming_translation_config(
     max_segment: float | None = None,
     **config,
 ) -> tr.StreamingTranslateSpeechRequest:
+    """The first message of a speech translation stream; `config`: the options of `speech`."""
     return tr.StreamingTranslateSpeechRequest(
         streaming_config=tr.StreamingSpeechTranslationConfig(
             request_id=request_id,
@@ -190,21 +194,7 @@ def streaming_translation_config(
     )
 
 
-def translate_audio_message(chunk, encoding: str | None) -> tr.StreamingTranslateSpeechRequest:
-    if chunk is FORCE_ENDPOINT:
-        return tr.StreamingTranslateSpeechRequest(
-            control=tr.StreamingControl(action=tr.StreamingControl.ACTION_FORCE_ENDPOINT)
-        )
-    return tr.StreamingTranslateSpeechRequest(audio=array_to_bytes(chunk, encoding))
-
-
 # -- TTS -------------------------------------------------------------------------------------
-
-
-def voice_name(name: str) -> str:
-    """The resource name of a voice: "alice" or "voices/alice" -> "voices/alice"."""
-    name = name.strip()
-    return name if name.startswith("voices/") else f"voices/{name}"
 
 
 def synthesis_config(
@@ -222,6 +212,7 @@ def synthesis_config(
     temperature: float | None = None,
     seed: int = 0,
 ) -> tts_pb2.SynthesisConfig:
+    """The SynthesisConfig of the options of `synthesize` (see there)."""
     chosen = [x for x in (voice, preset_voice, reference_audio) if x]
     if len(chosen) > 1:
         raise ValueError("give one of voice, preset_voice and reference_audio")
@@ -251,11 +242,12 @@ def synthesis_config(
     return config
 
 
-def tts_text_message(piece) -> tts_pb2.StreamingSynthesizeRequest:
+def text_messages(piece: Any) -> list[tts_pb2.StreamingSynthesizeRequest]:
+    """The messages after the first of a synthesis stream for one item: a text piece (in
+    pieces a message may carry), or the control that speaks the buffered text for FLUSH."""
     if piece is FLUSH:
-        return tts_pb2.StreamingSynthesizeRequest(
-            control=tts_pb2.StreamingControl(action=tts_pb2.StreamingControl.ACTION_FLUSH)
-        )
+        action = tts_pb2.StreamingControl.ACTION_FLUSH
+        return [tts_pb2.StreamingSynthesizeRequest(control=tts_pb2.StreamingControl(action=action))]
     if not isinstance(piece, str):
         raise TypeError(f"text pieces must be str (or FLUSH), not {type(piece).__name__}")
-    return tts_pb2.StreamingSynthesizeRequest(text=piece)
+    return [tts_pb2.StreamingSynthesizeRequest(text=part) for part in split_text(piece)]

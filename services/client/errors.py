@@ -8,6 +8,8 @@ ResourceInfo's resource. The original grpc.RpcError stays reachable as `__cause_
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -66,6 +68,14 @@ class SpeechmeshError(Exception):
 
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
 
+    def __init_subclass__(cls, code: grpc.StatusCode | None = None, **kwargs):
+        """`class NotFound(SpeechmeshError, code=grpc.StatusCode.NOT_FOUND)`: the class of
+        the errors with that code (what `from_rpc_error` raises for it)."""
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
+            _BY_CODE[code] = cls
+
     def __init__(
         self,
         message: str,
@@ -101,61 +111,58 @@ class SpeechmeshError(Exception):
         return [violation.field for violation in self.field_violations]
 
 
-class Cancelled(SpeechmeshError):
-    code = grpc.StatusCode.CANCELLED
+#: The error class of each gRPC code that has one (filled as the classes below are made).
+_BY_CODE: dict[grpc.StatusCode, type[SpeechmeshError]] = {}
 
 
-class InvalidArgument(SpeechmeshError):
+class Cancelled(SpeechmeshError, code=grpc.StatusCode.CANCELLED):
+    """The call was cancelled before it finished."""
+
+
+class InvalidArgument(SpeechmeshError, code=grpc.StatusCode.INVALID_ARGUMENT):
     """A request field is wrong; `field_violations` say which and why."""
 
-    code = grpc.StatusCode.INVALID_ARGUMENT
+
+class DeadlineExceeded(SpeechmeshError, code=grpc.StatusCode.DEADLINE_EXCEEDED):
+    """The call's deadline (`timeout=`) passed before it finished."""
 
 
-class DeadlineExceeded(SpeechmeshError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
-
-
-class NotFound(SpeechmeshError):
+class NotFound(SpeechmeshError, code=grpc.StatusCode.NOT_FOUND):
     """An unknown model or voice; `resource` names it."""
 
-    code = grpc.StatusCode.NOT_FOUND
+
+class AlreadyExists(SpeechmeshError, code=grpc.StatusCode.ALREADY_EXISTS):
+    """A resource of that name exists already (e.g. a stored voice); `resource` names it."""
 
 
-class AlreadyExists(SpeechmeshError):
-    code = grpc.StatusCode.ALREADY_EXISTS
+class PermissionDenied(SpeechmeshError, code=grpc.StatusCode.PERMISSION_DENIED):
+    """The credentials are known but do not allow this call."""
 
 
-class PermissionDenied(SpeechmeshError):
-    code = grpc.StatusCode.PERMISSION_DENIED
-
-
-class ResourceExhausted(SpeechmeshError):
+class ResourceExhausted(SpeechmeshError, code=grpc.StatusCode.RESOURCE_EXHAUSTED):
     """The service's queue or the gateway's rate limit is full; wait `retry_after` seconds."""
 
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+class FailedPrecondition(SpeechmeshError, code=grpc.StatusCode.FAILED_PRECONDITION):
+    """The request cannot be served in the service's present state (e.g. a model that did
+    not load)."""
 
 
-class FailedPrecondition(SpeechmeshError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+class Unimplemented(SpeechmeshError, code=grpc.StatusCode.UNIMPLEMENTED):
+    """The target does not serve this method (e.g. one service's port asked for another)."""
 
 
-class Unimplemented(SpeechmeshError):
-    code = grpc.StatusCode.UNIMPLEMENTED
+class Internal(SpeechmeshError, code=grpc.StatusCode.INTERNAL):
+    """A fault in the service, not in the request."""
 
 
-class Internal(SpeechmeshError):
-    code = grpc.StatusCode.INTERNAL
-
-
-class Unavailable(SpeechmeshError):
+class Unavailable(SpeechmeshError, code=grpc.StatusCode.UNAVAILABLE):
     """The service (or the gateway) cannot be reached or is not ready.
 
     `connect_failed` is True when nothing answered at the target at all (no gateway running
     there, a wrong host or port), as opposed to a gateway that answered for a service that is
     down or still loading.
     """
-
-    code = grpc.StatusCode.UNAVAILABLE
 
     @property
     def connect_failed(self) -> bool:
@@ -177,29 +184,8 @@ class Unavailable(SpeechmeshError):
         )
 
 
-class Unauthenticated(SpeechmeshError):
+class Unauthenticated(SpeechmeshError, code=grpc.StatusCode.UNAUTHENTICATED):
     """No or wrong credentials: pass api_key= or token= (the gateway's auth is on)."""
-
-    code = grpc.StatusCode.UNAUTHENTICATED
-
-
-_BY_CODE: dict[grpc.StatusCode, type[SpeechmeshError]] = {
-    cls.code: cls
-    for cls in (
-        Cancelled,
-        InvalidArgument,
-        DeadlineExceeded,
-        NotFound,
-        AlreadyExists,
-        PermissionDenied,
-        ResourceExhausted,
-        FailedPrecondition,
-        Unimplemented,
-        Internal,
-        Unavailable,
-        Unauthenticated,
-    )
-}
 
 
 def _rich_status(error: grpc.RpcError) -> status_pb2.Status | None:
@@ -207,6 +193,45 @@ def _rich_status(error: grpc.RpcError) -> status_pb2.Status | None:
         return rpc_status.from_call(error)  # works for sync and grpc.aio errors alike
     except (ValueError, AttributeError, TypeError):
         return None
+
+
+def _details(status: status_pb2.Status | None) -> dict[str, Any]:
+    """The google.rpc details of a status as keyword arguments of SpeechmeshError."""
+    found: dict[str, Any] = {"field_violations": []}
+    for detail in status.details if status is not None else []:
+        for kind, read in _DETAILS.items():
+            if detail.Is(kind.DESCRIPTOR):
+                message = kind()
+                detail.Unpack(message)
+                read(message, found)
+    return found
+
+
+def _bad_request(bad: error_details_pb2.BadRequest, found: dict[str, Any]) -> None:
+    found["field_violations"] += [
+        FieldViolation(v.field, v.description) for v in bad.field_violations
+    ]
+
+
+def _retry_info(info: error_details_pb2.RetryInfo, found: dict[str, Any]) -> None:
+    found["retry_after"] = info.retry_delay.ToNanoseconds() / 1e9
+
+
+def _error_info(info: error_details_pb2.ErrorInfo, found: dict[str, Any]) -> None:
+    found["reason"] = info.reason
+
+
+def _resource_info(info: error_details_pb2.ResourceInfo, found: dict[str, Any]) -> None:
+    found["resource"] = ResourceInfo(info.resource_type, info.resource_name, info.description)
+
+
+#: How each kind of google.rpc detail the services attach is read.
+_DETAILS: dict[type, Callable[[Any, dict[str, Any]], None]] = {
+    error_details_pb2.BadRequest: _bad_request,
+    error_details_pb2.RetryInfo: _retry_info,
+    error_details_pb2.ErrorInfo: _error_info,
+    error_details_pb2.ResourceInfo: _resource_info,
+}
 
 
 def from_rpc_error(error: grpc.RpcError) -> SpeechmeshError:
@@ -217,35 +242,5 @@ def from_rpc_error(error: grpc.RpcError) -> SpeechmeshError:
     except AttributeError:  # not a call: nothing more to say than its text
         return SpeechmeshError(str(error), rpc=error)
     status = _rich_status(error)
-    violations: list[FieldViolation] = []
-    retry_after = None
-    reason = ""
-    resource = None
-    for detail in status.details if status is not None else []:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            violations += [FieldViolation(v.field, v.description) for v in bad.field_violations]
-        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            info = error_details_pb2.RetryInfo()
-            detail.Unpack(info)
-            retry_after = info.retry_delay.ToNanoseconds() / 1e9
-        elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            reason = info.reason
-        elif detail.Is(error_details_pb2.ResourceInfo.DESCRIPTOR):
-            info = error_details_pb2.ResourceInfo()
-            detail.Unpack(info)
-            resource = ResourceInfo(info.resource_type, info.resource_name, info.description)
     cls = _BY_CODE.get(code, SpeechmeshError)
-    return cls(
-        message,
-        code=code,
-        field_violations=violations,
-        retry_after=retry_after,
-        reason=reason,
-        resource=resource,
-        status=status,
-        rpc=error,
-    )
+    return cls(message, code=code, status=status, rpc=error, **_details(status))

@@ -1,14 +1,26 @@
-"""Results as plain dataclasses. Times are float seconds; each keeps its protobuf as `.proto`."""
+"""Results as plain dataclasses. Times are float seconds; each keeps its protobuf as `.proto`.
+
+Every result type is importable from here (and from speechmesh.client). Those of recognition
+are written in transcripts.py; those of synthesis and translation, and what every service
+answers (its models, its health), here.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
 import pathlib
-from typing import Any
 
-from google.protobuf import duration_pb2
 from google.protobuf.message import Message
+
+from speechmesh.client._common import FLUSH, FORCE_ENDPOINT, seconds
+from speechmesh.client.transcripts import (
+    Segment,
+    SpeechEvent,
+    StreamingResult,
+    Transcript,
+    Word,
+)
 
 __all__ = [
     "FLUSH",
@@ -31,207 +43,11 @@ __all__ = [
     "Word",
 ]
 
-
-class _Control:
-    """A control message to put among the items of a request stream."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-#: Put among audio chunks to end the current utterance (ASR) or segment (translation) now.
-FORCE_ENDPOINT = _Control("FORCE_ENDPOINT")
-#: Put among text pieces of a synthesis stream to speak the buffered text now.
-FLUSH = _Control("FLUSH")
-
 #: Output encodings by their short names.
 ENCODING_EXTENSIONS = {"wav": "wav", "flac": "flac", "ogg": "ogg", "mp3": "mp3", "pcm": "pcm"}
 
 
-def seconds(value: duration_pb2.Duration) -> float:
-    return round(value.seconds + value.nanos / 1e9, 9)  # 1.64, not 1.6400000000000001
-
-
-@dataclasses.dataclass
-class Word:
-    word: str
-    start: float
-    end: float
-    confidence: float
-    proto: Message | None = dataclasses.field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def from_proto(cls, word) -> Word:
-        return cls(
-            word.word, seconds(word.start_offset), seconds(word.end_offset), word.confidence, word
-        )
-
-
-@dataclasses.dataclass
-class Segment:
-    """A piece of recognized speech with its times (from the start of the audio)."""
-
-    text: str
-    start: float
-    end: float
-    confidence: float = 0.0
-    words: list[Word] = dataclasses.field(default_factory=list)
-    proto: Message | None = dataclasses.field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def from_proto(cls, segment) -> Segment:
-        return cls(
-            segment.text,
-            seconds(segment.start_offset),
-            seconds(segment.end_offset),
-            segment.confidence,
-            [Word.from_proto(w) for w in segment.words],
-            segment,
-        )
-
-    def shifted(self, offset: float) -> Segment:
-        """The same segment `offset` seconds later (for pieces of a longer recording)."""
-        return dataclasses.replace(
-            self,
-            start=self.start + offset,
-            end=self.end + offset,
-            words=[
-                dataclasses.replace(w, start=w.start + offset, end=w.end + offset)
-                for w in self.words
-            ],
-        )
-
-
-@dataclasses.dataclass
-class Transcript:
-    """The transcript of a whole recording (Recognize)."""
-
-    text: str
-    segments: list[Segment]
-    language: str
-    language_probability: float
-    duration: float
-    model: str
-    request_id: str = ""
-    #: The RecognizeResponse; a list of them when the recording was sent in pieces.
-    proto: Any = dataclasses.field(default=None, repr=False, compare=False)
-
-    @property
-    def words(self) -> list[Word]:
-        return [word for segment in self.segments for word in segment.words]
-
-    @classmethod
-    def from_proto(cls, response) -> Transcript:
-        return cls(
-            response.transcript,
-            [Segment.from_proto(s) for s in response.segments],
-            response.language_code,
-            response.language_probability,
-            seconds(response.audio_duration),
-            response.model,
-            response.request_id,
-            response,
-        )
-
-    def to_dict(self) -> dict:
-        return {
-            "text": self.text,
-            "language": self.language,
-            "language_probability": round(self.language_probability, 4),
-            "duration": round(self.duration, 3),
-            "model": self.model,
-            "segments": [_segment_dict(s) for s in self.segments],
-        }
-
-
-def _segment_dict(segment: Segment) -> dict:
-    found = {
-        "start": round(segment.start, 3),
-        "end": round(segment.end, 3),
-        "text": segment.text,
-        "confidence": round(segment.confidence, 4),
-    }
-    if segment.words:
-        found["words"] = [
-            {
-                "word": w.word,
-                "start": round(w.start, 3),
-                "end": round(w.end, 3),
-                "confidence": round(w.confidence, 4),
-            }
-            for w in segment.words
-        ]
-    return found
-
-
-@dataclasses.dataclass
-class StreamingResult:
-    """An interim hypothesis or the final result of one utterance of a recognition stream."""
-
-    utterance_index: int
-    is_final: bool
-    text: str
-    stable_text: str
-    stability: float
-    start: float
-    end: float
-    words: list[Word]
-    language: str
-    language_probability: float
-    request_id: str = ""
-    proto: Message | None = dataclasses.field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def from_proto(cls, response) -> StreamingResult:
-        r = response.result
-        return cls(
-            r.utterance_index,
-            r.is_final,
-            r.transcript,
-            r.stable_transcript,
-            r.stability,
-            seconds(r.start_offset),
-            seconds(r.end_offset),
-            [Word.from_proto(w) for w in r.words],
-            r.language_code,
-            r.language_probability,
-            response.request_id,
-            response,
-        )
-
-    def to_segment(self) -> Segment:
-        return Segment(self.text, self.start, self.end, self.stability, self.words, self.proto)
-
-
-@dataclasses.dataclass
-class SpeechEvent:
-    """A voice activity event of a recognition stream: "speech_begin", "speech_end" or
-    "end_of_single_utterance", at `offset` seconds into the stream."""
-
-    type: str
-    offset: float
-    request_id: str = ""
-    proto: Message | None = dataclasses.field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def from_proto(cls, response) -> SpeechEvent:
-        event = response.speech_event
-        name = type(event).Type.Name(event.type).removeprefix("TYPE_").lower()
-        return cls(name, seconds(event.offset), response.request_id, response)
-
-
-@dataclasses.dataclass
-class Translation:
-    """The translation of one text."""
-
-    text: str
-    source_language: str
-    source_language_probability: float
-    model: str = ""
-    proto: Message | None = dataclasses.field(default=None, repr=False, compare=False)
+# -- synthesis -------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -253,6 +69,20 @@ class Speech:
     sentences: list[tuple[str, float, float]] = dataclasses.field(default_factory=list)
     proto: Message | None = dataclasses.field(default=None, repr=False, compare=False)
 
+    @classmethod
+    def from_proto(cls, reply, encoding: str, **known) -> Speech:
+        """A reply with `audio`, `sample_rate_hertz`, `audio_duration` and `model` (TTS's
+        Synthesize, translation's TranslateTextToSpeech); `known`: the other fields."""
+        return cls(
+            reply.audio,
+            reply.sample_rate_hertz,
+            seconds(reply.audio_duration),
+            encoding,
+            reply.model,
+            proto=reply,
+            **known,
+        )
+
     def save(self, path: str | pathlib.Path) -> pathlib.Path:
         path = pathlib.Path(path)
         path.write_bytes(self.audio)
@@ -265,6 +95,146 @@ class Speech:
         raw = RawFormat("linear16", self.sample_rate) if self.encoding == "pcm" else None
         decoded = decode_audio(self.audio, raw, None)
         return decoded.samples, decoded.sample_rate
+
+
+@dataclasses.dataclass
+class AudioChunk:
+    """A piece of synthesized speech from a stream; the chunks of a stream, concatenated, are
+    one continuous recording (the container header comes with the first)."""
+
+    audio: bytes
+    sample_rate: int
+    offset: float
+    duration: float
+    sentence_index: int
+    #: The sentence's text, on its first chunk only.
+    text: str
+    sentence_end: bool
+    proto: Message | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, response) -> AudioChunk:
+        c = response.audio_chunk
+        return cls(
+            c.audio,
+            c.sample_rate_hertz,
+            seconds(c.offset),
+            seconds(c.duration),
+            c.sentence_index,
+            c.text,
+            c.sentence_end,
+            response,
+        )
+
+
+@dataclasses.dataclass
+class SynthesisSummary:
+    """The end of a synthesis stream."""
+
+    duration: float
+    sentence_count: int
+    character_count: int
+    sample_rate: int
+    model: str
+    seed: int
+    proto: Message | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, response) -> SynthesisSummary:
+        s = response.summary
+        return cls(
+            seconds(s.audio_duration),
+            s.sentence_count,
+            s.character_count,
+            s.sample_rate_hertz,
+            s.model,
+            s.seed,
+            response,
+        )
+
+
+def synthesis_event(response) -> AudioChunk | SynthesisSummary | None:
+    """A StreamingSynthesizeResponse as what it carries: a chunk of audio or the summary."""
+    if response.HasField("audio_chunk"):
+        return AudioChunk.from_proto(response)
+    if response.HasField("summary"):
+        return SynthesisSummary.from_proto(response)
+    return None
+
+
+@dataclasses.dataclass
+class Voice:
+    """A stored voice (a resource named "voices/{id}")."""
+
+    name: str
+    display_name: str
+    language: str
+    transcript: str
+    reference_duration: float
+    model: str
+    engine: str
+    created: datetime.datetime | None
+    proto: Message | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def id(self) -> str:
+        return self.name.removeprefix("voices/")
+
+    @classmethod
+    def from_proto(cls, voice) -> Voice:
+        created = (
+            voice.create_time.ToDatetime(tzinfo=datetime.UTC)
+            if voice.HasField("create_time")
+            else None
+        )
+        return cls(
+            voice.name,
+            voice.display_name,
+            voice.language_code,
+            voice.transcript,
+            seconds(voice.reference_audio_duration),
+            voice.model,
+            voice.engine,
+            created,
+            voice,
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "display_name": self.display_name,
+            "language": self.language,
+            "transcript": self.transcript,
+            "reference_seconds": round(self.reference_duration, 3),
+            "model": self.model,
+            "engine": self.engine,
+            "created": self.created.isoformat() if self.created else None,
+        }
+
+
+# -- translation -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Translation:
+    """The translation of one text."""
+
+    text: str
+    source_language: str
+    source_language_probability: float
+    model: str = ""
+    proto: Message | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, translation, model: str) -> Translation:
+        """One entry of a TranslateTextResponse; `model`: the response's model."""
+        return cls(
+            translation.translated_text,
+            translation.source_language_code,
+            translation.source_language_probability,
+            model,
+            translation,
+        )
 
 
 @dataclasses.dataclass
@@ -389,97 +359,31 @@ class SpeechTranslationEvent:
 
 
 @dataclasses.dataclass
-class AudioChunk:
-    """A piece of synthesized speech from a stream; the chunks of a stream, concatenated, are
-    one continuous recording (the container header comes with the first)."""
+class ModelLanguages:
+    """What one translation model takes and produces, per modality (BCP-47 codes)."""
 
-    audio: bytes
-    sample_rate: int
-    offset: float
-    duration: float
-    sentence_index: int
-    #: The sentence's text, on its first chunk only.
-    text: str
-    sentence_end: bool
-    proto: Message | None = dataclasses.field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def from_proto(cls, response) -> AudioChunk:
-        c = response.audio_chunk
-        return cls(
-            c.audio,
-            c.sample_rate_hertz,
-            seconds(c.offset),
-            seconds(c.duration),
-            c.sentence_index,
-            c.text,
-            c.sentence_end,
-            response,
-        )
-
-
-@dataclasses.dataclass
-class SynthesisSummary:
-    """The end of a synthesis stream."""
-
-    duration: float
-    sentence_count: int
-    character_count: int
-    sample_rate: int
     model: str
-    seed: int
+    text_input: list[str]
+    text_output: list[str]
+    speech_input: list[str]
+    speech_output: list[str]
+    voices: list[str]
     proto: Message | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
-    def from_proto(cls, response) -> SynthesisSummary:
-        s = response.summary
+    def from_proto(cls, entry) -> ModelLanguages:
         return cls(
-            seconds(s.audio_duration),
-            s.sentence_count,
-            s.character_count,
-            s.sample_rate_hertz,
-            s.model,
-            s.seed,
-            response,
+            entry.model,
+            list(entry.text_input_language_codes),
+            list(entry.text_output_language_codes),
+            list(entry.speech_input_language_codes),
+            list(entry.speech_output_language_codes),
+            [v.name for v in entry.voices],
+            entry,
         )
 
 
-@dataclasses.dataclass
-class Voice:
-    """A stored voice (a resource named "voices/{id}")."""
-
-    name: str
-    display_name: str
-    language: str
-    transcript: str
-    reference_duration: float
-    model: str
-    engine: str
-    created: datetime.datetime | None
-    proto: Message | None = dataclasses.field(default=None, repr=False, compare=False)
-
-    @property
-    def id(self) -> str:
-        return self.name.removeprefix("voices/")
-
-    @classmethod
-    def from_proto(cls, voice) -> Voice:
-        created = (
-            voice.create_time.ToDatetime(tzinfo=datetime.UTC)
-            if voice.HasField("create_time")
-            else None
-        )
-        return cls(
-            voice.name,
-            voice.display_name,
-            voice.language_code,
-            voice.transcript,
-            seconds(voice.reference_audio_duration),
-            voice.model,
-            voice.engine,
-            created,
-            voice,
-        )
+# -- every service ---------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -538,31 +442,6 @@ class ModelInfo:
             [v.name for v in getattr(model, "preset_voices", [])],
             model,
             model.source,
-        )
-
-
-@dataclasses.dataclass
-class ModelLanguages:
-    """What one translation model takes and produces, per modality (BCP-47 codes)."""
-
-    model: str
-    text_input: list[str]
-    text_output: list[str]
-    speech_input: list[str]
-    speech_output: list[str]
-    voices: list[str]
-    proto: Message | None = dataclasses.field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def from_proto(cls, entry) -> ModelLanguages:
-        return cls(
-            entry.model,
-            list(entry.text_input_language_codes),
-            list(entry.text_output_language_codes),
-            list(entry.speech_input_language_codes),
-            list(entry.speech_output_language_codes),
-            [v.name for v in entry.voices],
-            entry,
         )
 
 
