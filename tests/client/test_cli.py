@@ -14,7 +14,7 @@ import sys
 import pytest
 import soundfile as sf
 
-from speechmesh.client import cli as client_cli
+from speechmesh.client.cli import output, recognition
 from speechmesh.dsp.audio import decode_audio
 from tests.client.conftest import GOFORWARD, JFK, LIBRIVOX, REAL, free_port, real_only
 
@@ -29,7 +29,7 @@ def words_of(text: str) -> list[str]:
 @pytest.fixture
 def terminal(monkeypatch):
     """Standard output and error are terminals."""
-    monkeypatch.setattr(client_cli, "_isatty", lambda stream: True)
+    monkeypatch.setattr(output, "isatty", lambda stream: True)
 
 
 def stdin_bytes(monkeypatch, data: bytes) -> None:
@@ -92,8 +92,8 @@ def test_transcribe_srt_and_vtt(cli):
 def test_transcribe_a_long_file_shows_progress_on_a_terminal(
     cli, terminal, monkeypatch, long_recording
 ):
-    monkeypatch.setattr(client_cli, "PIECE_SECONDS", 6.0)
-    monkeypatch.setattr(client_cli, "PROGRESS_MIN_SECONDS", 5.0)
+    monkeypatch.setattr(recognition, "PIECE_SECONDS", 6.0)
+    monkeypatch.setattr(recognition, "PROGRESS_MIN_SECONDS", 5.0)
     ran = cli("transcribe", str(long_recording))
     assert ran.code == 0, ran.err
     bars = [part for part in ran.err.split("\r") if part.startswith("transcribing [")]
@@ -103,8 +103,8 @@ def test_transcribe_a_long_file_shows_progress_on_a_terminal(
 
 
 def test_transcribe_in_pieces_piped_has_no_progress_bar(cli, monkeypatch):
-    monkeypatch.setattr(client_cli, "PIECE_SECONDS", 1.0)
-    monkeypatch.setattr(client_cli, "PROGRESS_MIN_SECONDS", 1.0)
+    monkeypatch.setattr(recognition, "PIECE_SECONDS", 1.0)
+    monkeypatch.setattr(recognition, "PROGRESS_MIN_SECONDS", 1.0)
     ran = cli("transcribe", str(GOFORWARD))
     assert ran.code == 0 and ran.err == ""
     assert "\r" not in ran.out and ran.out.endswith("\n")
