@@ -95,6 +95,60 @@ def test_readme_links_the_references():
         assert f"({target})" in readme, target
 
 
+# -- the hand-written pages: a short README, every link inside the repository ------------------
+
+#: The pages people write (docs/api.md is generated and checked above).
+PAGES = [
+    ROOT / "README.md",
+    *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "api.md"),
+    ROOT / "examples" / "README.md",
+]
+FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
+LINK = re.compile(r"!?\[(?:[^\]\\]|\\.)*\]\(([^)\s]+)\)")
+
+
+def _prose(text: str) -> str:
+    """The page without its fenced code blocks (their brackets and `#` lines are not markdown)."""
+    return FENCE.sub("", text)
+
+
+def _anchors(page) -> set[str]:
+    """GitHub's heading anchors of a markdown page, plus its explicit `<a id>` anchors."""
+    text = page.read_text()
+    anchors = set(re.findall(r'<a id="([^"]+)"></a>', text))
+    for heading in re.findall(r"^#{1,6} +(.+?) *#*$", _prose(text), re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        anchors.add(slug)
+    return anchors
+
+
+def test_readme_is_a_front_door():
+    """At most ~250 lines, and every docs page is reachable from it."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    for page in PAGES[1:-1]:
+        assert f"(docs/{page.name})" in readme, page.name
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_links_land_inside_the_repository(page):
+    """Every relative link names a file of the repository (never one beside it, such as
+    ../shared) and, with a #fragment into a markdown page, one of its headings."""
+    broken = []
+    for target in LINK.findall(_prose(page.read_text())):
+        if re.match(r"[a-z]+:", target):  # https:, mailto: ...: a page on the web
+            continue
+        path, _, fragment = target.partition("#")
+        resolved = (page.parent / path).resolve() if path else page
+        if not resolved.is_relative_to(ROOT.resolve()):
+            broken.append(f"{target}: outside the repository")
+        elif not resolved.exists():
+            broken.append(f"{target}: no such file")
+        elif fragment and resolved.suffix == ".md" and fragment not in _anchors(resolved):
+            broken.append(f"{target}: no such heading")
+    assert not broken, broken
+
+
 def test_openapi_is_valid(openapi):
     validator = pytest.importorskip("openapi_spec_validator")
     validator.validate(openapi)
