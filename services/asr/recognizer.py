@@ -12,7 +12,6 @@ limit and metered (speechmesh.runtime.recordings), then recognized.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from dataclasses import dataclass, replace
 
@@ -30,7 +29,7 @@ from speechmesh.asr.engines.packing import Placement, TimedSegment, split
 from speechmesh.dsp.audio import RawFormat
 from speechmesh.dsp.vad import SileroVad, chunk_regions, speech_regions
 from speechmesh.inference.batcher import PRIORITY_HIGH, MicroBatcher
-from speechmesh.runtime.recordings import decode_recording, meter
+from speechmesh.runtime.recordings import on_recording
 
 
 @dataclass
@@ -113,18 +112,17 @@ class Recognizer:
         """Recognizes a call's recording: `data` in a container, or in `raw` format. Empty,
         undecodable or too long audio is INVALID_ARGUMENT naming `field`; the call's audio
         seconds, characters and real-time factor (labelled `method`) are recorded."""
-        started = time.perf_counter()
-        audio = await decode_recording(
+        return await on_recording(
             data,
             raw,
             self.engine.sample_rate,
+            lambda samples: self.recognize(samples, options),
+            service="asr",
+            method=method,
             max_seconds=self.max_audio_seconds,
             field=field,
             advice="split it, or stream it",
         )
-        transcript = await self.recognize(audio.samples, options)
-        meter("asr", method, started, audio.duration, transcript.text)
-        return transcript
 
     async def recognize(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
         """Recognizes float32 mono samples at `engine.sample_rate`, of any length."""

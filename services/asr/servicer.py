@@ -17,11 +17,11 @@ from speechmesh.asr.streaming import (
     UtteranceResult,
 )
 from speechmesh.asr.v1 import asr_pb2, asr_pb2_grpc
-from speechmesh.inference.model_state import state_proto
 from speechmesh.runtime import errors
 from speechmesh.runtime.interceptor import call_stats
 from speechmesh.runtime.proto_mapping import (
     duration,
+    model_info,
     raw_format,
     seconds_option,
     start_call,
@@ -187,26 +187,16 @@ def _stream_settings(model: AsrModel, cfg) -> StreamSettings:
 
 
 def _model_info(model: AsrModel, default: AsrModel) -> asr_pb2.ModelInfo:
-    info = asr_pb2.ModelInfo(
-        name=model.name,
-        source=model.source,
-        engine="whisper",
-        state=state_proto(model.state),
-        default=model is default,
-        error=model.error,
-    )
+    info = model_info(asr_pb2.ModelInfo, model, default)
     engine = model.engine
-    if engine is not None:
-        info.engine = engine.family
-        info.runtime = engine.runtime
-        info.language_codes.extend(engine.languages)
-        info.supports_translation = engine.supports_translation
-        info.supports_language_detection = engine.supports_language_detection
-        info.supports_word_time_offsets = engine.supports_word_timestamps
-        info.device = engine.device
-        info.dtype = engine.dtype
-        info.memory_bytes = engine.memory_bytes
-        info.random_weights = engine.random_weights
+    if engine is None:
+        info.engine = "whisper"  # the only family while it loads
+        return info
+    info.runtime = engine.runtime
+    info.language_codes.extend(engine.languages)
+    info.supports_translation = engine.supports_translation
+    info.supports_language_detection = engine.supports_language_detection
+    info.supports_word_time_offsets = engine.supports_word_timestamps
     return info
 
 

@@ -6,6 +6,7 @@ from google.protobuf import duration_pb2
 
 from speechmesh.audio.v1 import audio_pb2
 from speechmesh.dsp.audio import AudioError, RawFormat, content_type, encode_audio
+from speechmesh.inference.model_state import state_proto
 from speechmesh.runtime import errors
 from speechmesh.runtime.interceptor import call_stats
 
@@ -107,3 +108,24 @@ def encode_output(
 def body_content_type(encoding: str, rate: int) -> str:
     """HttpBody content type of audio: raw PCM carries its rate, as the contracts say."""
     return f"audio/pcm;rate={rate}" if encoding == "pcm" else content_type(encoding)
+
+
+def model_info(info_class, model, default):
+    """A service's ModelInfo (`info_class`) with the fields every service's has alike (1-10):
+    name, source, state, error and whether `model` is the `default`; once its engine is loaded,
+    the engine family, random_weights, device, dtype and memory_bytes too."""
+    info = info_class(
+        name=model.name,
+        source=model.source,
+        state=state_proto(model.state),
+        default=model is default,
+        error=model.error,
+    )
+    engine = model.engine
+    if engine is not None:
+        info.engine = engine.family
+        info.random_weights = engine.random_weights
+        info.device = engine.device
+        info.dtype = engine.dtype
+        info.memory_bytes = engine.memory_bytes
+    return info

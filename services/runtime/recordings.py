@@ -4,18 +4,54 @@ Recognition (ASR) and speech translation take a whole recording the same way: th
 decoded (any container, or a raw format) and resampled off the event loop, the call's audio
 seconds are counted as soon as they are known, and a recording longer than the service's limit is
 refused; when the answer is ready, the call's real-time factor and the characters it produced are
-recorded. The domain layers (Recognizer.recognize_audio, Translator.translate_recording) call
-these two helpers, so each rule is written once.
+recorded. The domain layers (Recognizer.recognize_audio, Translator.translate_recording) run
+their work through `on_recording`, so each rule is written once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
+import numpy as np
 
 from speechmesh.dsp.audio import Audio, AudioError, RawFormat, decode_audio
 from speechmesh.runtime import errors, metrics
 from speechmesh.runtime.interceptor import call_stats
+
+
+class _Text(Protocol):
+    @property
+    def text(self) -> str: ...
+
+
+R = TypeVar("R", bound=_Text)
+
+
+async def on_recording(
+    data: bytes,
+    raw: RawFormat | None,
+    sample_rate: int,
+    work: Callable[[np.ndarray], Awaitable[R]],
+    *,
+    service: str,
+    method: str,
+    max_seconds: float,
+    field: str = "audio",
+    advice: str = "split it",
+) -> R:
+    """The result of `work` on a call's recording (`data` in a container, or in `raw` format),
+    decoded to float32 mono at `sample_rate` (see decode_recording for the errors); the call is
+    metered with the result's text (see meter, labelled `service` and `method`)."""
+    started = time.perf_counter()
+    audio = await decode_recording(
+        data, raw, sample_rate, max_seconds=max_seconds, field=field, advice=advice
+    )
+    result = await work(audio.samples)
+    meter(service, method, started, audio.duration, result.text)
+    return result
 
 
 async def decode_recording(

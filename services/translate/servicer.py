@@ -11,13 +11,13 @@ from google.api import httpbody_pb2
 from speechmesh.common.v1 import common_pb2
 from speechmesh.dsp.endpointing import EndpointSettings
 from speechmesh.dsp.stream_encoder import StreamEncoder
-from speechmesh.inference.model_state import state_proto
 from speechmesh.runtime import errors
 from speechmesh.runtime.interceptor import call_stats
 from speechmesh.runtime.proto_mapping import (
     body_content_type,
     duration,
     encode_output,
+    model_info,
     output_format,
     raw_format,
     seconds_option,
@@ -243,31 +243,7 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
 
     async def ListModels(self, request, context):
         start_call(request.request_id)
-        infos = []
-        for model in self._listed():
-            info = translate_pb2.ModelInfo(
-                name=model.name,
-                source=model.source,
-                state=state_proto(model.state),
-                default=model is self.models.default,
-                error=model.error,
-            )
-            engine = model.engine
-            if engine is not None:
-                ins = {TASK_MODALITIES[t][0] for t in engine.tasks}
-                outs = {TASK_MODALITIES[t][1] for t in engine.tasks}
-                info.engine = engine.family
-                info.input_modalities.extend(_MODALITIES[m] for m in ("text", "speech") if m in ins)
-                info.output_modalities.extend(
-                    _MODALITIES[m] for m in ("text", "speech") if m in outs
-                )
-                info.supports_language_detection = detects(engine)
-                info.native_sample_rate_hertz = engine.output_sample_rate if "speech" in outs else 0
-                info.device = engine.device
-                info.dtype = engine.dtype
-                info.memory_bytes = engine.memory_bytes
-                info.random_weights = engine.random_weights
-            infos.append(info)
+        infos = [_model_info(model, self.models.default) for model in self._listed()]
         return translate_pb2.ListModelsResponse(request_id=request.request_id, models=infos)
 
     def _listed(self) -> list[TranslateModel]:
@@ -344,6 +320,19 @@ def _output_modalities(values, field: str = "config.output_modalities") -> tuple
 
 
 # -- domain -> responses ---------------------------------------------------
+
+
+def _model_info(model: TranslateModel, default: TranslateModel) -> translate_pb2.ModelInfo:
+    info = model_info(translate_pb2.ModelInfo, model, default)
+    engine = model.engine
+    if engine is not None:
+        ins = {TASK_MODALITIES[t][0] for t in engine.tasks}
+        outs = {TASK_MODALITIES[t][1] for t in engine.tasks}
+        info.input_modalities.extend(_MODALITIES[m] for m in ("text", "speech") if m in ins)
+        info.output_modalities.extend(_MODALITIES[m] for m in ("text", "speech") if m in outs)
+        info.supports_language_detection = detects(engine)
+        info.native_sample_rate_hertz = engine.output_sample_rate if "speech" in outs else 0
+    return info
 
 
 def _encode(

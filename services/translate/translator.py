@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import math
 import sys
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,7 +30,7 @@ from speechmesh.dsp.text_split import join_pieces, split_text
 from speechmesh.dsp.vad import SileroVad, chunk_regions, speech_regions
 from speechmesh.inference.batcher import MicroBatcher
 from speechmesh.runtime.interceptor import call_stats
-from speechmesh.runtime.recordings import decode_recording, meter
+from speechmesh.runtime.recordings import on_recording
 from speechmesh.translate.engines.base import (
     InvalidOptionError,
     Task,
@@ -291,16 +290,15 @@ class Translator:
         """Translates a call's recording: `data` in a container, or in `raw` format. Empty,
         undecodable or too long audio is INVALID_ARGUMENT naming `audio`; the call's audio
         seconds, characters and real-time factor (labelled `method`) are recorded."""
-        started = time.perf_counter()
-        audio = await decode_recording(
+        return await on_recording(
             data,
             raw,
             self.engine.input_sample_rate,
+            lambda samples: self.translate_speech(samples, options),
+            service="translate",
+            method=method,
             max_seconds=self.limits.max_audio_seconds,
         )
-        result = await self.translate_speech(audio.samples, options)
-        meter("translate", method, started, audio.duration, result.text)
-        return result
 
     async def translate_speech(
         self, audio: np.ndarray, options: SpeechOptions

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+import types
 
 import numpy as np
 import pytest
 
 from speechmesh.dsp.audio import RawFormat
 from speechmesh.runtime import errors
-from speechmesh.runtime.recordings import decode_recording, meter
+from speechmesh.runtime.recordings import decode_recording, meter, on_recording
 from tests.unit.support import new_call, rtf_count, wav
 
 
@@ -57,3 +58,31 @@ async def test_meter_records_the_real_time_factor_and_characters():
     assert stats.characters == len("hello there")
     meter("asr", "UnitMeter", time.perf_counter(), 0.0, "")  # no audio: no ratio
     assert rtf_count("asr", "UnitMeter") == before + 1
+
+
+async def test_on_recording_runs_the_work_on_the_samples_and_meters_its_text():
+    stats = new_call()
+    before = rtf_count("translate", "UnitOnRecording")
+    seen = []
+
+    async def work(samples):
+        seen.append(len(samples))
+        return types.SimpleNamespace(text="bonjour")
+
+    result = await on_recording(
+        wav(0.5), None, 16000, work, service="translate", method="UnitOnRecording", max_seconds=1
+    )
+    assert (result.text, seen) == ("bonjour", [8000])
+    assert (stats.audio_seconds, stats.characters) == (0.5, len("bonjour"))
+    assert rtf_count("translate", "UnitOnRecording") == before + 1
+    with pytest.raises(errors.ApiError):  # refused before any work
+        await on_recording(
+            wav(1.5),
+            None,
+            16000,
+            work,
+            service="translate",
+            method="UnitOnRecording",
+            max_seconds=1,
+        )
+    assert seen == [8000]
