@@ -6,7 +6,10 @@ bad field shows the gateway's field violation), an uploaded recording is transcr
 to text and to speech, a voice is cloned from an upload and spoken with, and the live microphone
 (Chromium's fake capture device playing a WAV file) streams to the gateway and gets results.
 Screenshots go to the test's temporary folder; with SPEECHMESH_UPDATE_SCREENSHOT=1 the
-speech-to-text one is also copied to docs/ui.png for the README.
+transcription of examples/hello.wav is also copied to docs/ui.png for the README: run it with a
+real Whisper serving ASR (SPEECHMESH_ASR_MODEL=../shared/models/whisper-tiny.en, which
+`speechmesh up --offline` serves instead of a tiny checkpoint) so that the picture shows real
+words (docs/ui.md has the command).
 
 Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them) and the `selenium`
 package (dev extra); skipped without them.
@@ -50,7 +53,7 @@ pytestmark = pytest.mark.skipif(
 WAIT_S = 90.0
 
 
-# -- recordings: the shared real ones when present, synthetic voice-like ones otherwise ------
+# -- recordings: the committed example clip; the shared real reference when present -----------
 
 
 def _voice_like(path: pathlib.Path, seconds: float) -> pathlib.Path:
@@ -64,10 +67,8 @@ def _voice_like(path: pathlib.Path, seconds: float) -> pathlib.Path:
 def recordings(tmp_path_factory) -> dict[str, pathlib.Path]:
     """speech: to transcribe and stream; short: too short to clone from; reference: clonable."""
     folder = tmp_path_factory.mktemp("ui-audio")
-    speech = AUDIO / "goforward.wav"
+    speech = ROOT / "examples" / "hello.wav"  # 5.8 s of espeak-ng speech, 16 kHz mono
     reference = AUDIO / "librivox" / "sense_and_sensibility_01_austen_64kb-0870.wav"
-    if not speech.is_file():
-        speech = _voice_like(folder / "speech.wav", 3.0)
     if not reference.is_file():
         reference = _voice_like(folder / "reference.wav", 6.0)
     short = folder / "short.wav"
@@ -288,13 +289,14 @@ def test_uploaded_file_is_transcribed_and_translated(browser, recordings, shots)
     assert state == "done", status
     assert browser.find_element(By.CSS_SELECTOR, "#s2t-output .text").text
     assert "of audio" in browser.find_element(By.ID, "s2t-output").text
-    state, status = run(browser, "s2tt-run", "s2tt-output")
-    assert state == "done", status
-    assert browser.find_element(By.CSS_SELECTOR, "#s2tt-output .text").text
-    shot = shots / "speech-to-text.png"
+    shot = shots / "speech-to-text.png"  # the transcript alone: translation is noise here
     browser.save_screenshot(str(shot))
     if os.environ.get("SPEECHMESH_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(shot, ROOT / "docs" / "ui.png")
+    state, status = run(browser, "s2tt-run", "s2tt-output")
+    assert state == "done", status
+    assert browser.find_element(By.CSS_SELECTOR, "#s2tt-output .text").text
+    browser.save_screenshot(str(shots / "speech-to-text-translated.png"))
 
     tab(browser, "s2s")
     browser.find_element(By.ID, "s2s-file").send_keys(str(recordings["speech"]))
