@@ -11,7 +11,6 @@ limit and metered (speechmesh.runtime.recordings), then recognized.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from dataclasses import dataclass, replace
 
@@ -27,8 +26,8 @@ from speechmesh.asr.engines.base import (
 )
 from speechmesh.asr.engines.packing import Placement, TimedSegment, split
 from speechmesh.dsp.audio import RawFormat
-from speechmesh.dsp.vad import SileroVad, chunk_regions, speech_regions
-from speechmesh.inference.batcher import PRIORITY_HIGH, MicroBatcher
+from speechmesh.dsp.vad import SileroVad, speech_windows
+from speechmesh.inference.batcher import PRIORITY_HIGH, MicroBatcher, gather_all
 from speechmesh.runtime.recordings import on_recording
 
 
@@ -109,9 +108,8 @@ class Recognizer:
         method: str,
         field: str = "audio",
     ) -> Transcript:
-        """Recognizes a call's recording: `data` in a container, or in `raw` format. Empty,
-        undecodable or too long audio is INVALID_ARGUMENT naming `field`; the call's audio
-        seconds, characters and real-time factor (labelled `method`) are recorded."""
+        """The transcript of the recording a call sent (`data`; `raw` when not a container),
+        limited to max_audio_seconds; errors name `field` (runtime.recordings.on_recording)."""
         return await on_recording(
             data,
             raw,
@@ -128,8 +126,8 @@ class Recognizer:
         """Recognizes float32 mono samples at `engine.sample_rate`, of any length."""
         rate = self.engine.sample_rate
         duration = len(audio) / rate
-        windows = await self._windows(audio, duration)
-        results = await _all(
+        windows = await speech_windows(self.vad, audio, duration, self.engine.window_seconds)
+        results = await gather_all(
             self.decode(audio[int(start * rate) : int(end * rate)], options)
             for start, end in windows
         )
@@ -140,13 +138,6 @@ class Recognizer:
         ]
         language, probability = _language(windows, results, options)
         return Transcript(segments, language, probability, duration)
-
-    async def _windows(self, audio: np.ndarray, duration: float) -> list[tuple[float, float]]:
-        if duration <= self.engine.window_seconds:
-            return [(0.0, duration)]
-        probs = await asyncio.to_thread(self.vad.speech_probs, audio)
-        regions = speech_regions(probs, duration=duration)
-        return chunk_regions(regions, max_chunk=self.engine.window_seconds, duration=duration)
 
 
 def _moved(segment: Segment, offset: float, limit: float) -> Segment:
@@ -173,13 +164,3 @@ def _language(
     language = weight.most_common(1)[0][0]
     probs = [r.language_probability for r in results if r.language == language]
     return language, float(np.mean(probs))
-
-
-async def _all(awaitables) -> list:
-    """Like gather, but the first failure cancels the rest and is raised as it is."""
-    tasks = [asyncio.ensure_future(a) for a in awaitables]
-    try:
-        return list(await asyncio.gather(*tasks))
-    finally:
-        for task in tasks:
-            task.cancel()

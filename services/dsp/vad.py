@@ -12,6 +12,7 @@ model's by up to ~0.7 on real speech (snakers4/silero-vad#768).
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import math
 import warnings
@@ -218,3 +219,17 @@ def chunk_regions(
     if current is not None:
         chunks.append(current)
     return chunks
+
+
+async def speech_windows(
+    vad: SileroVad, audio: np.ndarray, duration: float, window: float
+) -> list[tuple[float, float]]:
+    """(start, end) windows of at most `window` seconds for a whole recording of `duration`
+    seconds (16 kHz for the VAD): the recording itself when it fits one, else its speech regions
+    (VAD off the event loop) packed into chunks, as long recordings are recognized and
+    translated."""
+    if duration <= window:
+        return [(0.0, duration)]
+    probs = await asyncio.to_thread(vad.speech_probs, audio)
+    regions = speech_regions(probs, duration=duration)
+    return chunk_regions(regions, max_chunk=window, duration=duration)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -223,3 +223,14 @@ class MicroBatcher(Generic[J, R]):
         self._pending = [e for e in self._pending if id(e) not in taken]
         self._depth.set(len(self._pending))
         return batch
+
+
+async def gather_all(awaitables: Iterable[Awaitable[R]]) -> list[R]:
+    """The results of jobs submitted together, in order. Like asyncio.gather, but the first
+    failure cancels the others (their queued jobs leave the batcher) and is raised as it is."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()

@@ -27,8 +27,8 @@ import numpy as np
 
 from speechmesh.dsp.audio import RawFormat
 from speechmesh.dsp.text_split import join_pieces, split_text
-from speechmesh.dsp.vad import SileroVad, chunk_regions, speech_regions
-from speechmesh.inference.batcher import MicroBatcher
+from speechmesh.dsp.vad import SileroVad, speech_windows
+from speechmesh.inference.batcher import MicroBatcher, gather_all
 from speechmesh.runtime.interceptor import call_stats
 from speechmesh.runtime.recordings import on_recording
 from speechmesh.translate.engines.base import (
@@ -182,7 +182,7 @@ class Translator:
             for pieces in split
             for piece in pieces
         ]
-        outputs = await _all(self.batcher.submit(job) for job in jobs)
+        outputs = await gather_all(self.batcher.submit(job) for job in jobs)
         results, at = [], 0
         for text, pieces in zip(texts, split, strict=True):
             done = [o.text for o in outputs[at : at + len(pieces)]]
@@ -237,7 +237,7 @@ class Translator:
             TranslationJob("t2st", target_code, text=p.text, source=source_code, voice=voice_id)
             for p in pieces
         ]
-        outputs = await _all(self.batcher.submit(job) for job in jobs)
+        outputs = await gather_all(self.batcher.submit(job) for job in jobs)
         rate = self.engine.output_sample_rate
         audio, _ = _concatenate([o.audio for o in outputs], rate)
         translated = join_pieces(pieces, text, [o.text for o in outputs]).strip()
@@ -287,9 +287,8 @@ class Translator:
     async def translate_recording(
         self, data: bytes, raw: RawFormat | None, options: SpeechOptions, *, method: str
     ) -> SpeechTranslation:
-        """Translates a call's recording: `data` in a container, or in `raw` format. Empty,
-        undecodable or too long audio is INVALID_ARGUMENT naming `audio`; the call's audio
-        seconds, characters and real-time factor (labelled `method`) are recorded."""
+        """`translate_speech` of the recording a call sent, decoded, held to the audio limit
+        and metered by runtime.recordings.on_recording (errors name `audio`)."""
         return await on_recording(
             data,
             raw,
@@ -307,7 +306,7 @@ class Translator:
         engine = self.engine
         rate = engine.input_sample_rate
         duration = len(audio) / rate
-        windows = await self._windows(audio, duration)
+        windows = await speech_windows(self.vad, audio, duration, self.engine.max_speech_seconds)
         task: Task = "s2st" if options.want_speech else "s2tt"
         pieces = [audio[int(start * rate) : int(end * rate)] for start, end in windows]
         jobs = [
@@ -316,7 +315,7 @@ class Translator:
         ]
         if options.transcript_code is not None:
             jobs += [TranslationJob("s2tt", options.transcript_code, audio=p) for p in pieces]
-        outputs = await _all(self.batcher.submit(job) for job in jobs)
+        outputs = await gather_all(self.batcher.submit(job) for job in jobs)
         translations = outputs[: len(windows)]
         transcripts = outputs[len(windows) :] or [None] * len(windows)
         segments = [
@@ -339,14 +338,6 @@ class Translator:
                 segment.audio_start, segment.audio_end = begin, end
         return result
 
-    async def _windows(self, audio: np.ndarray, duration: float) -> list[tuple[float, float]]:
-        window = self.engine.max_speech_seconds
-        if duration <= window:
-            return [(0.0, duration)]
-        probs = await asyncio.to_thread(self.vad.speech_probs, audio)
-        regions = speech_regions(probs, duration=duration)
-        return chunk_regions(regions, max_chunk=window, duration=duration)
-
 
 def _concatenate(
     pieces: list[np.ndarray | None], rate: int
@@ -367,13 +358,3 @@ def _concatenate(
         at += len(samples)
     audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     return audio, spans
-
-
-async def _all(awaitables) -> list:
-    """Like gather, but the first failure cancels the rest and is raised as it is."""
-    tasks = [asyncio.ensure_future(a) for a in awaitables]
-    try:
-        return list(await asyncio.gather(*tasks))
-    finally:
-        for task in tasks:
-            task.cancel()

@@ -21,6 +21,7 @@ from speechmesh.inference.batcher import (
     PRIORITY_LOW,
     MicroBatcher,
     QueueFullError,
+    gather_all,
 )
 
 WAIT_S = 5.0
@@ -385,3 +386,25 @@ async def test_close_does_not_leave_the_running_batch_waiting_forever():
         assert done, "submit() of the job running during close() never returned"
     finally:
         blocker.cancel()
+
+
+async def test_gather_all_keeps_order_and_cancels_the_rest_on_a_failure():
+    assert await gather_all(asyncio.sleep(d, result=d) for d in (0.02, 0.0, 0.01)) == [
+        0.02,
+        0.0,
+        0.01,
+    ]
+    assert await gather_all([]) == []
+    slow = asyncio.Event()
+
+    async def waits():
+        await slow.wait()
+
+    async def fails():
+        raise ValueError("boom")
+
+    waiting = asyncio.ensure_future(waits())
+    with pytest.raises(ValueError, match="boom"):
+        await gather_all([waiting, fails()])
+    await asyncio.sleep(0)
+    assert waiting.cancelled()

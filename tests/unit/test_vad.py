@@ -13,6 +13,7 @@ from speechmesh.dsp.vad import (
     SpeechRegion,
     chunk_regions,
     speech_regions,
+    speech_windows,
 )
 
 LIBRIVOX = Path(__file__).resolve().parents[2].parent / "shared" / "audio" / "librivox"
@@ -178,3 +179,28 @@ def test_chunk_regions_merges_and_limits() -> None:
         [(0, 10), (12, 18.5), (18.5, 25)],
     )
     assert chunk_regions([], duration=10.0) == []
+
+
+class _Probs:
+    """A VAD that answers given frame probabilities."""
+
+    def __init__(self, probs: np.ndarray):
+        self.probs = probs
+
+    def speech_probs(self, audio: np.ndarray) -> np.ndarray:
+        return self.probs
+
+
+async def test_speech_windows_of_short_and_long_recordings(vad: SileroVad) -> None:
+    short = np.zeros(5 * SAMPLE_RATE, dtype=np.float32)
+    assert await speech_windows(vad, short, 5.0, 30.0) == [(0.0, 5.0)]  # fits: no VAD
+    assert await speech_windows(vad, np.zeros(40 * SAMPLE_RATE, np.float32), 40.0, 30.0) == []
+    # Speech 0-20 s and 22-50 s: two windows, each within 30 s, the pause left out.
+    frame = FRAME_SAMPLES / SAMPLE_RATE
+    times = np.arange(round(50 / frame)) * frame
+    probs = np.where((times < 20) | (times >= 22), 0.9, 0.0).astype(np.float32)
+    windows = await speech_windows(_Probs(probs), np.zeros(0, np.float32), 50.0, 30.0)
+    assert len(windows) == 2
+    (a, b), (c, d) = windows
+    assert a == 0.0 and 19.9 < b < 21 and 21 < c < 22.1 and d == 50.0
+    assert all(end - start <= 30.0 for start, end in windows)
