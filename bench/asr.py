@@ -31,8 +31,8 @@ the same event loop as the server, so the gRPC figures carry the client's cost t
 pay no decoding of files and no RPC. Service settings come from SPEECHMESH_ASR_* variables as
 in production (e.g. SPEECHMESH_ASR_MAX_BATCH_WAIT_MS), device auto unless --device.
 
-Writes NAME.json (every figure, the targets and whether each passed) and NAME.md (the
-Markdown tables, also printed) under --out.
+Writes NAME.json (every figure, the targets and whether each passed) and, by bench.asr_report,
+NAME.md (the Markdown tables, also printed) under --out.
 """
 
 from __future__ import annotations
@@ -47,40 +47,35 @@ import pathlib
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
-import grpc
-
+from bench import asr_report
 from bench.asr_peers import Peer, load_peers, service_memory, threaded_block
-from bench.asr_report import markdown, targets
+from bench.asr_served import CHUNK_S, TRAILING_SILENCE_S, Served, Streams
 from bench.common import (
     SHARED,
-    BatchRecorder,
     Block,
     Clip,
     CpuMeter,
-    InProcessService,
     batch_summary,
     bench_parser,
     cpu_of,
-    cuda_memory,
     environment,
-    fmt,
     load_clips,
-    peak_rss_mib,
+    pooled,
+    process_memory,
     rss_mib,
     run_and_write,
     summary,
     timed_block,
     word_error_rate,
 )
+from bench.report import fmt
 
 UNARY_CONCURRENCY = (1, 8, 16)
 STREAM_CONCURRENCY = (1, 4, 16)
 MEMORY_CONCURRENCY = 16
 RAW_BATCH = 8
-CHUNK_S = 0.1
-TRAILING_SILENCE_S = 1.0
 
 
 class Plan:
@@ -109,78 +104,6 @@ class Plan:
         return [size] * rounds
 
 
-# -- the services under test ---------------------------------------------------
-
-
-class Served:
-    """One ASR service served in this process with one engine setting, plus direct handles on
-    the model it loaded."""
-
-    def __init__(self, args: argparse.Namespace, engine: str):
-        self.args = args
-        self.engine_setting = engine
-
-    async def start(self) -> None:
-        from speechmesh.asr import servicer
-        from speechmesh.asr.app import build_app
-        from speechmesh.asr.config import AsrSettings
-        from speechmesh.asr.models import AsrModels
-        from speechmesh.asr.v1 import asr_pb2, asr_pb2_grpc
-
-        overrides = {"device": self.args.device} if self.args.device else {}
-        self.settings = AsrSettings(
-            model=str(self.args.model),
-            host="127.0.0.1",
-            port=0,
-            metrics=False,
-            metrics_port=0,
-            log_level=self.args.log_level,
-            engine=self.engine_setting,
-            **overrides,
-        )
-        self.service = InProcessService(build_app, self.settings, AsrModels)
-        self.channel = await self.service.start()
-        self.models = self.service.models
-        self.load_s = self.service.load_s
-        self.model = self.models.default
-        self.engine = self.model.engine
-        self.recognizer = self.model.recognizer
-        self.recorder = BatchRecorder(self.recognizer.batcher)
-        self.stub = asr_pb2_grpc.AsrServiceStub(self.channel)
-        self.pb = asr_pb2
-        # Both paths decode with the very options the servicer derives from this config.
-        self.config = asr_pb2.RecognitionConfig(language_code="en")
-        self.options = servicer._options(self.model, self.config)
-
-    async def stop(self) -> None:
-        self.recorder.restore()
-        await self.service.stop()
-
-    def describe(self) -> dict:
-        engine = self.engine
-        ct2 = engine.runtime == "ctranslate2"
-        return {
-            "setting": self.engine_setting,
-            "runtime": engine.runtime,
-            "device": str(engine.device),
-            "dtype": str(engine.dtype),
-            "workers": getattr(engine, "workers", 1),
-            # as the loader resolves SPEECHMESH_ASR_THREADS (0: every core)
-            "threads_per_worker": (self.settings.threads or os.cpu_count()) if ct2 else None,
-            "weights_mib": round(engine.memory_bytes / (1 << 20), 1),
-            "load_s": self.load_s,
-        }
-
-    async def grpc_recognize(self, index: int, clip: Clip) -> str:
-        request = self.pb.RecognizeRequest(
-            request_id=f"bench-{index}", config=self.config, audio=clip.data
-        )
-        return (await self.stub.Recognize(request)).transcript
-
-    async def direct_recognize(self, index: int, clip: Clip) -> str:
-        return (await self.recognizer.recognize(clip.samples, self.options)).text
-
-
 class Bench:
     """The default-engine service (unary, raw model, streams) and, for the unary comparison,
     the transformers-engine service and the peers, all in this process."""
@@ -194,25 +117,11 @@ class Bench:
         self._scratch: tempfile.TemporaryDirectory | None = None
 
     async def start(self, unary: bool) -> None:
-        from speechmesh.asr import servicer
-        from speechmesh.audio.v1 import audio_pb2
-
         d = self.default
         await d.start()
         self.engine = d.engine
         self.clips = load_clips(self.args.audio, self.engine.sample_rate)
-        stream_config = d.pb.RecognitionConfig()
-        stream_config.CopyFrom(d.config)
-        stream_config.audio_format.CopyFrom(
-            audio_pb2.AudioFormat(
-                encoding=audio_pb2.AUDIO_ENCODING_LINEAR16,
-                sample_rate_hertz=self.engine.sample_rate,
-            )
-        )
-        self.stream_cfg = d.pb.StreamingRecognitionConfig(
-            config=stream_config, interim_results=True
-        )
-        self.stream_settings = servicer._stream_settings(d.model, self.stream_cfg)
+        self.streams = Streams(d, self.clips)
         if unary:
             if self.engine.runtime != "ctranslate2":
                 raise SystemExit(
@@ -309,8 +218,7 @@ class Bench:
         )
 
     def unary_figures(self, blocks: list[Block], concurrency: int) -> dict:
-        records = [r for b in blocks for r in b.items]
-        wall = sum(b.wall for b in blocks)
+        records, wall = pooled(blocks)
         audio = sum(clip.seconds for clip, _, _ in records)
         passes = [b.batches for b in blocks]
         return {
@@ -357,176 +265,6 @@ class Bench:
                 records.append((clip, ended - began, result.text))
             passes.append((began, ended, len(batch), 0.0, 0.0))
         return Block(records, time.perf_counter() - start, passes, cpu.stop())
-
-    # -- streams (default engine) ----------------------------------------------------
-
-    async def paced(self, clip: Clip, marks: dict) -> AsyncIterator[bytes]:
-        """The clip, then silence, as LINEAR16 chunks, each sent once its audio is 'captured'.
-
-        Chunk k covering audio [a, b) goes out at start + b, like a microphone's; the last chunk
-        of speech ends exactly where the clip ends. marks: start, speech_end, max_lag_s.
-        """
-        rate = clip.sample_rate
-        step = int(rate * CHUNK_S)
-        speech = len(clip.pcm16) // 2
-        silence = int(rate * TRAILING_SILENCE_S)
-        edges = [*range(0, speech, step), speech, *range(speech + step, speech + silence, step)]
-        edges.append(speech + silence)
-        pcm = clip.pcm16 + bytes(2 * silence)
-        start = marks["start"] = time.perf_counter()
-        marks["max_lag_s"] = 0.0
-        for a, b in itertools.pairwise(edges):
-            due = start + b / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = time.perf_counter()
-            marks["max_lag_s"] = max(marks["max_lag_s"], now - due)
-            if b == speech:
-                marks["speech_end"] = now
-            yield pcm[2 * a : 2 * b]
-
-    async def grpc_stream(self, index: int, clip: Clip, record: dict) -> None:
-        pb = self.default.pb
-
-        async def requests():
-            first = pb.StreamingRecognizeRequest(streaming_config=self.stream_cfg)
-            first.streaming_config.request_id = f"bench-stream-{index}"
-            yield first
-            async for chunk in self.paced(clip, record):
-                yield pb.StreamingRecognizeRequest(audio=chunk)
-
-        async for response in self.default.stub.StreamingRecognize(requests()):
-            if response.WhichOneof("streaming_response") == "result":
-                r = response.result
-                _result(
-                    record,
-                    r.is_final,
-                    r.transcript,
-                    r.start_offset.ToNanoseconds() / 1e9,
-                    r.end_offset.ToNanoseconds() / 1e9,
-                )
-
-    async def direct_stream(self, index: int, clip: Clip, record: dict) -> None:
-        from speechmesh.asr.streaming import StreamingSession, UtteranceResult
-
-        # As the servicer builds it for a stream with this config.
-        d = self.default
-        session = StreamingSession(d.recognizer, d.models.vad, self.stream_settings)
-        async for event in session.run(self.paced(clip, record)):
-            if isinstance(event, UtteranceResult):
-                _result(record, event.is_final, event.transcript, event.start, event.end)
-
-    async def stream_block(
-        self,
-        run: Callable[[int, Clip, dict], Awaitable[None]],
-        concurrency: int,
-        total: int,
-        first: int,
-    ) -> Block:
-        """`total` live streams, `concurrency` at a time; workers start staggered within a chunk."""
-        counter = itertools.count(first)
-        records: list[dict] = []
-
-        async def worker(w: int) -> None:
-            await asyncio.sleep(w * CHUNK_S / concurrency)
-            while (index := next(counter)) < first + total:
-                clip = self.clips[index % len(self.clips)]
-                record = {"clip": clip, "finals": [], "first_interim": None, "error": None}
-                records.append(record)
-                try:
-                    await run(index, clip, record)
-                except grpc.aio.AioRpcError as error:
-                    record["error"] = f"{error.code().name}: {error.details()}"
-                except Exception as error:
-                    record["error"] = repr(error)
-                record["end"] = time.perf_counter()
-
-        return await timed_block(worker, concurrency, records, self.default.recorder)
-
-    def stream_figures(self, blocks: list[Block], concurrency: int) -> dict:
-        records = [r for b in blocks for r in b.items]
-        wall = sum(b.wall for b in blocks)
-        endpoint = self.stream_settings.endpoint_silence
-        per_stream = [_stream_figures(r, endpoint, self.clips.index(r["clip"])) for r in records]
-        completed = [s for s in per_stream if s["completed"]]
-        speech = sum(r["clip"].seconds for r in records)
-        sent = speech + TRAILING_SILENCE_S * len(records)
-        eos = [s["end_of_speech_to_final_s"] for s in completed]
-        return {
-            "concurrency": concurrency,
-            "streams": len(records),
-            "blocks": [len(b.items) for b in blocks],
-            "completed": len(completed),
-            "all_completed": len(completed) == len(records),
-            "errors": [s["error"] for s in per_stream if s["error"]],
-            "wall_s": wall,
-            "speech_s": speech,
-            "audio_sent_s": sent,
-            "audio_s_per_s": speech / wall,
-            "audio_sent_s_per_s": sent / wall,
-            "end_of_speech_to_final_s": summary(eos),
-            "end_of_speech_to_final_minus_endpoint_s": summary([x - endpoint for x in eos]),
-            "endpoint_to_final_s": summary([s["endpoint_to_final_s"] for s in completed]),
-            "first_interim_s": summary(
-                [s["first_interim_s"] for s in per_stream if s["first_interim_s"] is not None]
-            ),
-            "first_interim_after_onset_s": summary(
-                [
-                    s["first_interim_after_onset_s"]
-                    for s in per_stream
-                    if s["first_interim_after_onset_s"] is not None
-                ]
-            ),
-            "max_send_lag_s": max((s["max_send_lag_s"] or 0.0 for s in per_stream), default=None),
-            "wer": word_error_rate([(r["clip"].reference, _final_text(r)) for r in records]),
-            "batches": batch_summary([b.batches for b in blocks], wall),
-            "cpu": cpu_of(blocks),
-            "per_stream": per_stream,
-        }
-
-
-def _result(record: dict, is_final: bool, text: str, start: float, end: float) -> None:
-    now = time.perf_counter()
-    if is_final:
-        record["finals"].append({"at": now, "text": text, "start": start, "end": end})
-    elif record["first_interim"] is None:
-        record["first_interim"] = {"at": now, "start": start}
-
-
-def _final_text(record: dict) -> str:
-    return " ".join(f["text"] for f in record["finals"])
-
-
-def _stream_figures(record: dict, endpoint: float, clip_index: int) -> dict:
-    start = record.get("start")
-    speech_end = record.get("speech_end")
-    finals = record["finals"]
-    completed = record["error"] is None and bool(finals) and speech_end is not None
-    figures = {
-        "clip": clip_index,
-        "speech_s": record["clip"].seconds,
-        "completed": completed,
-        "error": record["error"],
-        "finals": len(finals),
-        "end_of_speech_to_final_s": None,
-        "endpoint_to_final_s": None,
-        "first_interim_s": None,
-        "first_interim_after_onset_s": None,
-        "max_send_lag_s": record.get("max_lag_s"),
-        "transcript": _final_text(record),
-    }
-    if completed:
-        last = finals[-1]
-        figures["end_of_speech_to_final_s"] = last["at"] - speech_end
-        # Audio at offset x reaches the server at start + x: the endpoint can be declared once
-        # the utterance's last speech plus the endpoint silence has arrived.
-        figures["endpoint_to_final_s"] = last["at"] - (start + last["end"] + endpoint)
-    interim = record["first_interim"]
-    if interim is not None and start is not None:
-        figures["first_interim_s"] = interim["at"] - start
-        figures["first_interim_after_onset_s"] = interim["at"] - (start + interim["start"])
-    return figures
 
 
 # -- the run -------------------------------------------------------------------
@@ -588,19 +326,13 @@ async def run(args: argparse.Namespace) -> dict:
             results["streams"] = await _streams(bench, plan)
     finally:
         results["memory"] = {
-            "bench_process": {
-                "rss_after_load_mib": bench.rss_after_load_mib,
-                "peak_rss_mib": peak_rss_mib(),
-                **cuda_memory(str(bench.engine.device)),
-            }
+            "bench_process": process_memory(bench.rss_after_load_mib, str(bench.engine.device))
         }
         await bench.stop()
     if "memory" in sections:
         results["memory"]["service"] = await _service_memory(args, plan, bench.clips)
     env["load_average_at_end"] = list(os.getloadavg())
     results["duration_s"] = time.perf_counter() - began
-    results["targets"] = targets(results)
-    results["all_targets_pass"] = all(t["pass"] for t in results["targets"])
     return results
 
 
@@ -681,13 +413,14 @@ async def _streams(bench: Bench, plan: Plan) -> dict:
         if not blocks:
             continue
         _log(f"streams, {c} concurrent: direct and gRPC, blocks of {blocks} streams")
+        streams = bench.streams
         paths = {
-            "direct": functools.partial(bench.stream_block, bench.direct_stream),
-            "grpc": functools.partial(bench.stream_block, bench.grpc_stream),
+            "direct": functools.partial(streams.block, streams.direct_stream),
+            "grpc": functools.partial(streams.block, streams.grpc_stream),
         }
         measured = await bench.compare(paths, c, blocks)
-        direct = bench.stream_figures(measured["direct"], c)
-        via_grpc = bench.stream_figures(measured["grpc"], c)
+        direct = streams.figures(measured["direct"], c)
+        via_grpc = streams.figures(measured["grpc"], c)
         ratio = via_grpc["audio_s_per_s"] / direct["audio_s_per_s"]
         _log(
             f"  end of speech to final p50: direct"
@@ -704,8 +437,8 @@ async def _streams(bench: Bench, plan: Plan) -> dict:
     return {
         "chunk_s": CHUNK_S,
         "trailing_silence_s": TRAILING_SILENCE_S,
-        "endpoint_silence_s": bench.stream_settings.endpoint_silence,
-        "interim_interval_s": bench.stream_settings.interim_interval,
+        "endpoint_silence_s": bench.streams.settings.endpoint_silence,
+        "interim_interval_s": bench.streams.settings.interim_interval,
         "runs": runs,
     }
 
@@ -739,7 +472,7 @@ async def _service_memory(args: argparse.Namespace, plan: Plan, clips: list[Clip
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = bench_parser("asr", __doc__, "unary,streams,memory", service=True)
+    parser = bench_parser("asr", __doc__, "unary,streams,memory", audio=True)
     parser.add_argument(
         "--model",
         type=pathlib.Path,
@@ -747,18 +480,9 @@ def main(argv: list[str] | None = None) -> int:
         help="Whisper checkpoint folder or hub id (default: ../shared/models/whisper-tiny.en)",
     )
     parser.add_argument(
-        "--audio",
-        type=pathlib.Path,
-        default=SHARED / "audio" / "librivox",
-        help="folder of .wav/.flac clips (default: ../shared/audio/librivox)",
-    )
-    parser.add_argument(
         "--requests", type=int, help="unary requests per path and concurrency (default 32, 4)"
     )
-    args = parser.parse_args(argv)
-    if not args.audio.is_dir():
-        parser.error(f"no audio folder at {args.audio}")
-    return run_and_write(args, run, markdown, _log)
+    return run_and_write(parser.parse_args(argv), run, asr_report, _log)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,17 @@
-"""The ASR benchmark's targets and Markdown report, from its results dict alone.
+"""The ASR benchmark's targets and Markdown report, from its results alone.
 
-`targets(results)` judges the figures bench.asr measured; `markdown(results)` renders them
-(and the targets) as the tables of NAME.md. Nothing here measures anything.
+    python -m bench.asr_report [bench/results/asr.json] [--out PATH | --out -] [--check]
+
+`targets(results)` judges the figures bench.asr measured; `markdown(results)` renders them (and
+the targets) as the tables of NAME.md. Nothing here measures anything.
 """
 
 from __future__ import annotations
 
-from bench.common import fmt, noise_warning, table
+import sys
+
+from bench import report
+from bench.report import fmt, section, table, target
 
 #: speechmesh gRPC (CTranslate2) / the best faster-whisper configuration, every concurrency.
 OVER_FASTER_WHISPER_TARGET = 1.0
@@ -29,21 +34,6 @@ PATH_LABELS = {
 # -- targets -----------------------------------------------------------------------
 
 
-def _target(name: str, description: str, measured, op: str, threshold) -> dict:
-    if measured is None or threshold is None:
-        passed = False
-    else:
-        passed = measured >= threshold if op == ">=" else measured <= threshold
-    return {
-        "name": name,
-        "description": description,
-        "measured": measured,
-        "op": op,
-        "threshold": threshold,
-        "pass": passed,
-    }
-
-
 def targets(results: dict) -> list[dict]:
     out = []
     unary = results.get("unary")
@@ -55,7 +45,7 @@ def targets(results: dict) -> list[dict]:
         if best is None:
             continue
         out.append(
-            _target(
+            target(
                 f"unary_grpc_over_faster_whisper_c{c}",
                 f"speechmesh gRPC (CTranslate2) / best faster-whisper ({_label(best)})"
                 f" throughput, {_callers(c)}",
@@ -67,7 +57,7 @@ def targets(results: dict) -> list[dict]:
     if FINAL_P50_STREAMS in by_streams:
         g = by_streams[FINAL_P50_STREAMS]["grpc"]
         out.append(
-            _target(
+            target(
                 f"streams_completed_c{FINAL_P50_STREAMS}",
                 f"{FINAL_P50_STREAMS} concurrent real-time gRPC streams: streams completed",
                 g["completed"],
@@ -76,7 +66,7 @@ def targets(results: dict) -> list[dict]:
             )
         )
         out.append(
-            _target(
+            target(
                 f"end_of_speech_to_final_p50_c{FINAL_P50_STREAMS}",
                 f"end of speech → final p50, {FINAL_P50_STREAMS} concurrent gRPC streams (s)",
                 g["end_of_speech_to_final_s"]["p50"],
@@ -87,7 +77,7 @@ def targets(results: dict) -> list[dict]:
     if 1 in by_c and "transformers_grpc" in by_c[1]:
         ours, theirs = by_c[1]["grpc"]["wer"], by_c[1]["transformers_grpc"]["wer"]
         out.append(
-            _target(
+            target(
                 "wer_ctranslate2_vs_transformers_c1",
                 "WER, unary gRPC, 1 caller: CTranslate2 engine vs transformers engine"
                 f" ({fmt(theirs, 3)}) + {WER_MARGIN:g}",
@@ -98,7 +88,7 @@ def targets(results: dict) -> list[dict]:
         )
     for c, run in by_c.items():
         out.append(
-            _target(
+            target(
                 f"unary_grpc_over_direct_c{c}",
                 f"gRPC / direct throughput (CTranslate2), unary, {_callers(c)}",
                 run["ratios"]["grpc_over_direct"],
@@ -108,7 +98,7 @@ def targets(results: dict) -> list[dict]:
         )
     for c, run in by_streams.items():
         out.append(
-            _target(
+            target(
                 f"stream_grpc_over_direct_c{c}",
                 f"gRPC / direct throughput (CTranslate2), {_streams(c)}",
                 run["grpc_over_direct"],
@@ -164,11 +154,10 @@ def markdown(results: dict) -> str:
         f" max_batch_size {env['max_batch_size']}, max_batch_wait_ms"
         f" {env['max_batch_wait_ms']:g}; {env['date']}"
         + (", --quick" if results["quick"] else "")
-        + f"; the run took {results['duration_s'] / 60:.1f} min. Load average at start / end: "
-        + " / ".join(f"{env[k][0]:.2f}" for k in ("load_average_at_start", "load_average_at_end"))
-        + ".",
+        + f"; the run took {results['duration_s'] / 60:.1f} min. Load average at start / end:"
+        f" {report.load_averages(env)}.",
         "",
-        *noise_warning(results, ("unary", "streams"), _all_paths(results)),
+        *report.noise_warning(results, ("unary", "streams"), _all_paths(results)),
         "All ratios are between figures measured in this one run, on the same clips. Clips: "
         + ", ".join(f"{c['name']} ({c['audio_s']:.1f} s)" for c in results["clips"]),
         "",
@@ -180,23 +169,7 @@ def markdown(results: dict) -> str:
     if results.get("streams"):
         lines += _streams_markdown(results["streams"])
     lines += _memory_markdown(results["memory"])
-    lines += [
-        "## Targets",
-        "",
-        table(
-            ["target", "measured", "needed", "result"],
-            [
-                [
-                    t["description"],
-                    _number(t["measured"]),
-                    f"{'≥' if t['op'] == '>=' else '≤'} {_number(t['threshold'])}",
-                    fmt(t["pass"]),
-                ]
-                for t in results["targets"]
-            ],
-        ),
-        "",
-    ]
+    lines += section("Targets", report.targets_table(results["targets"], _number))
     return "\n".join(lines)
 
 
@@ -214,11 +187,8 @@ def _all_paths(results: dict) -> tuple[str, ...]:
 
 
 def _unary_markdown(results: dict) -> list[str]:
-    unary = results["unary"]
-    runs = unary["runs"]
-    lines = [
-        "## Unary Recognize: speechmesh and its peers",
-        "",
+    runs = results["unary"]["runs"]
+    about = (
         "Closed loop: N callers each send their next request as soon as the last is answered;"
         " every path gets the same clips in the same order, in blocks interleaved path by path"
         " (the order reversed every other block). speechmesh:"
@@ -236,13 +206,14 @@ def _unary_markdown(results: dict) -> list[str]:
         " WER is each path's own, on the same clips: it can differ between paths that decode"
         " alike, since speechmesh's CTranslate2 engine packs the clips of a batch into shared"
         " 30 s windows (its transcripts depend on what they are batched with), and the pipeline"
-        " decodes without timestamp tokens (the checkpoint's generation config).",
-        "",
-    ]
-    header = ["concurrent", "requests per path (blocks)", "speechmesh gRPC CTranslate2"]
-    header += ["best faster-whisper", "CTranslate2 / faster-whisper"]
-    header += ["speechmesh gRPC transformers", "CTranslate2 / transformers engine"]
-    header += ["transformers pipeline", "CTranslate2 / pipeline", "gRPC / direct"]
+        " decodes without timestamp tokens (the checkpoint's generation config)."
+    )
+    header = (
+        "concurrent | requests per path (blocks) | speechmesh gRPC CTranslate2"
+        " | best faster-whisper | CTranslate2 / faster-whisper"
+        " | speechmesh gRPC transformers | CTranslate2 / transformers engine"
+        " | transformers pipeline | CTranslate2 / pipeline | gRPC / direct"
+    )
     rows = []
     for r in runs:
         best = r["faster_whisper_best"]
@@ -261,14 +232,7 @@ def _unary_markdown(results: dict) -> list[str]:
                 fmt(q["grpc_over_direct"], 3),
             ]
         )
-    lines += [
-        "Throughput (audio s/s), and speechmesh gRPC on CTranslate2 over each:",
-        "",
-        table(header, rows),
-        "",
-        "Every path and configuration:",
-        "",
-    ]
+    ratios = table(header, rows)
     rows = []
     for r in runs:
         shown = [p for p in ("grpc", "direct", "transformers_grpc") if p in r["paths"]]
@@ -289,25 +253,18 @@ def _unary_markdown(results: dict) -> list[str]:
                     fmt(f["cpu"]["other_processes_cores"]),
                 ]
             )
-    lines += [
-        table(
-            [
-                "concurrent",
-                "path",
-                "audio s/s",
-                "req/s",
-                "latency p50 s",
-                "latency p90 s",
-                "RTF p50",
-                "mean batch",
-                "WER",
-                "other processes, cores",
-            ],
-            rows,
-        ),
-        "",
-    ]
-    return lines
+    header = (
+        "concurrent | path | audio s/s | req/s | latency p50 s | latency p90 s | RTF p50"
+        " | mean batch | WER | other processes, cores"
+    )
+    return section(
+        "Unary Recognize: speechmesh and its peers",
+        about,
+        "Throughput (audio s/s), and speechmesh gRPC on CTranslate2 over each:",
+        ratios,
+        "Every path and configuration:",
+        table(header, rows),
+    )
 
 
 def _raw_markdown(results: dict) -> list[str]:
@@ -326,18 +283,8 @@ def _raw_markdown(results: dict) -> list[str]:
         ]
 
     lines = [
-        "## Raw model (default engine's decode_batch, no batcher, no asyncio)",
-        "",
-        "The same requests' clips, measured interleaved with the unary runs at 1 and"
-        f" {raw['batch_size']} callers.",
-        "",
-        table(
-            ["call", "calls", "s per call", "s per clip", "audio s/s", "WER"],
-            [row("1 clip", s), row(f"batch of {raw['batch_size']}", b)],
-        ),
-        "",
         f"Batch of {raw['batch_size']} over one clip at a time:"
-        f" {raw['batch_speedup_over_single']:.2f}x throughput.",
+        f" {raw['batch_speedup_over_single']:.2f}x throughput."
     ]
     by_c = {r["concurrency"]: r for r in results["unary"]["runs"]}
     if 1 in by_c:
@@ -352,13 +299,20 @@ def _raw_markdown(results: dict) -> list[str]:
             f" the raw model on one clip at a time, {g / b['audio_s_per_s']:.3f} of the raw"
             f" batch of {raw['batch_size']}."
         )
-    return [*lines, ""]
+    return section(
+        "Raw model (default engine's decode_batch, no batcher, no asyncio)",
+        "The same requests' clips, measured interleaved with the unary runs at 1 and"
+        f" {raw['batch_size']} callers.",
+        table(
+            "call | calls | s per call | s per clip | audio s/s | WER",
+            [row("1 clip", s), row(f"batch of {raw['batch_size']}", b)],
+        ),
+        "\n".join(lines),
+    )
 
 
 def _streams_markdown(streams: dict) -> list[str]:
-    lines = [
-        "## StreamingRecognize (real-time streams, default engine)",
-        "",
+    about = (
         f"Each stream: a clip as LINEAR16 in {streams['chunk_s'] * 1000:.0f} ms chunks, each"
         " sent when a microphone would have captured it, then"
         f" {streams['trailing_silence_s']:g} s of silence and a half-close; interim results"
@@ -366,9 +320,8 @@ def _streams_markdown(streams: dict) -> list[str]:
         " the clip was sent; the final can come no sooner than the endpoint silence"
         f" ({streams['endpoint_silence_s']:g} s) later, so that is also shown subtracted."
         " Throughput = seconds of speech / wall seconds. WER of the finals (joined) against"
-        " the manifest.",
-        "",
-    ]
+        " the manifest."
+    )
     rows = []
     for r in streams["runs"]:
         g, d = r["grpc"], r["direct"]
@@ -388,37 +341,26 @@ def _streams_markdown(streams: dict) -> list[str]:
                 f"{fmt(g['wer'], 3)} / {fmt(d['wer'], 3)}",
             ]
         )
-    return [
-        *lines,
-        table(
-            [
-                "streams",
-                "completed",
-                "gRPC audio s/s",
-                "direct audio s/s",
-                "gRPC / direct",
-                "end of speech → final p50 s",
-                "p90 s",
-                "p50 minus endpoint s",
-                "direct p50 s",
-                "first interim p50 s (from stream start)",
-                "(from speech onset)",
-                "WER of finals gRPC / direct",
-            ],
-            rows,
-        ),
-        "",
+    header = (
+        "streams | completed | gRPC audio s/s | direct audio s/s | gRPC / direct"
+        " | end of speech → final p50 s | p90 s | p50 minus endpoint s | direct p50 s"
+        " | first interim p50 s (from stream start) | (from speech onset)"
+        " | WER of finals gRPC / direct"
+    )
+    return section(
+        "StreamingRecognize (real-time streams, default engine)",
+        about,
+        table(header, rows),
         _other_load(streams["runs"], ("direct", "grpc")),
-        "",
-    ]
+    )
 
 
 def _memory_markdown(memory: dict) -> list[str]:
-    lines = ["## Memory", ""]
+    blocks = []
     service = memory.get("service")
     if service:
         some = next((m for m in service.values() if "requests" in m), None)
-        lines += [
+        blocks.append(
             "The service alone, per engine: `speechmesh serve asr --engine X` as a child process;"
             " resident memory (VmRSS) once it answers SERVING (loaded and warmed up), then"
             + (
@@ -426,9 +368,8 @@ def _memory_markdown(memory: dict) -> list[str]:
                 if some
                 else " concurrent Recognize calls;"
             )
-            + " peak = VmHWM, the most it ever held resident (/proc/PID/status).",
-            "",
-        ]
+            + " peak = VmHWM, the most it ever held resident (/proc/PID/status)."
+        )
         rows = []
         for engine, m in service.items():
             if "error" in m:
@@ -445,23 +386,13 @@ def _memory_markdown(memory: dict) -> list[str]:
                     fmt(m["wer"], 3),
                 ]
             )
-        lines += [
-            table(
-                [
-                    "engine",
-                    "start → SERVING s",
-                    "RSS after load MiB",
-                    "peak RSS MiB",
-                    "RSS after the calls MiB",
-                    "calls",
-                    "WER",
-                ],
-                rows,
-            ),
-            "",
-        ]
+        header = (
+            "engine | start → SERVING s | RSS after load MiB | peak RSS MiB"
+            " | RSS after the calls MiB | calls | WER"
+        )
+        blocks.append(table(header, rows))
     p = memory["bench_process"]
-    lines += [
+    blocks.append(
         "This benchmark's own process (the services it measured, the peers and the client"
         f" together): peak RSS {p['peak_rss_mib']:.0f} MiB (after load"
         f" {p['rss_after_load_mib']:.0f} MiB)"
@@ -471,10 +402,9 @@ def _memory_markdown(memory: dict) -> list[str]:
             if "cuda_max_allocated_mib" in p
             else ""
         )
-        + ".",
-        "",
-    ]
-    return lines
+        + "."
+    )
+    return section("Memory", *blocks)
 
 
 def _other_load(runs: list[dict], paths: tuple[str, ...]) -> str:
@@ -489,3 +419,11 @@ def _other_load(runs: list[dict], paths: tuple[str, ...]) -> str:
         f"Other processes on the machine meanwhile, in cores busy ({' / '.join(paths)}) at each"
         " concurrency: " + "; ".join(per_run) + "."
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    return report.rerender("asr", sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,11 +1,12 @@
-"""What the benchmarks share: clips, statistics, batch recording, environment, output."""
+"""What the measuring modules share: clips, statistics, batch recording, CPU time, the
+environment, measured blocks of work, and the command line (writing the results: bench.report;
+a service served in-process: bench.served)."""
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
 import itertools
-import json
 import os
 import pathlib
 import platform
@@ -17,8 +18,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
+
+from bench.report import write_results
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -215,13 +219,9 @@ def add_cpu(a: dict, b: dict) -> dict:
 # -- environment and memory ----------------------------------------------------
 
 
-def environment(engine, settings) -> dict:
-    import grpc
-    import torch
-    import transformers
-
-    device = str(engine.device)
-    env = {
+def machine() -> dict:
+    """When and where a benchmark ran: date, host, Python, platform and CPUs."""
+    return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "host": platform.node(),
         "python": platform.python_version(),
@@ -229,6 +229,26 @@ def environment(engine, settings) -> dict:
         "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "cpu_model": _cpu_model(),
+    }
+
+
+def revision() -> dict:
+    """The commit measured, whether tracked files differed from it, and the load average."""
+    return {
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "load_average_at_start": list(os.getloadavg()),
+    }
+
+
+def environment(engine, settings) -> dict:
+    import grpc
+    import torch
+    import transformers
+
+    device = str(engine.device)
+    return {
+        **machine(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "transformers": transformers.__version__,
@@ -241,11 +261,8 @@ def environment(engine, settings) -> dict:
         "max_batch_size": settings.max_batch_size,
         "max_batch_wait_ms": settings.max_batch_wait_ms,
         "max_queue": settings.max_queue,
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
-        "load_average_at_start": list(os.getloadavg()),
+        **revision(),
     }
-    return env
 
 
 def _cpu_model() -> str | None:
@@ -282,6 +299,15 @@ def peak_rss_mib() -> float:
     return peak / MiB if platform.system() == "Darwin" else peak / 1024  # bytes vs KiB
 
 
+def process_memory(rss_after_load_mib: float, device: str) -> dict:
+    """This process's memory: after the model loaded, at its peak, and CUDA's peaks."""
+    return {
+        "rss_after_load_mib": rss_after_load_mib,
+        "peak_rss_mib": peak_rss_mib(),
+        **cuda_memory(device),
+    }
+
+
 def cuda_memory(device: str) -> dict:
     import torch
 
@@ -293,68 +319,7 @@ def cuda_memory(device: str) -> dict:
     }
 
 
-# -- output ------------------------------------------------------------------
-
-
-def fmt(value, digits: int = 2, suffix: str = "") -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "pass" if value else "**FAIL**"
-    if isinstance(value, int):
-        return f"{value}{suffix}"
-    return f"{value:.{digits}f}{suffix}"
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def to_json(value, indent: int = 0, width: int = 100) -> str:
-    """Indented JSON, with any object or array that fits in `width` characters on one line;
-    floats to 4 decimals (0.1 ms, or 0.01 % of a ratio)."""
-    if indent == 0:
-        value = _rounded(value)
-    flat = json.dumps(value, ensure_ascii=False)
-    if len(flat) + indent <= width or not isinstance(value, dict | list) or not value:
-        return flat
-    pad = " " * (indent + 2)
-    if isinstance(value, dict):
-        items = [
-            f"{pad}{json.dumps(k, ensure_ascii=False)}: {to_json(v, indent + 2, width)}"
-            for k, v in value.items()
-        ]
-        return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
-    items = [pad + to_json(v, indent + 2, width) for v in value]
-    return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
-
-
-def _rounded(value):
-    if isinstance(value, float):
-        return round(value, 4)
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_rounded(v) for v in value]
-    return value
-
-
-def write_results(out: pathlib.Path, name: str, results: dict, markdown: str) -> None:
-    """Writes NAME.json and NAME.md atomically (a *.tmp first, then a rename)."""
-    out.mkdir(parents=True, exist_ok=True)
-    for suffix, text in (
-        (".json", to_json(results) + "\n"),
-        (".md", markdown),
-    ):
-        path = out / f"{name}{suffix}"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-
-
-# -- a service in this process, and measured blocks of work ------------------------------------
+# -- measured blocks of work ------------------------------------------------------------------
 
 
 @dataclass
@@ -368,6 +333,16 @@ class Block:
     cpu: dict
 
 
+def pooled(blocks: Sequence[Block]) -> tuple[list, float]:
+    """What blocks did together: every item, and their wall seconds."""
+    return [item for b in blocks for item in b.items], sum(b.wall for b in blocks)
+
+
+def costs(blocks: Sequence[Block], wall: float) -> dict:
+    """The model's forward passes and the CPU time of blocks together (`wall`: their seconds)."""
+    return {"batches": batch_summary([b.batches for b in blocks], wall), "cpu": cpu_of(blocks)}
+
+
 def cpu_of(blocks: Sequence[Block]) -> dict:
     """CPU seconds of blocks together, and the cores other processes used meanwhile."""
     total = blocks[0].cpu
@@ -376,51 +351,6 @@ def cpu_of(blocks: Sequence[Block]) -> dict:
     wall = sum(b.wall for b in blocks)
     other = total["other_processes_cpu_s"]
     return {**total, "other_processes_cores": other / wall if other is not None else None}
-
-
-class InProcessService:
-    """A service app served in this process on port 0, as a client sees it (a grpc.aio
-    channel), with a handle on the models object its `build_app` made."""
-
-    def __init__(self, build_app, settings, models_type: type):
-        from speechmesh.runtime.server import ServiceHost
-
-        self.settings = settings
-        app = build_app(settings)
-        # build_app keeps the models to itself; its load hook is the models' load, bound.
-        self.models = getattr(app.load, "__self__", None)
-        if not isinstance(self.models, models_type):
-            raise SystemExit(
-                f"bench: build_app no longer exposes {models_type.__name__} through app.load"
-            )
-        self.host = ServiceHost(app, settings)
-        self.channel = None
-        self.load_s = 0.0
-
-    async def start(self):
-        """Starts the service, waits until it is ready; returns the channel."""
-        import grpc
-
-        started = time.perf_counter()
-        await self.host.start()
-        await self.host.ready.wait()
-        if self.host.failed is not None:
-            await self.host.stop(0)
-            raise SystemExit(f"bench: the service failed to start: {self.host.failed}")
-        self.load_s = time.perf_counter() - started
-        self.channel = grpc.aio.insecure_channel(
-            f"127.0.0.1:{self.host.port}",
-            options=[
-                ("grpc.max_receive_message_length", 64 << 20),
-                ("grpc.max_send_message_length", 64 << 20),
-            ],
-        )
-        return self.channel
-
-    async def stop(self) -> None:
-        if self.channel is not None:
-            await self.channel.close()
-        await self.host.stop(1)
 
 
 async def interleaved(
@@ -453,9 +383,12 @@ async def timed_block(
 # -- the command line every benchmark shares ---------------------------------------------------
 
 
-def bench_parser(name: str, doc: str | None, sections: str, service: bool = True):
-    """The options of `python -m bench.NAME`: --out, --name, --quick, --sections and, for a
-    benchmark that serves a model in-process, --device and --log-level."""
+def bench_parser(
+    name: str, doc: str | None, sections: str, service: bool = True, audio: bool = False
+):
+    """The options of `python -m bench.NAME`: --out, --name, --quick, --sections; for a
+    benchmark that serves a model in-process, --device and --log-level; with `audio`, --audio
+    (a folder of clips)."""
     import argparse
 
     parser = argparse.ArgumentParser(
@@ -470,41 +403,35 @@ def bench_parser(name: str, doc: str | None, sections: str, service: bool = True
         parser.add_argument(
             "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
         )
+    if audio:
+        parser.add_argument(
+            "--audio",
+            type=existing(pathlib.Path.is_dir, "folder"),
+            default=str(SHARED / "audio" / "librivox"),  # a string: checked like a given one
+            help="folder of .wav/.flac clips (default: ../shared/audio/librivox)",
+        )
     return parser
 
 
-def run_and_write(args, run: Callable, markdown: Callable, log: Callable[[str], None]) -> int:
-    """Runs the benchmark, writes NAME.json and NAME.md under --out, prints the tables."""
+def existing(check: Callable[[pathlib.Path], bool], what: str) -> Callable[[str], pathlib.Path]:
+    """An argparse type: a path that passes `check` (e.g. Path.is_file), else an error that
+    names `what` it should be."""
+    import argparse
+
+    def path(text: str) -> pathlib.Path:
+        if not check(pathlib.Path(text)):
+            raise argparse.ArgumentTypeError(f"no {what} at {text}")
+        return pathlib.Path(text)
+
+    return path
+
+
+def run_and_write(args, run: Callable, report: ModuleType, log: Callable[[str], None]) -> int:
+    """Runs the benchmark; writes NAME.json and NAME.md (by `report`: bench.NAME_report) under
+    --out and prints the tables."""
     import asyncio
 
     results = asyncio.run(run(args))
-    text = markdown(results)
-    write_results(args.out, args.name, results, text)
-    print(text)
+    print(write_results(args.out, args.name, results, report))
     log(f"wrote {args.out / args.name}.json and .md in {results['duration_s']:.0f} s")
     return 0
-
-
-def noise_warning(
-    results: dict, sections: Sequence[str], paths: Sequence[str] = ("direct", "grpc")
-) -> list[str]:
-    """Markdown lines warning that other processes took a noticeable share of the CPU during
-    the runs of `sections` (each a list of runs with figures per path: those of `paths` that a
-    run has); [] if not."""
-    cores = [
-        r[p]["cpu"]["other_processes_cores"]
-        for section in sections
-        for r in results.get(section, {}).get("runs", [])
-        for p in paths
-        if p in r
-    ]
-    cores = [c for c in cores if c is not None]
-    if not cores or max(cores) < 0.2:
-        return []
-    return [
-        f"**Disturbed run**: other processes kept up to {max(cores):.2f} of"
-        f" {results['environment']['cpu_count']} cores busy during some measurements; figures"
-        " measured then are slower and noisier than the machine's own: compare ratios, and rerun"
-        " on a quiet machine.",
-        "",
-    ]

@@ -27,45 +27,30 @@ The payload section sends ListModels with a ~100 KB unknown field appended (the 
 ignores it: still no model work), direct and through Envoy, one caller. Only gRPC: the REST route
 of ListModels is a GET; REST uploads (recognizeFile) always do model work.
 
-Writes NAME.json and NAME.md under --out.
+Writes NAME.json and, by bench.gateway_report (the target and the tables), NAME.md under --out.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import datetime as dt
 import gc
 import json
 import os
-import pathlib
-import platform
-import re
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
 import numpy as np
 
-from bench.common import _cpu_model, _git, bench_parser, fmt, run_and_write, table
+from bench import gateway_report
+from bench.common import bench_parser, machine, revision, run_and_write
+from bench.gateway_stack import REST_PATH, ProcessCpu, Route, Stack, payload_request
 
 CONCURRENCY = (1, 16)
-#: Envoy may add less than this at the median to a small unary call (gRPC, 1 caller).
-ENVOY_ADDED_P50_TARGET_MS = 1.0
 PAYLOAD_BYTES = 100 * 1024
-ASR_SERVICE = "speechmesh.asr.v1.AsrService"
-LIST_MODELS = f"/{ASR_SERVICE}/ListModels"
-REST_PATH = "/v1/asr/models"
-PATHS = ("direct", "envoy", "rest")
-STARTUP_TIMEOUT_S = 180.0
 
 
 class Plan:
@@ -82,302 +67,6 @@ class Plan:
 
 def _log(message: str) -> None:
     print(f"[bench.gateway] {message}", file=sys.stderr, flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-# -- CPU of the processes involved --------------------------------------------------------------
-
-
-class ProcessCpu:
-    """CPU seconds of named processes, and of the whole machine, between start and stop."""
-
-    def __init__(self, pids: dict[str, int]):
-        self.pids = pids
-        self._tick = os.sysconf("SC_CLK_TCK")
-        self._start = self._read()
-
-    def _read(self) -> dict[str, float] | None:
-        try:
-            fields = pathlib.Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
-            out = {"machine": (user + nice + system + irq + softirq + steal) / self._tick}
-            for name, pid in self.pids.items():
-                stat = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                out[name] = (int(stat[11]) + int(stat[12])) / self._tick
-            return out
-        except (OSError, ValueError, IndexError):
-            return None
-
-    def stop(self) -> dict[str, float | None]:
-        end = self._read()
-        if end is None or self._start is None:
-            return {name: None for name in [*self.pids, "other"]}
-        used = {name: end[name] - self._start[name] for name in self.pids}
-        used["other"] = max(end["machine"] - self._start["machine"] - sum(used.values()), 0.0)
-        return used
-
-
-# -- clients ----------------------------------------------------------------------------------
-
-
-class HttpConnection:
-    """One keep-alive HTTP/1.1 connection: GET requests, one at a time (no pipelining)."""
-
-    def __init__(self, host: str, port: int):
-        self.host, self.port = host, port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def open(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        self.writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    async def get(self, path: str) -> bytes:
-        assert self.reader is not None and self.writer is not None
-        self.writer.write(
-            f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-            "Accept: application/json\r\n\r\n".encode()
-        )
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        headers = {}
-        for line in lines:
-            if line:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-        if "content-length" in headers:
-            body = await self.reader.readexactly(int(headers["content-length"]))
-        elif headers.get("transfer-encoding", "").lower() == "chunked":
-            parts = []
-            while size := int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16):
-                parts.append(await self.reader.readexactly(size))
-                await self.reader.readexactly(2)
-            await self.reader.readuntil(b"\r\n")  # no trailers expected: the closing CRLF
-            body = b"".join(parts)
-        else:
-            raise RuntimeError(f"GET {path}: a response without a length: {status_line}")
-        if not status_line.startswith("HTTP/1.1 200"):
-            raise RuntimeError(f"GET {path}: {status_line}: {body[:300]!r}")
-        if headers.get("connection", "").lower() == "close":
-            await self.close()
-            await self.open()
-        return body
-
-    async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            with contextlib.suppress(OSError):
-                await self.writer.wait_closed()
-            self.writer = None
-
-
-def _payload_request(size: int) -> bytes:
-    """A ListModelsRequest with an unknown bytes field (number 15) of `size` random bytes."""
-    from speechmesh.asr.v1 import asr_pb2
-
-    head = asr_pb2.ListModelsRequest(request_id="bench").SerializeToString()
-    length, varint = size, bytearray()
-    while True:
-        byte = length & 0x7F
-        length >>= 7
-        varint.append(byte | (0x80 if length else 0))
-        if not length:
-            break
-    return head + bytes([15 << 3 | 2]) + bytes(varint) + os.urandom(size)
-
-
-class Route:
-    """One way of making the call, with one client (channel or connection) per caller."""
-
-    def __init__(self, name: str, kind: str, port: int, request: bytes):
-        self.name, self.kind, self.port, self.request = name, kind, port, request
-        self.calls: list[Callable[[], Awaitable]] = []
-        self._closers: list[Callable[[], Awaitable]] = []
-
-    async def open(self, callers: int) -> None:
-        from speechmesh.asr.v1 import asr_pb2
-
-        for _ in range(callers):
-            if self.kind == "grpc":
-                channel = grpc.aio.insecure_channel(
-                    f"127.0.0.1:{self.port}",
-                    # Its own connection: channels with equal arguments share one otherwise.
-                    options=[("grpc.use_local_subchannel_pool", 1)],
-                )
-                method = channel.unary_unary(
-                    LIST_MODELS,
-                    request_serializer=bytes,
-                    response_deserializer=asr_pb2.ListModelsResponse.FromString,
-                )
-                request = self.request
-                self.calls.append(lambda method=method, request=request: method(request))
-                self._closers.append(channel.close)
-            else:
-                connection = HttpConnection("127.0.0.1", self.port)
-                await connection.open()
-                self.calls.append(lambda connection=connection: connection.get(REST_PATH))
-                self._closers.append(connection.close)
-
-    async def close(self) -> None:
-        for close in self._closers:
-            await close()
-        self.calls, self._closers = [], []
-
-
-# -- the processes ----------------------------------------------------------------------------
-
-
-class Stack:
-    """The ASR service and Envoy as child processes; this process is the client."""
-
-    def __init__(self, args: argparse.Namespace):
-        self.args = args
-        self.workdir = tempfile.TemporaryDirectory(prefix="speechmesh-bench-gateway-")
-        self.folder = pathlib.Path(self.workdir.name)
-        self.service: subprocess.Popen | None = None
-        self.envoy: subprocess.Popen | None = None
-        self.logs: list = []
-
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-        log = (self.folder / f"{name}.log").open("w")
-        self.logs.append(log)
-        return subprocess.Popen(
-            argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-
-    def tail(self, name: str, lines: int = 30) -> str:
-        path = self.folder / f"{name}.log"
-        text = path.read_text(errors="replace") if path.is_file() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    async def start(self) -> None:
-        from speechmesh.gateway.config import GatewaySettings
-        from speechmesh.gateway.envoy_process import envoy_command, write_config
-
-        model = self.args.model or str(_tiny_whisper())
-        self.service_port = _free_port()
-        env = dict(os.environ)
-        env.update(
-            {
-                "SPEECHMESH_ASR_HOST": "127.0.0.1",
-                "SPEECHMESH_ASR_PORT": str(self.service_port),
-                "SPEECHMESH_ASR_MODEL": model,
-                "SPEECHMESH_ASR_DEVICE": "cpu",
-                "SPEECHMESH_ASR_METRICS": "false",
-                "SPEECHMESH_ASR_LOG_LEVEL": "warning",
-                "SPEECHMESH_ASR_LOG_FORMAT": "json",
-                "SPEECHMESH_ASR_GRACE_PERIOD_S": "1",
-            }
-        )
-        started = time.perf_counter()
-        self.service = self._spawn(
-            "asr", [sys.executable, "-m", "speechmesh.cli", "serve", "asr"], env
-        )
-        self.settings = GatewaySettings(
-            host="127.0.0.1",
-            port=_free_port(),
-            admin_port=_free_port(),
-            asr_upstream=f"127.0.0.1:{self.service_port}",
-            # Nothing listens there: the benchmark fronts ASR only.
-            translate_upstream=f"127.0.0.1:{_free_port()}",
-            tts_upstream=f"127.0.0.1:{_free_port()}",
-            access_log=self.args.access_log,
-            rate_limit_requests=0,
-        )
-        config = write_config(self.settings, self.folder / "envoy.yaml")
-        self.envoy = self._spawn("envoy", envoy_command(self.settings, config), dict(os.environ))
-        await self._wait_serving(started)
-        await asyncio.to_thread(self._wait_envoy_healthy, started)
-        self.startup_s = time.perf_counter() - started
-
-    def _check_alive(self) -> None:
-        for name, process in (("asr", self.service), ("envoy", self.envoy)):
-            if process is not None and process.poll() is not None:
-                raise SystemExit(
-                    f"bench: {name} exited with code {process.returncode}:\n{self.tail(name)}"
-                )
-
-    async def _wait_serving(self, started: float) -> None:
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.service_port}") as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while True:
-                self._check_alive()
-                with contextlib.suppress(grpc.aio.AioRpcError):
-                    reply = await stub.Check(
-                        health_pb2.HealthCheckRequest(service=ASR_SERVICE), timeout=2
-                    )
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                if time.perf_counter() - started > STARTUP_TIMEOUT_S:
-                    raise SystemExit(f"bench: ASR not SERVING after {STARTUP_TIMEOUT_S:g} s")
-                await asyncio.sleep(0.2)
-
-    def admin(self, path: str) -> str:
-        url = f"http://127.0.0.1:{self.settings.admin_port}{path}"
-        with urllib.request.urlopen(url, timeout=5) as reply:
-            return reply.read().decode()
-
-    def _wait_envoy_healthy(self, started: float) -> None:
-        while True:
-            self._check_alive()
-            with contextlib.suppress(OSError):
-                if re.search(
-                    r"^asr::[^\n]*::health_flags::healthy$", self.admin("/clusters"), re.M
-                ):
-                    return
-            if time.perf_counter() - started > STARTUP_TIMEOUT_S:
-                raise SystemExit(f"bench: Envoy's asr cluster not healthy:\n{self.tail('envoy')}")
-            time.sleep(0.2)
-
-    def envoy_info(self) -> dict:
-        try:
-            info = json.loads(self.admin("/server_info"))
-        except (OSError, ValueError):
-            return {}
-        return {
-            "envoy_version": info.get("version"),
-            "envoy_worker_threads": info.get("command_line_options", {}).get("concurrency"),
-        }
-
-    def pids(self) -> dict[str, int]:
-        assert self.service is not None and self.envoy is not None
-        return {"client": os.getpid(), "service": self.service.pid, "envoy": self.envoy.pid}
-
-    def stop(self) -> None:
-        for process in (self.envoy, self.service):
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in (self.envoy, self.service):
-            if process is None:
-                continue
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        for log in self.logs:
-            log.close()
-        self.workdir.cleanup()
-
-
-def _tiny_whisper() -> pathlib.Path:
-    """A tiny random Whisper, built once (in a child process: this one stays free of torch)."""
-    dest = pathlib.Path(tempfile.gettempdir()) / "speechmesh-bench" / "tiny-whisper"
-    if not (dest / "config.json").is_file():
-        _log(f"building a tiny random Whisper in {dest}")
-        subprocess.run(
-            [sys.executable, "-m", "speechmesh.cli", "models", "tiny", "whisper", str(dest)],
-            check=True,
-            capture_output=True,
-        )
-    return dest
 
 
 # -- measuring --------------------------------------------------------------------------------
@@ -521,13 +210,7 @@ def _difference(a: dict, b: dict, measured: dict[str, list[Block]], na: str, nb:
 
 def environment(stack: Stack) -> dict:
     return {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "host": platform.node(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": _cpu_model(),
+        **machine(),
         "grpcio": grpc.__version__,
         **stack.envoy_info(),
         "access_log": stack.settings.access_log,
@@ -535,9 +218,7 @@ def environment(stack: Stack) -> dict:
         "processes": "client (this process, asyncio), ASR service (`speechmesh serve asr`,"
         " tiny random Whisper on CPU unless --model), Envoy: three processes",
         "call": "ListModels (no model work)",
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
-        "load_average_at_start": list(os.getloadavg()),
+        **revision(),
     }
 
 
@@ -597,7 +278,7 @@ async def run(args: argparse.Namespace) -> dict:
                     ),
                 }
                 runs.append(run_)
-                p50 = {name: per_path[name]["latency_ms"]["p50"] for name in PATHS}
+                p50 = {name: f["latency_ms"]["p50"] for name, f in per_path.items()}
                 _log(
                     f"{callers} caller(s): p50 direct {p50['direct']:.3f},"
                     f" envoy {p50['envoy']:.3f}, rest {p50['rest']:.3f} ms; Envoy adds"
@@ -611,7 +292,7 @@ async def run(args: argparse.Namespace) -> dict:
                 "runs": runs,
             }
         if "payload" in sections:
-            body = _payload_request(PAYLOAD_BYTES)
+            body = payload_request(PAYLOAD_BYTES)
             big = [
                 Route("direct", "grpc", stack.service_port, body),
                 Route("envoy", "grpc", stack.settings.port, body),
@@ -635,174 +316,7 @@ async def run(args: argparse.Namespace) -> dict:
         results.setdefault("environment", {})["load_average_at_end"] = list(os.getloadavg())
         results["duration_s"] = time.perf_counter() - began
         stack.stop()
-    results["targets"] = targets(results)
-    results["all_targets_pass"] = all(t["pass"] for t in results["targets"] if t["gating"])
     return results
-
-
-def targets(results: dict) -> list[dict]:
-    out = []
-    for r in results.get("unary", {}).get("runs", []):
-        c = r["concurrency"]
-        added = r["envoy_vs_direct"]["added_p50_ms"]
-        out.append(
-            {
-                "name": f"envoy_added_p50_ms_c{c}",
-                "description": f"Envoy gRPC p50 minus direct gRPC p50, small unary call,"
-                f" {c} concurrent caller{'s' if c > 1 else ''}",
-                "measured": added,
-                "threshold": ENVOY_ADDED_P50_TARGET_MS,
-                "pass": added < ENVOY_ADDED_P50_TARGET_MS,
-                # The target is the cost per call: one caller. With 16 callers the median also
-                # holds the wait behind the others for CPU that Envoy shares with the service
-                # and the client; reported against the same threshold, not gating.
-                "gating": c == 1,
-            }
-        )
-    return out
-
-
-def markdown(results: dict) -> str:
-    env = results["environment"]
-    lines = [
-        "# Gateway benchmark",
-        "",
-        f"Envoy {env.get('envoy_version', '?')} ({env.get('envoy_worker_threads')} worker"
-        f" threads, access log {'on' if env.get('access_log') else 'off'}) in front of the ASR"
-        f" service; {env.get('cpu_count')} CPUs ({env.get('cpu_model')}), grpcio"
-        f" {env.get('grpcio')}; {env.get('date')}, commit {(env.get('git_commit') or '')[:10]}"
-        f"{' (dirty)' if env.get('git_dirty') else ''}; {results['duration_s']:.0f} s"
-        f"{' (quick)' if results['quick'] else ''}.",
-        "",
-        "Three processes: this client (asyncio; one gRPC channel or keep-alive HTTP/1.1"
-        " connection per caller, closed loop), the ASR service, Envoy. The call is ListModels,"
-        " which does no model work. Paths interleaved in blocks; CPU per call from /proc.",
-        "",
-    ]
-    unary = results.get("unary")
-    if unary:
-        rows = []
-        for r in unary["runs"]:
-            for name in PATHS:
-                f = r[name]
-                lat = f["latency_ms"]
-                rows.append(
-                    [
-                        r["concurrency"],
-                        name,
-                        f["calls"],
-                        fmt(f["calls_per_s"], 0),
-                        fmt(lat["p50"], 3),
-                        fmt(lat["p90"], 3),
-                        fmt(lat["p99"], 3),
-                        fmt(f.get("client_cpu_us_per_call"), 0),
-                        fmt(f.get("service_cpu_us_per_call"), 0),
-                        fmt(f.get("envoy_cpu_us_per_call"), 0),
-                        fmt(f.get("other_processes_cores")),
-                    ]
-                )
-        lines += [
-            "## Small unary calls, per path",
-            "",
-            "direct: gRPC to the service; envoy: gRPC through Envoy; rest: `GET /v1/asr/models`"
-            " through Envoy. Latency in ms; CPU in µs per call.",
-            "",
-            table(
-                [
-                    "callers",
-                    "path",
-                    "calls",
-                    "calls/s",
-                    "p50",
-                    "p90",
-                    "p99",
-                    "client CPU",
-                    "service CPU",
-                    "Envoy CPU",
-                    "other cores",
-                ],
-                rows,
-            ),
-            "",
-        ]
-        rows = []
-        for r in unary["runs"]:
-            for label, key in (
-                ("Envoy vs direct", "envoy_vs_direct"),
-                ("REST vs gRPC", "rest_vs_envoy_grpc"),
-            ):
-                d = r[key]
-                spread = d["added_p50_ms_per_round"]
-                rows.append(
-                    [
-                        r["concurrency"],
-                        label,
-                        fmt(d["added_p50_ms"], 3),
-                        f"{fmt(spread['min'], 3)} – {fmt(spread['max'], 3)}",
-                        fmt(d["added_p90_ms"], 3),
-                        fmt(d["added_p99_ms"], 3),
-                        fmt(d["p50_ratio"], 2),
-                        fmt(d["throughput_ratio"], 2),
-                        fmt(d["envoy_cpu_us_per_call_added"], 0),
-                        fmt(d["client_cpu_us_per_call_added"], 0),
-                    ]
-                )
-        lines += [
-            "## What each hop adds",
-            "",
-            "Envoy vs direct: gRPC through Envoy minus gRPC to the service. REST vs gRPC: REST"
-            " through Envoy minus gRPC through Envoy. Added ms; the range is over rounds (each"
-            " round's difference of block medians); CPU added in µs per call. The REST client"
-            " is a minimal asyncio HTTP/1.1 client, lighter per call than grpcio's: REST vs"
-            " gRPC latency includes that difference, the Envoy CPU column does not.",
-            "",
-            table(
-                [
-                    "callers",
-                    "comparison",
-                    "added p50",
-                    "per round",
-                    "added p90",
-                    "added p99",
-                    "p50 ratio",
-                    "throughput ratio",
-                    "Envoy CPU added",
-                    "client CPU added",
-                ],
-                rows,
-            ),
-            "",
-        ]
-    payload = results.get("payload")
-    if payload:
-        d = payload["envoy_vs_direct"]
-        rows = [
-            [
-                name,
-                fmt(payload[name]["calls_per_s"], 0),
-                fmt(payload[name]["latency_ms"]["p50"], 3),
-                fmt(payload[name]["latency_ms"]["p90"], 3),
-                fmt(payload[name]["latency_ms"]["p99"], 3),
-                fmt(payload[name].get("envoy_cpu_us_per_call"), 0),
-            ]
-            for name in ("direct", "envoy")
-        ]
-        lines += [
-            f"## A {payload['request_bytes'] // 1024} KB request (gRPC, 1 caller)",
-            "",
-            f"{payload['request']}. Envoy adds {fmt(d['added_p50_ms'], 3)} ms at p50"
-            f" (ratio {fmt(d['p50_ratio'], 2)}).",
-            "",
-            table(["path", "calls/s", "p50 ms", "p90 ms", "p99 ms", "Envoy CPU µs/call"], rows),
-            "",
-        ]
-    lines += ["## Targets", ""]
-    lines += [
-        f"- {t['description']}: {fmt(t['measured'], 3)} ms (< {t['threshold']} ms):"
-        f" {fmt(bool(t['pass']))}{'' if t['gating'] else ' (reported, not gating)'}"
-        for t in results["targets"]
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -815,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.sections.split(",")) - {"unary", "payload"}
     if unknown:
         parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; known: unary, payload")
-    return run_and_write(args, run, markdown, _log)
+    return run_and_write(args, run, gateway_report, _log)
 
 
 if __name__ == "__main__":

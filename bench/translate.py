@@ -20,42 +20,31 @@ then measure the service around the model, not translation quality. On the loade
 
 Paths compared run on the same blocks of work, interleaved (direct, gRPC, then gRPC, direct,
 ...), so that other load on the machine falls on both alike; the CPU other processes used
-meanwhile is recorded beside each figure. Writes NAME.json and NAME.md under --out.
+meanwhile is recorded beside each figure. Writes NAME.json and, by bench.translate_report
+(the targets and the tables), NAME.md under --out.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
-import os
-import pathlib
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 
+from bench import translate_report
 from bench.common import (
-    SHARED,
-    BatchRecorder,
     Block,
     Clip,
-    InProcessService,
-    batch_summary,
     bench_parser,
-    cpu_of,
-    cuda_memory,
-    environment,
-    fmt,
-    interleaved,
+    costs,
     load_clips,
-    peak_rss_mib,
-    rss_mib,
+    pooled,
     run_and_write,
     summary,
-    table,
-    timed_block,
 )
+from bench.report import fmt
+from bench.served import ServedBench, measuring, service_settings, tiny_checkpoint
 
 PER_CALL = (1, 8, 32)
 CONCURRENCY = (1, 4, 16)
@@ -63,8 +52,6 @@ SPEECH_CONCURRENCY = (1, 4)
 STREAM_CONCURRENCY = (1, 4)
 CHUNK_S = 0.1
 TRAILING_SILENCE_S = 1.0
-GRPC_VS_DIRECT_TARGET = 0.95
-SINGLES_VS_ONE_CALL_TARGET = 0.9
 SOURCE, TARGET = "en", "fr"
 
 #: English sentences to translate (public domain: Austen, Sense and Sensibility, ch. 1-2).
@@ -117,8 +104,8 @@ class Plan:
         self.stream_rounds = 1 if quick else 2
 
 
-class Bench:
-    """The service, served in-process, plus direct handles on the model it loaded."""
+class Bench(ServedBench):
+    """The translate service and the ways of calling it."""
 
     def __init__(self, args: argparse.Namespace, plan: Plan):
         self.args = args
@@ -131,25 +118,11 @@ class Bench:
         from speechmesh.translate.models import TranslateModels
         from speechmesh.translate.v1 import translate_pb2, translate_pb2_grpc
 
-        overrides = {"device": self.args.device} if self.args.device else {}
-        self.settings = TranslateSettings(
-            model=str(self.args.model),
-            host="127.0.0.1",
-            port=0,
-            metrics=False,
-            metrics_port=0,
-            log_level=self.args.log_level,
-            **overrides,
-        )
-        self.service = InProcessService(build_app, self.settings, TranslateModels)
-        self.channel = await self.service.start()
-        self.models = self.service.models
-        self.load_s = self.service.load_s
-        self.rss_after_load_mib = rss_mib()
-        self.model = self.models.default
-        self.engine = self.model.engine
+        model = self.args.model or tiny_checkpoint("seamless_m4t_v2", "tiny-seamless")
+        settings = service_settings(TranslateSettings, self.args, model=str(model))
+        await self.serve(build_app, settings, TranslateModels)
         self.translator = self.model.translator
-        self.recorder = BatchRecorder(self.translator.batcher)
+        self.record(self.translator.batcher)
         self.stub = translate_pb2_grpc.TranslateServiceStub(self.channel)
         self.pb = translate_pb2
         modalities = [translate_pb2.MODALITY_TEXT, translate_pb2.MODALITY_SPEECH]
@@ -173,13 +146,6 @@ class Bench:
         self.endpointing = _endpointing(self.stream_cfg, self.engine.max_speech_seconds)
         self.clips = load_clips(self.args.audio, self.engine.input_sample_rate)
 
-    async def stop(self) -> None:
-        self.recorder.restore()
-        await self.service.stop()
-
-    async def _block(self, worker: Callable, concurrency: int, items: list) -> Block:
-        return await timed_block(worker, concurrency, items, self.recorder)
-
     # -- text ----------------------------------------------------------------------------
 
     async def grpc_text(self, texts: list[str]) -> list[str]:
@@ -193,28 +159,24 @@ class Bench:
         return await self.translator.translate_texts(texts, SOURCE, TARGET)
 
     def text_measure(self, per_call: int, concurrency: int) -> Callable:
+        """Call k of block b: the next `per_call` sentences from sentence (b * calls + k) *
+        per_call on. Items: (sentences, latency)."""
+        calls = max(self.plan.text_sentences // per_call, concurrency)
+
         async def measure(call: Callable, block: int) -> Block:
-            calls = max(self.plan.text_sentences // per_call, concurrency)
-            counter = itertools.count()
-            records: list[tuple[int, float]] = []
+            async def one(k: int) -> int:
+                at = (block * calls + k) * per_call
+                out = await call([SENTENCES[(at + i) % len(SENTENCES)] for i in range(per_call)])
+                assert len(out) == per_call
+                return per_call
 
-            async def caller(_worker: int) -> None:
-                while (index := next(counter)) < calls:
-                    at = (block * calls + index) * per_call
-                    texts = [SENTENCES[(at + k) % len(SENTENCES)] for k in range(per_call)]
-                    sent = time.perf_counter()
-                    out = await call(texts)
-                    assert len(out) == per_call
-                    records.append((per_call, time.perf_counter() - sent))
-
-            return await self._block(caller, concurrency, records)
+            return await self.closed_loop(calls, concurrency, one)
 
         return measure
 
     @staticmethod
     def text_figures(blocks: list[Block], per_call: int, concurrency: int) -> dict:
-        records = [r for b in blocks for r in b.items]
-        wall = sum(b.wall for b in blocks)
+        records, wall = pooled(blocks)
         sentences = sum(n for n, _ in records)
         return {
             "sentences_per_call": per_call,
@@ -224,8 +186,7 @@ class Bench:
             "wall_s": wall,
             "sentences_per_s": sentences / wall,
             "latency_s": summary([lat for _, lat in records]),
-            "batches": batch_summary([b.batches for b in blocks], wall),
-            "cpu": cpu_of(blocks),
+            **costs(blocks, wall),
         }
 
     # -- speech --------------------------------------------------------------------------
@@ -240,26 +201,22 @@ class Bench:
         return len(result.audio) / result.sample_rate
 
     def speech_measure(self, concurrency: int) -> Callable:
+        """Call k of block b: clip b * calls + k (cycling). Items: (clip, latency)."""
+        calls = max(self.plan.speech_requests, concurrency)
+
         async def measure(call: Callable, block: int) -> Block:
-            total = max(self.plan.speech_requests, concurrency)
-            counter = itertools.count()
-            records: list[tuple[Clip, float]] = []
+            async def one(k: int) -> Clip:
+                clip = self.clips[(block * calls + k) % len(self.clips)]
+                await call(clip)
+                return clip
 
-            async def caller(_worker: int) -> None:
-                while (index := next(counter)) < total:
-                    clip = self.clips[(block * total + index) % len(self.clips)]
-                    sent = time.perf_counter()
-                    await call(clip)
-                    records.append((clip, time.perf_counter() - sent))
-
-            return await self._block(caller, concurrency, records)
+            return await self.closed_loop(calls, concurrency, one)
 
         return measure
 
     @staticmethod
     def speech_figures(blocks: list[Block], concurrency: int) -> dict:
-        records = [r for b in blocks for r in b.items]
-        wall = sum(b.wall for b in blocks)
+        records, wall = pooled(blocks)
         audio = sum(clip.seconds for clip, _ in records)
         return {
             "concurrency": concurrency,
@@ -269,8 +226,7 @@ class Bench:
             "audio_s_per_s": audio / wall,
             "latency_s": summary([lat for _, lat in records]),
             "rtf": summary([lat / clip.seconds for clip, lat in records]),
-            "batches": batch_summary([b.batches for b in blocks], wall),
-            "cpu": cpu_of(blocks),
+            **costs(blocks, wall),
         }
 
     # -- streams -------------------------------------------------------------------------
@@ -333,12 +289,12 @@ class Bench:
                 except Exception as error:  # reported in the results
                     record["error"] = repr(error)
 
-            return await self._block(worker, concurrency, records)
+            return await self.block(worker, concurrency, records)
 
         return measure
 
     def stream_figures(self, blocks: list[Block], concurrency: int) -> dict:
-        records = [r for b in blocks for r in b.items]
+        records, wall = pooled(blocks)
         endpoint = self.endpointing.endpoint_silence
         to_text = [t for r in records for t in r["text"].values()]
         to_audio = [t for r in records for t in r["audio"].values()]
@@ -351,8 +307,7 @@ class Bench:
             "speech_end_to_first_audio_s": summary(to_audio),
             "endpoint_to_text_s": summary([t - endpoint for t in to_text]),
             "endpoint_to_first_audio_s": summary([t - endpoint for t in to_audio]),
-            "batches": batch_summary([b.batches for b in blocks], sum(b.wall for b in blocks)),
-            "cpu": cpu_of(blocks),
+            **costs(blocks, wall),
         }
 
 
@@ -366,287 +321,64 @@ def _log(message: str) -> None:
     print(f"[bench.translate] {message}", file=sys.stderr, flush=True)
 
 
-def _ratio(via_grpc: dict, direct: dict, key: str) -> float:
-    return via_grpc[key] / direct[key]
-
-
 async def run(args: argparse.Namespace) -> dict:
-    from speechmesh.runtime.logging import configure_logging
-
-    configure_logging(args.log_level, "json")
-    plan = Plan(args.quick)
-    bench = Bench(args, plan)
-    began = time.perf_counter()
-    await bench.start()
-    env = environment(bench.engine, bench.settings)
-    env["random_weights"] = bench.engine.random_weights
-    _log(f"model {bench.engine.name} on {bench.engine.device}, loaded in {bench.load_s:.1f} s")
-    results: dict = {"benchmark": "translate", "quick": plan.quick, "environment": env}
+    bench = Bench(args, Plan(args.quick))
     sections = set(args.sections.split(","))
-    try:
+    async with measuring("translate", args, bench, _log) as results:
         _log("warm-up")
         for per_call in (1, 8, 16, 32):
             await bench.direct_text(SENTENCES[:per_call])
             await bench.grpc_text(SENTENCES[:per_call])
         if "text" in sections:
-            runs = []
-            shapes = [(p, c) for p in PER_CALL for c in CONCURRENCY] + [(16, 1)]
-            for per_call, concurrency in shapes:
-                paths = {"direct": bench.direct_text, "grpc": bench.grpc_text}
-                measure = bench.text_measure(per_call, concurrency)
-                measured = await interleaved(measure, paths, plan.text_blocks)
-                direct = bench.text_figures(measured["direct"], per_call, concurrency)
-                via_grpc = bench.text_figures(measured["grpc"], per_call, concurrency)
-                ratio = _ratio(via_grpc, direct, "sentences_per_s")
-                _log(
-                    f"text {per_call}/call x {concurrency}: direct"
-                    f" {direct['sentences_per_s']:.1f}, gRPC {via_grpc['sentences_per_s']:.1f}"
-                    f" sentences/s, ratio {ratio:.3f}"
-                )
-                runs.append(
-                    {
-                        "sentences_per_call": per_call,
-                        "concurrency": concurrency,
-                        "grpc": via_grpc,
-                        "direct": direct,
-                        "grpc_over_direct": ratio,
-                    }
-                )
-            results["text"] = {"runs": runs}
+            results["text"] = {"runs": await _text(bench)}
         if "speech" in sections:
-            runs = []
-            for concurrency in SPEECH_CONCURRENCY:
-                paths = {"direct": bench.direct_speech, "grpc": bench.grpc_speech}
-                measure = bench.speech_measure(concurrency)
-                measured = await interleaved(measure, paths, plan.speech_blocks)
-                direct = bench.speech_figures(measured["direct"], concurrency)
-                via_grpc = bench.speech_figures(measured["grpc"], concurrency)
-                ratio = _ratio(via_grpc, direct, "audio_s_per_s")
-                _log(
-                    f"speech-to-speech x {concurrency}: RTF p50 direct"
-                    f" {fmt(direct['rtf']['p50'], 3)}, gRPC {fmt(via_grpc['rtf']['p50'], 3)}"
-                )
-                runs.append(
-                    {
-                        "concurrency": concurrency,
-                        "grpc": via_grpc,
-                        "direct": direct,
-                        "grpc_over_direct": ratio,
-                    }
-                )
-            results["speech_to_speech"] = {"runs": runs}
+            results["speech_to_speech"] = {"runs": await _speech(bench)}
         if "streams" in sections:
-            runs = []
-            for concurrency in STREAM_CONCURRENCY:
-                paths = {"direct": bench.direct_stream, "grpc": bench.grpc_stream}
-                measure = bench.stream_measure(concurrency)
-                measured = await interleaved(measure, paths, plan.stream_rounds * 2)
-                direct = bench.stream_figures(measured["direct"], concurrency)
-                via_grpc = bench.stream_figures(measured["grpc"], concurrency)
-                _log(
-                    f"streams x {concurrency}: endpoint to text p50 direct"
-                    f" {fmt(direct['endpoint_to_text_s']['p50'], 3)}, gRPC"
-                    f" {fmt(via_grpc['endpoint_to_text_s']['p50'], 3)} s"
-                )
-                runs.append({"concurrency": concurrency, "grpc": via_grpc, "direct": direct})
             results["streams"] = {
                 "chunk_s": CHUNK_S,
                 "endpoint_silence_s": bench.endpointing.endpoint_silence,
-                "runs": runs,
+                "runs": await _streams(bench),
             }
-    finally:
-        results["memory"] = {
-            "rss_after_load_mib": bench.rss_after_load_mib,
-            "peak_rss_mib": peak_rss_mib(),
-            **cuda_memory(str(bench.engine.device)),
-        }
-        env["load_average_at_end"] = list(os.getloadavg())
-        results["duration_s"] = time.perf_counter() - began
-        await bench.stop()
-    results["targets"] = targets(results)
-    results["all_targets_pass"] = all(t["pass"] for t in results["targets"])
     return results
 
 
-def targets(results: dict) -> list[dict]:
-    out = []
-    text = results.get("text")
-    if not text:
-        return out
-    for r in text["runs"]:
-        out.append(
-            {
-                "name": f"text_grpc_over_direct_{r['sentences_per_call']}x{r['concurrency']}",
-                "description": f"gRPC / direct throughput, {r['sentences_per_call']} sentences"
-                f" per call, {r['concurrency']} concurrent callers",
-                "measured": r["grpc_over_direct"],
-                "threshold": GRPC_VS_DIRECT_TARGET,
-                "pass": r["grpc_over_direct"] >= GRPC_VS_DIRECT_TARGET,
-            }
+async def _text(bench: Bench) -> list[dict]:
+    runs = []
+    for per_call, c in [(p, c) for p in PER_CALL for c in CONCURRENCY] + [(16, 1)]:
+        run_ = await bench.compare("text", (per_call, c), bench.plan.text_blocks, "sentences_per_s")
+        _log(
+            f"text {per_call}/call x {c}: direct {run_['direct']['sentences_per_s']:.1f}, gRPC"
+            f" {run_['grpc']['sentences_per_s']:.1f} sentences/s,"
+            f" ratio {run_['grpc_over_direct']:.3f}"
         )
-    shape = {(r["sentences_per_call"], r["concurrency"]): r for r in text["runs"]}
-    singles, one = shape[(1, 16)], shape[(16, 1)]
-    ratio = singles["grpc"]["sentences_per_s"] / one["grpc"]["sentences_per_s"]
-    out.append(
-        {
-            "name": "text_16_single_callers_over_one_16_sentence_call",
-            "description": "16 concurrent 1-sentence gRPC callers / 1 caller sending 16 sentences"
-            " per call (throughput)",
-            "measured": ratio,
-            "threshold": SINGLES_VS_ONE_CALL_TARGET,
-            "pass": ratio >= SINGLES_VS_ONE_CALL_TARGET,
-        }
-    )
-    return out
+        runs.append({"sentences_per_call": per_call, "concurrency": c, **run_})
+    return runs
 
 
-def markdown(results: dict) -> str:
-    env = results["environment"]
-    lines = [
-        "# Translate benchmark",
-        "",
-        f"{env['model']} ({'random weights' if env.get('random_weights') else 'trained'}) on"
-        f" {env['device']} ({env['dtype']}), {env['cpu_count']} CPUs ({env['cpu_model']}),"
-        f" torch {env['torch']} with {env['torch_threads']} threads; max batch"
-        f" {env['max_batch_size']}, batch wait {env['max_batch_wait_ms']} ms;"
-        f" {env['date']}, commit {(env['git_commit'] or '')[:10]}"
-        f"{' (dirty)' if env['git_dirty'] else ''}; {results['duration_s']:.0f} s.",
-        "",
-    ]
-    text = results.get("text")
-    if text:
-        rows = [
-            [
-                r["sentences_per_call"],
-                r["concurrency"],
-                fmt(r["direct"]["sentences_per_s"], 1),
-                fmt(r["grpc"]["sentences_per_s"], 1),
-                fmt(r["grpc_over_direct"], 3),
-                fmt(r["grpc"]["latency_s"]["p50"], 3),
-                fmt(r["grpc"]["batches"]["mean_batch_size"], 1),
-                f"{fmt(r['direct']['cpu']['other_processes_cores'])} /"
-                f" {fmt(r['grpc']['cpu']['other_processes_cores'])}",
-            ]
-            for r in text["runs"]
-        ]
-        lines += [
-            "## TranslateText (sentences per second)",
-            "",
-            table(
-                [
-                    "sentences/call",
-                    "callers",
-                    "direct",
-                    "gRPC",
-                    "gRPC/direct",
-                    "gRPC p50 s",
-                    "mean batch",
-                    "other cores (direct / gRPC)",
-                ],
-                rows,
-            ),
-            "",
-        ]
-    speech = results.get("speech_to_speech")
-    if speech:
-        rows = [
-            [
-                r["concurrency"],
-                fmt(r["direct"]["rtf"]["p50"], 3),
-                fmt(r["grpc"]["rtf"]["p50"], 3),
-                fmt(r["direct"]["audio_s_per_s"], 2),
-                fmt(r["grpc"]["audio_s_per_s"], 2),
-                fmt(r["grpc_over_direct"], 3),
-            ]
-            for r in speech["runs"]
-        ]
-        lines += [
-            "## TranslateSpeech to text and speech",
-            "",
-            table(
-                [
-                    "callers",
-                    "RTF p50 direct",
-                    "RTF p50 gRPC",
-                    "audio s/s direct",
-                    "audio s/s gRPC",
-                    "gRPC/direct",
-                ],
-                rows,
-            ),
-            "",
-        ]
-    streams = results.get("streams")
-    if streams:
-        rows = []
-        for r in streams["runs"]:
-            for path in ("direct", "grpc"):
-                f = r[path]
-                rows.append(
-                    [
-                        r["concurrency"],
-                        path,
-                        f["segments"],
-                        fmt(f["endpoint_to_text_s"]["p50"], 3),
-                        fmt(f["endpoint_to_text_s"]["p90"], 3),
-                        fmt(f["endpoint_to_first_audio_s"]["p50"], 3),
-                        fmt(f["endpoint_to_first_audio_s"]["p90"], 3),
-                        len(f["errors"]),
-                    ]
-                )
-        lines += [
-            "## StreamingTranslateSpeech (live, text and speech)",
-            "",
-            f"Seconds from the end of a segment's speech plus the {streams['endpoint_silence_s']}"
-            " s of silence that ends it, to its translated text and to its first audio chunk.",
-            "",
-            table(
-                [
-                    "streams",
-                    "path",
-                    "segments",
-                    "to text p50",
-                    "p90",
-                    "to audio p50",
-                    "p90",
-                    "errors",
-                ],
-                rows,
-            ),
-            "",
-        ]
-    lines += ["## Targets", ""]
-    lines += [
-        f"- {t['description']}: {fmt(t['measured'], 3)} (≥ {t['threshold']}):"
-        f" {fmt(bool(t['pass']))}"
-        for t in results["targets"]
-    ]
-    return "\n".join(lines) + "\n"
+async def _speech(bench: Bench) -> list[dict]:
+    runs = []
+    for c in SPEECH_CONCURRENCY:
+        run_ = await bench.compare("speech", (c,), bench.plan.speech_blocks, "audio_s_per_s")
+        rtf = {path: fmt(run_[path]["rtf"]["p50"], 3) for path in ("direct", "grpc")}
+        _log(f"speech-to-speech x {c}: RTF p50 direct {rtf['direct']}, gRPC {rtf['grpc']}")
+        runs.append({"concurrency": c, **run_})
+    return runs
 
 
-def _tiny_seamless() -> pathlib.Path:
-    from speechmesh.tiny.models import build_tiny
-
-    dest = pathlib.Path(tempfile.gettempdir()) / "speechmesh-bench" / "tiny-seamless"
-    if not (dest / "config.json").is_file():
-        build_tiny("seamless_m4t_v2", dest)
-    return dest
+async def _streams(bench: Bench) -> list[dict]:
+    runs = []
+    for c in STREAM_CONCURRENCY:
+        run_ = await bench.compare("stream", (c,), bench.plan.stream_rounds * 2)
+        p50 = {path: fmt(run_[path]["endpoint_to_text_s"]["p50"], 3) for path in run_}
+        _log(f"streams x {c}: endpoint to text p50 direct {p50['direct']}, gRPC {p50['grpc']} s")
+        runs.append({"concurrency": c, **run_})
+    return runs
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = bench_parser("translate", __doc__, "text,speech,streams", service=True)
+    parser = bench_parser("translate", __doc__, "text,speech,streams", audio=True)
     parser.add_argument("--model", help="SeamlessM4T v2 folder or hub id (default: tiny random)")
-    parser.add_argument(
-        "--audio",
-        type=pathlib.Path,
-        default=SHARED / "audio" / "librivox",
-        help="folder of .wav/.flac clips (default: ../shared/audio/librivox)",
-    )
-    args = parser.parse_args(argv)
-    if not args.audio.is_dir():
-        parser.error(f"no audio folder at {args.audio}")
-    args.model = args.model or str(_tiny_seamless())
-    return run_and_write(args, run, markdown, _log)
+    return run_and_write(parser.parse_args(argv), run, translate_report, _log)
 
 
 if __name__ == "__main__":
