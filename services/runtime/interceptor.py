@@ -1,10 +1,13 @@
-"""One interceptor for every RPC: error mapping, one log event, metrics.
+"""One interceptor for every RPC: request parsing, error mapping, one log event, metrics.
 
 Handlers raise ApiError (or a known domain error); this turns it into a gRPC
 status with google.rpc details. Anything unexpected is logged with its
 traceback and answered INTERNAL without leaking internals. Servicers add
 what they know about a call (request id, audio seconds, characters) to
 `call_stats()`, and it lands in the log event and the metrics.
+
+Request bodies reach the handler as bytes and are parsed here (speechmesh.runtime.decoding),
+so a body that is not a valid message is INVALID_ARGUMENT, logged and counted like any call.
 """
 
 from __future__ import annotations
@@ -17,14 +20,25 @@ from dataclasses import dataclass
 
 import grpc
 import structlog
+from google.protobuf import descriptor
+from google.protobuf.message import Message
 
 from speechmesh.dsp.audio import AudioError
 from speechmesh.inference.batcher import QueueFullError
 from speechmesh.runtime import errors, metrics
+from speechmesh.runtime.decoding import RequestDecoder
 
 log = structlog.get_logger("speechmesh.rpc")
 
 _QUIET_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+
+#: A status travels in the trailers, which clients cap (gRPC's default soft limit is 8 KiB;
+#: a client drops a bigger status and reports RESOURCE_EXHAUSTED instead of the code sent).
+#: Messages and details echo what a caller sent (a model or voice name, a language code), so
+#: their text is clipped: the message to this many UTF-8 bytes (percent-encoded in
+#: grpc-message, up to three times as many), each string in the details to the second.
+MAX_MESSAGE_BYTES = 600
+MAX_DETAIL_BYTES = 200
 
 
 @dataclass
@@ -75,18 +89,74 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
         full_method = details.method
         method = full_method.rsplit("/", 1)[-1]
         quiet = full_method.startswith(_QUIET_PREFIXES)
+        # grpc passes the bodies through as bytes; the handler parses them (see module doc).
+        decoder = None
+        if handler.request_deserializer is not None:
+            decoder = RequestDecoder(handler.request_deserializer, full_method)
         call = _Call(self.service, method, quiet)
-        kwargs = dict(
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        kwargs = dict(request_deserializer=None, response_serializer=handler.response_serializer)
+        one = _identity if decoder is None else decoder.parse
+        many = _identity if decoder is None else decoder.stream
         if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(call.unary(handler.unary_unary), **kwargs)
+            behavior = call.unary(handler.unary_unary, one)
+            return grpc.unary_unary_rpc_method_handler(behavior, **kwargs)
         if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(call.stream(handler.unary_stream), **kwargs)
+            behavior = call.stream(handler.unary_stream, one)
+            return grpc.unary_stream_rpc_method_handler(behavior, **kwargs)
         if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(call.unary(handler.stream_unary), **kwargs)
-        return grpc.stream_stream_rpc_method_handler(call.stream(handler.stream_stream), **kwargs)
+            behavior = call.unary(handler.stream_unary, many)
+            return grpc.stream_unary_rpc_method_handler(behavior, **kwargs)
+        behavior = call.stream(handler.stream_stream, many)
+        return grpc.stream_stream_rpc_method_handler(behavior, **kwargs)
+
+
+def _identity(request):
+    return request
+
+
+def _fitted(error: errors.ApiError) -> errors.ApiError:
+    """The error with its text clipped to fit in any client's trailers (see MAX_MESSAGE_BYTES)."""
+    details = []
+    for detail in error.details:
+        copy = type(detail)()
+        copy.CopyFrom(detail)
+        _clip_strings(copy)
+        details.append(copy)
+    return errors.ApiError(error.code, clip(error.message, MAX_MESSAGE_BYTES), details)
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` if its UTF-8 fits in `limit` bytes, else its start and end around " … ": the end
+    of a message says what to do, the start which field."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    keep = (limit - len(" … ".encode())) // 2
+    if keep <= 0:
+        return data[:limit].decode(errors="ignore")
+    head = data[:keep].decode(errors="ignore")
+    tail = data[len(data) - keep :].decode(errors="ignore")
+    return f"{head} … {tail}"
+
+
+def _clip_strings(message: Message) -> None:
+    for field, value in message.ListFields():
+        if field.type == descriptor.FieldDescriptor.TYPE_STRING:
+            if field.is_repeated:
+                value[:] = [clip(v, MAX_DETAIL_BYTES) for v in value]
+            else:
+                setattr(message, field.name, clip(value, MAX_DETAIL_BYTES))
+        elif field.type == descriptor.FieldDescriptor.TYPE_MESSAGE:
+            if field.message_type.GetOptions().map_entry:  # ErrorInfo.metadata
+                for key in list(value):
+                    clipped = value[key]
+                    if isinstance(clipped, str):
+                        value[key] = clip(clipped, MAX_DETAIL_BYTES)
+            elif field.is_repeated:
+                for item in value:
+                    _clip_strings(item)
+            else:
+                _clip_strings(value)
 
 
 class _Call:
@@ -95,15 +165,17 @@ class _Call:
         self.method = method
         self.quiet = quiet
 
-    def unary(self, behavior):
+    def unary(self, behavior, decode: Callable):
+        """`decode` turns what grpc passes (a body, or a stream of them) into the request."""
+
         async def wrapped(request, context: grpc.aio.ServicerContext):
-            stats = CallStats(
-                request_id=getattr(request, "request_id", "") or "", peer=context.peer()
-            )
+            stats = CallStats(peer=context.peer())
             _CALL.set(stats)
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
+                request = decode(request)
+                stats.request_id = getattr(request, "request_id", "") or ""
                 return await behavior(request, context)
             except BaseException as error:
                 code, status = self._classify(error, context, stats)
@@ -115,21 +187,21 @@ class _Call:
 
         return wrapped
 
-    def stream(self, behavior):
+    def stream(self, behavior, decode: Callable):
         if not inspect.isasyncgenfunction(behavior):
             # A handler that writes with context.write (the stock health Watch) is a coroutine.
-            return self.unary(behavior)
+            return self.unary(behavior, decode)
 
         async def wrapped(request, context: grpc.aio.ServicerContext) -> AsyncIterator:
-            stats = CallStats(
-                request_id=getattr(request, "request_id", "") or "", peer=context.peer()
-            )
+            stats = CallStats(peer=context.peer())
             _CALL.set(stats)
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             gauge = metrics.ACTIVE_STREAMS.labels(self.service, self.method)
             gauge.inc()
             try:
+                request = decode(request)
+                stats.request_id = getattr(request, "request_id", "") or ""
                 async for response in behavior(request, context):
                     yield response
             except BaseException as error:
@@ -159,7 +231,7 @@ class _Call:
                 f"internal error while handling {self.method}"
                 f" (request_id={stats.request_id or '-'}); the server log has the details",
             )
-        return api_error.code, api_error.to_status()
+        return api_error.code, _fitted(api_error).to_status()
 
     def _record(
         self,
