@@ -12,7 +12,6 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from tokenizers import AddedToken, pre_tokenizers
 from transformers import (
     GenerationConfig,
@@ -24,6 +23,7 @@ from transformers import (
 )
 from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
+from speechmesh.tiny.parts import ENCODER_DECODER_DIMS, save, seeded
 from speechmesh.tiny.seamless import build_seamless_m4t_v2
 from speechmesh.tiny.seq2seq import TINY_SEQ2SEQ
 from speechmesh.tiny.tts import build_csm, build_vits
@@ -68,33 +68,23 @@ def _build_whisper(dest: Path, seed: int) -> None:
     tokenizer = _whisper_tokenizer()
     ids = tokenizer.get_vocab()
     eot, sot = ids["<|endoftext|>"], ids["<|startoftranscript|>"]
+    # Which the model config and the generation config both carry, and must agree on.
+    special_ids = dict(
+        pad_token_id=eot, bos_token_id=eot, eos_token_id=eot, decoder_start_token_id=sot
+    )
     begin_suppress_tokens = [ids["Ġ"], eot]  # a leading space, or an empty transcript
     config = WhisperConfig(
         vocab_size=len(tokenizer),
         num_mel_bins=80,
-        d_model=64,
-        encoder_layers=2,
-        decoder_layers=2,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=128,
-        decoder_ffn_dim=128,
+        **ENCODER_DECODER_DIMS,
         max_source_positions=1500,
         max_target_positions=448,
-        pad_token_id=eot,
-        bos_token_id=eot,
-        eos_token_id=eot,
-        decoder_start_token_id=sot,
+        **special_ids,
         begin_suppress_tokens=begin_suppress_tokens,
         suppress_tokens=[],
     )
-    torch.manual_seed(seed)
-    model = WhisperForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(
-        decoder_start_token_id=sot,
-        bos_token_id=eot,
-        eos_token_id=eot,
-        pad_token_id=eot,
+    generation = GenerationConfig(
+        **special_ids,
         max_length=config.max_target_positions,
         forced_decoder_ids=None,
         begin_suppress_tokens=begin_suppress_tokens,
@@ -108,8 +98,8 @@ def _build_whisper(dest: Path, seed: int) -> None:
         return_timestamps=False,
         alignment_heads=[[0, 0], [1, 1]],  # (decoder layer, head) pairs for word timestamps
     )
-    model.save_pretrained(dest)
-    WhisperProcessor(WhisperFeatureExtractor(feature_size=80), tokenizer).save_pretrained(dest)
+    processor = WhisperProcessor(WhisperFeatureExtractor(feature_size=80), tokenizer)
+    save(dest, seeded(WhisperForConditionalGeneration, config, seed), processor, generation)
 
 
 TINY_ARCHS: dict[str, Callable[[Path, int], None]] = {

@@ -25,13 +25,14 @@ import string
 
 import torch
 from transformers import (
-    GenerationConfig,
     SeamlessM4TFeatureExtractor,
     SeamlessM4TProcessor,
     SeamlessM4TTokenizer,
     SeamlessM4Tv2Config,
     SeamlessM4Tv2Model,
 )
+
+from speechmesh.tiny.parts import kept_generation, no_dropout, save, seeded
 
 #: Languages of the tiny model's text (tokenizer `__xxx__` tokens, text decoder), in id order.
 TEXT_LANGUAGES = [
@@ -93,6 +94,13 @@ def build_seamless_m4t_v2(dest: pathlib.Path, seed: int) -> None:
         char_to_id.setdefault(ch, len(char_to_id))
 
     hidden = 32
+    # The text encoder and decoder and the text-to-unit encoder and decoder alike: one layer of
+    # two heads with a 64-wide feed-forward.
+    transformer_stacks = {
+        f"{stack}_{setting}": value
+        for stack in ("encoder", "decoder", "t2u_encoder", "t2u_decoder")
+        for setting, value in (("layers", 1), ("ffn_dim", 64), ("attention_heads", 2))
+    }
     config = SeamlessM4Tv2Config(
         # Weights wider than the default 0.02, so that outputs depend on the inputs.
         initializer_range=0.3,
@@ -101,22 +109,11 @@ def build_seamless_m4t_v2(dest: pathlib.Path, seed: int) -> None:
         char_vocab_size=len(char_to_id),
         hidden_size=hidden,
         max_position_embeddings=1024,
-        encoder_layers=1,
-        encoder_ffn_dim=64,
-        encoder_attention_heads=2,
-        decoder_layers=1,
-        decoder_ffn_dim=64,
-        decoder_attention_heads=2,
+        **transformer_stacks,
         speech_encoder_layers=1,
         speech_encoder_attention_heads=2,
         speech_encoder_intermediate_size=64,
         conv_depthwise_kernel_size=7,
-        t2u_encoder_layers=1,
-        t2u_encoder_ffn_dim=64,
-        t2u_encoder_attention_heads=2,
-        t2u_decoder_layers=1,
-        t2u_decoder_ffn_dim=64,
-        t2u_decoder_attention_heads=2,
         t2u_max_position_embeddings=1024,
         t2u_variance_predictor_embed_dim=hidden,
         t2u_variance_predictor_hidden_dim=16,
@@ -130,16 +127,16 @@ def build_seamless_m4t_v2(dest: pathlib.Path, seed: int) -> None:
         vocoder_num_langs=len(SPEECH_LANGUAGES),
         vocoder_num_spkrs=NUM_SPEAKERS,
         vocoder_offset=0,
-        # No train-time randomness: the model is only ever evaluated.
-        dropout=0.0,
-        attention_dropout=0.0,
-        encoder_layerdrop=0.0,
-        decoder_layerdrop=0.0,
-        speech_encoder_layerdrop=0.0,
-        adaptor_dropout=0.0,
+        **no_dropout(
+            "dropout",
+            "attention_dropout",
+            "encoder_layerdrop",
+            "decoder_layerdrop",
+            "speech_encoder_layerdrop",
+            "adaptor_dropout",
+        ),
     )
-    torch.manual_seed(seed)
-    model = SeamlessM4Tv2Model(config)
+    model = seeded(SeamlessM4Tv2Model, config, seed)
     with torch.no_grad():
         # Fixed durations (the predictors' outputs are log(1 + frames)): 2 units per character,
         # 1 vocoder frame per unit, so audio lengths follow the text, never a random blow-up.
@@ -150,7 +147,7 @@ def build_seamless_m4t_v2(dest: pathlib.Path, seed: int) -> None:
             predictor.proj.weight.zero_()
             predictor.proj.bias.fill_(math.log1p(frames))
 
-    generation = GenerationConfig(
+    generation = kept_generation(
         bos_token_id=vocab["<s>"],
         eos_token_id=vocab["</s>"],
         pad_token_id=vocab["<pad>"],
@@ -170,7 +167,5 @@ def build_seamless_m4t_v2(dest: pathlib.Path, seed: int) -> None:
         id_to_text={str(index): token for token, index in vocab.items()},
         char_to_id=char_to_id,
     )
-    generation._from_model_config = False  # keep the maps above through save and load
-    model.generation_config = generation
-    model.save_pretrained(dest)
-    SeamlessM4TProcessor(SeamlessM4TFeatureExtractor(), tokenizer).save_pretrained(dest)
+    processor = SeamlessM4TProcessor(SeamlessM4TFeatureExtractor(), tokenizer)
+    save(dest, model, processor, generation)

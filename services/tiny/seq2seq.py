@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import (
     GenerationConfig,
@@ -32,6 +31,8 @@ from transformers import (
     NllbTokenizer,
     PreTrainedTokenizerFast,
 )
+
+from speechmesh.tiny.parts import ENCODER_DECODER_DIMS, save, seeded
 
 #: M2M100's 100 languages, in its token order (`transformers.models.m2m_100.tokenization_m2m_100`
 #: has the list too, but that module imports sentencepiece).
@@ -45,15 +46,6 @@ xh yi yo zh zu
 SPACE = "\u2581"
 #: The fixed pair of the tiny Marian checkpoint.
 MARIAN_PAIR = ("en", "de")
-_DIMS = dict(
-    d_model=64,
-    encoder_layers=2,
-    decoder_layers=2,
-    encoder_attention_heads=2,
-    decoder_attention_heads=2,
-    encoder_ffn_dim=128,
-    decoder_ffn_dim=128,
-)
 
 
 def _characters() -> list[str]:
@@ -79,15 +71,12 @@ def _char_tokenizer(vocab: dict[str, int], unk: str) -> Tokenizer:
     return tokenizer
 
 
-def _save(model: torch.nn.Module, generation: GenerationConfig, tokenizer, dest: Path) -> None:
-    model.generation_config = generation
-    model.save_pretrained(dest)
-    tokenizer.save_pretrained(dest)
+def _special_ids(pad: int, bos: int, eos: int) -> dict[str, int]:
+    """Token ids the model config and the generation config both carry, and must agree on.
 
-
-def _m2m100_model(config: M2M100Config, seed: int) -> M2M100ForConditionalGeneration:
-    torch.manual_seed(seed)
-    return M2M100ForConditionalGeneration(config).eval()
+    Decoding starts from `</s>`, as in fairseq's NLLB-200 and M2M100.
+    """
+    return dict(pad_token_id=pad, bos_token_id=bos, eos_token_id=eos, decoder_start_token_id=eos)
 
 
 def build_nllb(dest: Path, seed: int) -> None:
@@ -99,26 +88,17 @@ def build_nllb(dest: Path, seed: int) -> None:
         model_max_length=1024,
     )
     ids = tokenizer.get_vocab()
-    bos, pad, eos = ids["<s>"], ids["<pad>"], ids["</s>"]
+    special_ids = _special_ids(pad=ids["<pad>"], bos=ids["<s>"], eos=ids["</s>"])
     config = M2M100Config(
         vocab_size=len(tokenizer),
         max_position_embeddings=1024,
         scale_embedding=True,
-        pad_token_id=pad,
-        bos_token_id=bos,
-        eos_token_id=eos,
-        decoder_start_token_id=eos,
+        **special_ids,
         tokenizer_class="NllbTokenizer",
-        **_DIMS,
+        **ENCODER_DECODER_DIMS,
     )
-    generation = GenerationConfig(
-        bos_token_id=bos,
-        pad_token_id=pad,
-        eos_token_id=eos,
-        decoder_start_token_id=eos,
-        max_length=200,
-    )
-    _save(_m2m100_model(config, seed), generation, tokenizer, dest)
+    generation = GenerationConfig(**special_ids, max_length=200)
+    save(dest, seeded(M2M100ForConditionalGeneration, config, seed), tokenizer, generation)
 
 
 def build_m2m100(dest: Path, seed: int) -> None:
@@ -145,27 +125,17 @@ def build_m2m100(dest: Path, seed: int) -> None:
     )
     ids = tokenizer.get_vocab()
     assert ids["__en__"] == len(vocab) + languages.index("__en__"), "language ids out of place"
+    special_ids = _special_ids(pad=ids["<pad>"], bos=ids["<s>"], eos=ids["</s>"])
     config = M2M100Config(
         vocab_size=len(tokenizer),
         max_position_embeddings=1024,
         scale_embedding=True,
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=2,
-        decoder_start_token_id=2,
-        **_DIMS,
+        **special_ids,
+        **ENCODER_DECODER_DIMS,
     )
     # As facebook/m2m100_418M ships it (beam search of 5): the engine overrides num_beams.
-    generation = GenerationConfig(
-        bos_token_id=0,
-        pad_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=2,
-        max_length=200,
-        num_beams=5,
-        early_stopping=True,
-    )
-    _save(_m2m100_model(config, seed), generation, tokenizer, dest)
+    generation = GenerationConfig(**special_ids, max_length=200, num_beams=5, early_stopping=True)
+    save(dest, seeded(M2M100ForConditionalGeneration, config, seed), tokenizer, generation)
 
 
 def build_marian(dest: Path, seed: int) -> None:
@@ -189,32 +159,24 @@ def build_marian(dest: Path, seed: int) -> None:
         source_lang=source,
         target_lang=target,
     )
+    # </s> ends every sequence; no beginning-of-sentence id in the model config, as in opus-mt.
+    special_ids = dict(
+        pad_token_id=pad, eos_token_id=0, decoder_start_token_id=pad, forced_eos_token_id=0
+    )
     config = MarianConfig(
         vocab_size=len(vocab),
         decoder_vocab_size=len(vocab),
         max_position_embeddings=512,
         scale_embedding=True,
         share_encoder_decoder_embeddings=True,
-        pad_token_id=pad,
-        eos_token_id=0,
-        decoder_start_token_id=pad,
-        forced_eos_token_id=0,
-        **_DIMS,
+        **special_ids,
+        **ENCODER_DECODER_DIMS,
     )
-    torch.manual_seed(seed)
-    model = MarianMTModel(config).eval()
     # As Helsinki-NLP/opus-mt-* ship it (beam search of 4): the engine overrides num_beams.
     generation = GenerationConfig(
-        bad_words_ids=[[pad]],
-        bos_token_id=0,
-        pad_token_id=pad,
-        eos_token_id=0,
-        forced_eos_token_id=0,
-        decoder_start_token_id=pad,
-        max_length=512,
-        num_beams=4,
+        **special_ids, bad_words_ids=[[pad]], bos_token_id=0, max_length=512, num_beams=4
     )
-    _save(model, generation, tokenizer, dest)
+    save(dest, seeded(MarianMTModel, config, seed), tokenizer, generation)
 
 
 #: What the lead registers in speechmesh.tiny.models.TINY_ARCHS.

@@ -45,13 +45,14 @@ from transformers import (
     CsmForConditionalGeneration,
     CsmProcessor,
     EncodecFeatureExtractor,
-    GenerationConfig,
     MimiConfig,
     PreTrainedTokenizerFast,
     VitsConfig,
     VitsModel,
     VitsTokenizer,
 )
+
+from speechmesh.tiny.parts import kept_generation, no_dropout, save, seeded
 
 # -- CSM -------------------------------------------------------------------------------------
 
@@ -146,26 +147,26 @@ def build_csm(dest: Path, seed: int) -> None:
     tokenizer = _csm_tokenizer()
     ids = tokenizer.get_vocab()
     hidden = 32
+    # The backbone and the depth decoder alike: 32 wide, two attention heads sharing one
+    # key-value head, over the same codebooks.
+    decoder = {
+        "num_codebooks": CSM_CODEBOOKS,
+        "vocab_size": CSM_CODEBOOK_SIZE,
+        "hidden_size": hidden,
+        "intermediate_size": 64,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+    }
     depth = CsmDepthDecoderConfig(
-        num_codebooks=CSM_CODEBOOKS,
+        **decoder,
         backbone_hidden_size=hidden,
-        vocab_size=CSM_CODEBOOK_SIZE,
-        hidden_size=hidden,
-        intermediate_size=64,
         num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
         max_position_embeddings=CSM_CODEBOOKS + 1,
     )
     config = CsmConfig(
-        num_codebooks=CSM_CODEBOOKS,
-        vocab_size=CSM_CODEBOOK_SIZE,
+        **decoder,
         text_vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        intermediate_size=64,
         num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
         max_position_embeddings=2048,
         # Weights wider than the default 0.02, so that outputs depend on the inputs.
         initializer_range=0.3,
@@ -178,31 +179,27 @@ def build_csm(dest: Path, seed: int) -> None:
         depth_decoder_config=depth,
         codec_config=_mimi_config(),
     )
-    torch.manual_seed(seed)
-    model = CsmForConditionalGeneration(config).eval()
+    model = seeded(CsmForConditionalGeneration, config, seed)
+    quantizer = model.codec_model.quantizer
     with torch.no_grad():
-        for layer in model.codec_model.quantizer.semantic_residual_vector_quantizer.layers:
-            layer.codebook.embed_sum.normal_()
-        for layer in model.codec_model.quantizer.acoustic_residual_vector_quantizer.layers:
-            layer.codebook.embed_sum.normal_()
-    # As csm-1b ships it (sampling at 0.9 among the 50 likeliest, in both decoders).
-    model.generation_config = GenerationConfig(
+        for residual in (
+            quantizer.semantic_residual_vector_quantizer,
+            quantizer.acoustic_residual_vector_quantizer,
+        ):
+            for layer in residual.layers:
+                layer.codebook.embed_sum.normal_()
+    # As csm-1b ships it: sampling at 0.9 among the 50 likeliest, in both decoders.
+    sampling = {"do_sample": True, "top_k": 50, "temperature": 0.9}
+    generation = kept_generation(
         bos_token_id=ids[BOS],
         pad_token_id=ids[AUDIO],
         max_new_tokens=125,
-        do_sample=True,
-        top_k=50,
-        temperature=0.9,
-        depth_decoder_do_sample=True,
-        depth_decoder_top_k=50,
-        depth_decoder_temperature=0.9,
+        **sampling,
+        **{f"depth_decoder_{key}": value for key, value in sampling.items()},
     )
-    model.generation_config._from_model_config = False
-    model.save_pretrained(dest)
     feature_extractor = EncodecFeatureExtractor(feature_size=1, sampling_rate=CSM_SAMPLE_RATE)
-    CsmProcessor(feature_extractor, tokenizer, chat_template=CSM_CHAT_TEMPLATE).save_pretrained(
-        dest
-    )
+    processor = CsmProcessor(feature_extractor, tokenizer, chat_template=CSM_CHAT_TEMPLATE)
+    save(dest, model, processor, generation)
 
 
 # -- VITS ------------------------------------------------------------------------------------
@@ -251,14 +248,12 @@ def build_vits(dest: Path, seed: int, num_speakers: int = 1) -> None:
         speaker_embedding_size=8 if num_speakers > 1 else 0,
         sampling_rate=VITS_SAMPLE_RATE,
         pad_token_id=0,
-        # No train-time randomness: the model is only ever evaluated.
-        layerdrop=0.0,
-        hidden_dropout=0.0,
-        attention_dropout=0.0,
-        activation_dropout=0.0,
-        duration_predictor_dropout=0.0,
+        **no_dropout(
+            "layerdrop",
+            "hidden_dropout",
+            "attention_dropout",
+            "activation_dropout",
+            "duration_predictor_dropout",
+        ),
     )
-    torch.manual_seed(seed)
-    model = VitsModel(config).eval()
-    model.save_pretrained(dest)
-    tokenizer.save_pretrained(dest)
+    save(dest, seeded(VitsModel, config, seed), tokenizer)
