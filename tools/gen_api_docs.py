@@ -42,22 +42,11 @@ MESSAGE_ENUM = 4
 ENUM_VALUE = 2
 SERVICE_METHOD = 2
 
+#: Scalar field types by their proto spelling: TYPE_DOUBLE is "double".
 SCALARS = {
-    F.TYPE_DOUBLE: "double",
-    F.TYPE_FLOAT: "float",
-    F.TYPE_INT64: "int64",
-    F.TYPE_UINT64: "uint64",
-    F.TYPE_INT32: "int32",
-    F.TYPE_FIXED64: "fixed64",
-    F.TYPE_FIXED32: "fixed32",
-    F.TYPE_BOOL: "bool",
-    F.TYPE_STRING: "string",
-    F.TYPE_BYTES: "bytes",
-    F.TYPE_UINT32: "uint32",
-    F.TYPE_SFIXED32: "sfixed32",
-    F.TYPE_SFIXED64: "sfixed64",
-    F.TYPE_SINT32: "sint32",
-    F.TYPE_SINT64: "sint64",
+    number: name.removeprefix("TYPE_").lower()
+    for name, number in F.Type.items()
+    if number not in (F.TYPE_GROUP, F.TYPE_MESSAGE, F.TYPE_ENUM)
 }
 
 #: Types from outside protos/ that fields and methods use, with their JSON form.
@@ -86,25 +75,10 @@ def compile_descriptor_set() -> descriptor_pb2.FileDescriptorSet:
     """protoc on every file under protos/, imports and source info included."""
     sys.path.insert(0, str(ROOT / "tools"))
     import gen_protos
-    from grpc_tools import protoc
 
-    sources = sorted(
-        str(p.relative_to(gen_protos.PROTOS)) for p in gen_protos.PROTOS.rglob("*.proto")
-    )
     with tempfile.TemporaryDirectory() as tmp:
         out = pathlib.Path(tmp) / "set.pb"
-        args = [
-            "protoc",
-            f"-I{gen_protos.PROTOS}",
-            f"-I{gen_protos.THIRD_PARTY}",
-            f"-I{gen_protos._well_known_include()}",
-            f"--descriptor_set_out={out}",
-            "--include_imports",
-            "--include_source_info",
-            *sources,
-        ]
-        if protoc.main(args) != 0:
-            raise SystemExit("protoc failed on protos/")
+        gen_protos.write_descriptor_set(out)
         return parse_descriptor_set(out.read_bytes())
 
 
@@ -251,6 +225,17 @@ def anchor(full_name: str) -> str:
     return full_name.replace(".", "-").lower()
 
 
+def emit_heading(emit, name: str, heading: str, text: str = "") -> None:
+    """`heading` (with its # marks) under an anchor for `name`, then `text` when there is any."""
+    emit(f'<a id="{anchor(name)}"></a>')
+    emit("")
+    emit(heading)
+    emit("")
+    if text:
+        emit(text)
+        emit("")
+
+
 class Renderer:
     def __init__(self, files: descriptor_pb2.FileDescriptorSet):
         self.files = files
@@ -321,27 +306,14 @@ class Renderer:
         self.render_routes(emit)
         for file in self.own:
             self.render_file(file, emit)
-        emit('<a id="types-from-outside-speechmesh"></a>')
-        emit("")
-        emit("## Types from outside speechmesh")
-        emit("")
+        emit_heading(emit, "types-from-outside-speechmesh", "## Types from outside speechmesh")
         for name, text in EXTERNAL_TYPES.items():
-            emit(f'<a id="{anchor(name)}"></a>')
-            emit("")
-            emit(f"### {name}")
-            emit("")
-            emit(text)
-            emit("")
+            emit_heading(emit, name, f"### {name}", text)
         return "\n".join(out).rstrip("\n") + "\n"
 
     def render_file(self, file: descriptor_pb2.FileDescriptorProto, emit) -> None:
         comments = Comments(file)
-        emit(f'<a id="{anchor(file.package)}"></a>')
-        emit("")
-        emit(f"## {file.package}")
-        emit("")
-        emit(f"`protos/{file.name}`")
-        emit("")
+        emit_heading(emit, file.package, f"## {file.package}", f"`protos/{file.name}`")
         overview = comments.get(FILE_SYNTAX)
         if overview:
             emit(overview)
@@ -363,14 +335,7 @@ class Renderer:
 
     def render_service(self, file, service, comments: Comments, path, emit) -> None:
         full = f"{file.package}.{service.name}"
-        emit(f'<a id="{anchor(full)}"></a>')
-        emit("")
-        emit(f"### {service.name}")
-        emit("")
-        text = comments.get(*path)
-        if text:
-            emit(text)
-            emit("")
+        emit_heading(emit, full, f"### {service.name}", comments.get(*path))
         emit("| Method | Request | Response | REST |")
         emit("| --- | --- | --- | --- |")
         for method in service.method:
@@ -385,10 +350,7 @@ class Renderer:
             )
         emit("")
         for index, method in enumerate(service.method):
-            emit(f'<a id="{anchor(full + "." + method.name)}"></a>')
-            emit("")
-            emit(f"#### {service.name}.{method.name}")
-            emit("")
+            emit_heading(emit, f"{full}.{method.name}", f"#### {service.name}.{method.name}")
             emit(
                 f"`rpc {method.name}({self._stream(method.client_streaming)}"
                 f"{method.input_type.lstrip('.')}) returns"
@@ -438,14 +400,7 @@ class Renderer:
         return "; ".join(parts) + "."
 
     def render_message(self, name: str, message, comments: Comments, path, emit) -> None:
-        emit(f'<a id="{anchor(name)}"></a>')
-        emit("")
-        emit(f"#### {name.split('.', 3)[-1]}")
-        emit("")
-        text = comments.get(*path)
-        if text:
-            emit(text)
-            emit("")
+        emit_heading(emit, name, f"#### {name.split('.', 3)[-1]}", comments.get(*path))
         if not message.field:
             emit("No fields.")
             emit("")
@@ -466,14 +421,7 @@ class Renderer:
         emit("")
 
     def render_enum(self, name: str, enum, comments: Comments, path, emit) -> None:
-        emit(f'<a id="{anchor(name)}"></a>')
-        emit("")
-        emit(f"#### {name.split('.', 3)[-1]}")
-        emit("")
-        text = comments.get(*path)
-        if text:
-            emit(text)
-            emit("")
+        emit_heading(emit, name, f"#### {name.split('.', 3)[-1]}", comments.get(*path))
         emit("| Value | Number | Description |")
         emit("| --- | --- | --- |")
         for index, value in enumerate(enum.value):
@@ -482,12 +430,8 @@ class Renderer:
         emit("")
 
     def render_routes(self, emit) -> None:
-        emit('<a id="rest-routes"></a>')
-        emit("")
-        emit("## REST routes")
-        emit("")
-        emit("Every route of the gateway's REST face, by path.")
-        emit("")
+        intro = "Every route of the gateway's REST face, by path."
+        emit_heading(emit, "rest-routes", "## REST routes", intro)
         emit("| Route | Method | Summary |")
         emit("| --- | --- | --- |")
         rows = []

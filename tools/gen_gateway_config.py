@@ -31,23 +31,8 @@ def compile_descriptor_set(out: pathlib.Path) -> None:
     build/speechmesh.pb (imports and source info included)."""
     sys.path.insert(0, str(ROOT / "tools"))
     import gen_protos
-    from grpc_tools import protoc
 
-    sources = sorted(
-        str(p.relative_to(gen_protos.PROTOS)) for p in gen_protos.PROTOS.rglob("*.proto")
-    )
-    args = [
-        "protoc",
-        f"-I{gen_protos.PROTOS}",
-        f"-I{gen_protos.THIRD_PARTY}",
-        f"-I{gen_protos._well_known_include()}",
-        f"--descriptor_set_out={out}",
-        "--include_imports",
-        "--include_source_info",
-        *sources,
-    ]
-    if protoc.main(args) != 0:
-        raise SystemExit("protoc failed on protos/")
+    gen_protos.write_descriptor_set(out)
 
 
 def render(descriptor_set: pathlib.Path) -> str:

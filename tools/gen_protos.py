@@ -30,23 +30,45 @@ def _well_known_include() -> str:
     return str(pathlib.Path(grpc_tools.__file__).parent / "_proto")
 
 
+def proto_sources() -> list[str]:
+    """Every file under protos/, relative to it, sorted."""
+    return sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
+
+
+def run_protoc(*outputs: str) -> bool:
+    """protoc on every file under protos/ with `outputs` (its `--*_out=` options); a descriptor
+    set it writes includes imports and source info. True when protoc succeeded."""
+    args = [
+        "protoc",
+        f"-I{PROTOS}",
+        f"-I{THIRD_PARTY}",
+        f"-I{_well_known_include()}",
+        *outputs,
+        "--include_imports",
+        "--include_source_info",
+        *proto_sources(),
+    ]
+    return protoc.main(args) == 0
+
+
+def write_descriptor_set(out: pathlib.Path) -> None:
+    """The descriptor set of every file under protos/ into `out`, as main builds
+    build/speechmesh.pb; SystemExit when protoc fails (tools/gen_api_docs.py and
+    tools/gen_gateway_config.py compile theirs with it)."""
+    if not run_protoc(f"--descriptor_set_out={out}"):
+        raise SystemExit("protoc failed on protos/")
+
+
 def main() -> int:
-    sources = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
-    includes = [f"-I{PROTOS}", f"-I{THIRD_PARTY}", f"-I{_well_known_include()}"]
+    sources = proto_sources()
     DESCRIPTOR_SET.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        args = [
-            "protoc",
-            *includes,
+        if not run_protoc(
             f"--python_out={tmp}",
             f"--pyi_out={tmp}",
             f"--grpc_python_out={tmp}",
             f"--descriptor_set_out={DESCRIPTOR_SET}",
-            "--include_imports",
-            "--include_source_info",
-            *sources,
-        ]
-        if protoc.main(args) != 0:
+        ):
             return 1
         generated = pathlib.Path(tmp) / "speechmesh"
         for src in generated.rglob("*"):
