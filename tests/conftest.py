@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import pathlib
 import tempfile
@@ -27,12 +28,23 @@ requires_shared = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="session")
-def tiny_whisper(tmp_path_factory) -> pathlib.Path:
-    """A tiny random multilingual Whisper checkpoint, built offline once per run."""
-    from speechmesh.tiny.models import build_tiny
+def tiny_checkpoint(kind: str, folder: str, doc: str):
+    """A session fixture: the tiny random checkpoint of `kind` (speechmesh.tiny.models), built
+    offline once per run in a temporary folder named `folder`."""
 
-    return build_tiny("whisper", tmp_path_factory.mktemp("tiny-whisper"))
+    @pytest.fixture(scope="session")
+    def checkpoint(tmp_path_factory) -> pathlib.Path:
+        from speechmesh.tiny.models import build_tiny
+
+        return build_tiny(kind, tmp_path_factory.mktemp(folder))
+
+    checkpoint.__doc__ = doc
+    return checkpoint
+
+
+tiny_whisper = tiny_checkpoint(
+    "whisper", "tiny-whisper", "A tiny random multilingual Whisper checkpoint, built offline once."
+)
 
 
 @contextlib.asynccontextmanager
@@ -61,14 +73,20 @@ async def serving(app, settings) -> AsyncIterator:
 
 
 @contextlib.asynccontextmanager
-async def running_asr(model: pathlib.Path | str, **overrides) -> AsyncIterator:
-    """Starts the ASR service in-process on a free port; yields (host, channel)."""
-    from speechmesh.asr.app import build_app
-    from speechmesh.asr.config import AsrSettings
-
-    settings = AsrSettings(model=str(model), host="127.0.0.1", port=0, metrics_port=0, **overrides)
-    async with serving(build_app(settings), settings) as served:
+async def running(service: str, settings_class: str, **fields) -> AsyncIterator:
+    """Starts speechmesh.<service> in-process on free ports with <settings_class>(**fields) of
+    speechmesh.<service>.config; yields (host, channel)."""
+    app = importlib.import_module(f"speechmesh.{service}.app")
+    config = importlib.import_module(f"speechmesh.{service}.config")
+    settings_type = getattr(config, settings_class)
+    settings = settings_type(host="127.0.0.1", port=0, metrics_port=0, **fields)
+    async with serving(app.build_app(settings), settings) as served:
         yield served
+
+
+def running_asr(model: pathlib.Path | str, **overrides) -> contextlib.AbstractAsyncContextManager:
+    """Starts the ASR service in-process on a free port; yields (host, channel)."""
+    return running("asr", "AsrSettings", model=str(model), **overrides)
 
 
 #: Every ASR service test runs on both inference runtimes.
@@ -94,40 +112,23 @@ async def real_asr():
 # -- translate -----------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def tiny_seamless_checkpoint(tmp_path_factory) -> pathlib.Path:
-    """A tiny random SeamlessM4T v2 checkpoint (all four tasks), built offline once per run."""
-    from speechmesh.tiny.models import build_tiny
-
-    return build_tiny("seamless_m4t_v2", tmp_path_factory.mktemp("tiny-seamless"))
-
-
-@pytest.fixture(scope="session")
-def tiny_nllb_checkpoint(tmp_path_factory) -> pathlib.Path:
-    """A tiny random NLLB-200 checkpoint (text to text), built offline once per run."""
-    from speechmesh.tiny.models import build_tiny
-
-    return build_tiny("nllb", tmp_path_factory.mktemp("tiny-nllb"))
+tiny_seamless_checkpoint = tiny_checkpoint(
+    "seamless_m4t_v2",
+    "tiny-seamless",
+    "A tiny random SeamlessM4T v2 checkpoint (all four tasks), built offline once per run.",
+)
+tiny_nllb_checkpoint = tiny_checkpoint(
+    "nllb", "tiny-nllb", "A tiny random NLLB-200 checkpoint (text to text), built offline once."
+)
 
 
-@contextlib.asynccontextmanager
-async def running_translate(
+def running_translate(
     model: pathlib.Path | str, text_model: pathlib.Path | str = "", **overrides
-) -> AsyncIterator:
+) -> contextlib.AbstractAsyncContextManager:
     """Starts the translate service in-process on a free port; yields (host, channel)."""
-    from speechmesh.translate.app import build_app
-    from speechmesh.translate.config import TranslateSettings
-
-    settings = TranslateSettings(
-        model=str(model),
-        text_model=str(text_model),
-        host="127.0.0.1",
-        port=0,
-        metrics_port=0,
-        **overrides,
+    return running(
+        "translate", "TranslateSettings", model=str(model), text_model=str(text_model), **overrides
     )
-    async with serving(build_app(settings), settings) as served:
-        yield served
 
 
 @pytest.fixture(scope="session")
@@ -137,41 +138,30 @@ async def tiny_translate(tiny_seamless_checkpoint, tiny_nllb_checkpoint):
         yield served
 
 
-@pytest.fixture(scope="session")
-def tiny_csm_checkpoint(tmp_path_factory) -> pathlib.Path:
-    """A tiny random CSM checkpoint (with its Mimi codec): voice cloning, built offline once."""
-    from speechmesh.tiny.models import build_tiny
-
-    return build_tiny("csm", tmp_path_factory.mktemp("tiny-csm"))
-
-
-@pytest.fixture(scope="session")
-def tiny_vits_checkpoint(tmp_path_factory) -> pathlib.Path:
-    """A tiny random VITS (MMS-TTS layout) checkpoint: a preset voice, built offline once."""
-    from speechmesh.tiny.models import build_tiny
-
-    return build_tiny("vits", tmp_path_factory.mktemp("tiny-vits"))
+tiny_csm_checkpoint = tiny_checkpoint(
+    "csm",
+    "tiny-csm",
+    "A tiny random CSM checkpoint (with its Mimi codec): voice cloning, built offline once.",
+)
+tiny_vits_checkpoint = tiny_checkpoint(
+    "vits",
+    "tiny-vits",
+    "A tiny random VITS (MMS-TTS layout) checkpoint: a preset voice, built offline once.",
+)
 
 
-@contextlib.asynccontextmanager
-async def running_tts(
+def running_tts(
     model: pathlib.Path | str, voices_dir: pathlib.Path, extra_models: str = "", **overrides
-) -> AsyncIterator:
+) -> contextlib.AbstractAsyncContextManager:
     """Starts the TTS service in-process on a free port; yields (host, channel)."""
-    from speechmesh.tts.app import build_app
-    from speechmesh.tts.config import TtsSettings
-
-    settings = TtsSettings(
+    return running(
+        "tts",
+        "TtsSettings",
         model=str(model),
         extra_models=extra_models,
         voices_dir=str(voices_dir),
-        host="127.0.0.1",
-        port=0,
-        metrics_port=0,
         **overrides,
     )
-    async with serving(build_app(settings), settings) as served:
-        yield served
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 from collections.abc import Callable
-from concurrent import futures
 
 import grpc
 import pytest
@@ -23,8 +22,7 @@ from speechmesh.client import (
     Unavailable,
 )
 from speechmesh.runtime import errors
-
-ASR = "speechmesh.asr.v1.AsrService"
+from tests.servers import list_models_server
 
 
 @dataclasses.dataclass
@@ -48,20 +46,7 @@ def scripted():
         except errors.ApiError as error:
             context.abort_with_status(error.to_status())
 
-    handler = grpc.method_handlers_generic_handler(
-        ASR,
-        {
-            "ListModels": grpc.unary_unary_rpc_method_handler(
-                list_models,
-                request_deserializer=asr_pb2.ListModelsRequest.FromString,
-                response_serializer=asr_pb2.ListModelsResponse.SerializeToString,
-            )
-        },
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    server.add_generic_rpc_handlers([handler])
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    server, port = list_models_server(list_models)
     yield Scripted(port, answers, seen), server
     server.stop(0)
 
@@ -193,21 +178,8 @@ def test_tls_with_a_trusted_certificate(tmp_path):
     )
     if made.returncode != 0:
         pytest.skip("openssl could not make a certificate")
-    handler = grpc.method_handlers_generic_handler(
-        ASR,
-        {
-            "ListModels": grpc.unary_unary_rpc_method_handler(
-                lambda request, context: ok(),
-                request_deserializer=asr_pb2.ListModelsRequest.FromString,
-                response_serializer=asr_pb2.ListModelsResponse.SerializeToString,
-            )
-        },
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    server.add_generic_rpc_handlers([handler])
     credentials = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
-    port = server.add_secure_port("127.0.0.1:0", credentials)
-    server.start()
+    server, port = list_models_server(lambda request, context: ok(), credentials=credentials)
     try:
         with Client(f"localhost:{port}", ca_cert=cert) as client:
             assert client.connection.tls

@@ -36,7 +36,8 @@ import soundfile as sf
 
 from speechmesh.ui.server import make_server
 from tests.conftest import AUDIO, ROOT
-from tests.gateway.conftest import free_port, run_envoy
+from tests.gateway.conftest import run_envoy
+from tests.servers import free_port
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.options import Options  # noqa: E402
@@ -57,7 +58,7 @@ WAIT_S = 90.0
 
 
 def _voice_like(path: pathlib.Path, seconds: float) -> pathlib.Path:
-    from tests.service.test_tts_service import voice_like
+    from tests.sounds import voice_like
 
     sf.write(path, voice_like(seconds), 16000, subtype="PCM_16")
     return path

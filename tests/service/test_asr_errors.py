@@ -18,14 +18,13 @@ import soundfile as sf
 from google.api import httpbody_pb2
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from speechmesh.asr.v1 import asr_pb2
 from speechmesh.audio.v1 import audio_pb2
 from tests.asr_client import stub
 from tests.conftest import running_asr
-from tests.grpc_errors import check_status, details
+from tests.grpc_errors import check_serving, check_status, details, stream_refused
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 RATE = 16000
@@ -85,6 +84,12 @@ def streaming_config(**kwargs) -> asr_pb2.StreamingRecognizeRequest:
     return asr_pb2.StreamingRecognizeRequest(
         streaming_config=asr_pb2.StreamingRecognitionConfig(config=config, **kwargs)
     )
+
+
+def configured(**config) -> asr_pb2.StreamingRecognizeRequest:
+    """A stream's first message with a RecognitionConfig of `config` (raw 16 kHz LINEAR16
+    unless it says otherwise)."""
+    return streaming_config(config=asr_pb2.RecognitionConfig(**({"audio_format": raw()} | config)))
 
 
 def audio(data: bytes = bytes(3200)) -> asr_pb2.StreamingRecognizeRequest:
@@ -248,9 +253,7 @@ STREAM_CASES = [
         INVALID,
         "sample_rate_hertz",
         "streaming_config.config.audio_format.sample_rate_hertz",
-        stream=lambda: [
-            streaming_config(config=asr_pb2.RecognitionConfig(audio_format=raw(rate=0)))
-        ],
+        stream=lambda: [configured(audio_format=raw(rate=0))],
     ),
     Case(
         "not-a-wav-stream",
@@ -274,11 +277,7 @@ STREAM_CASES = [
         "unknown-model",
         grpc.StatusCode.NOT_FOUND,
         "no-such-model",
-        stream=lambda: [
-            streaming_config(
-                config=asr_pb2.RecognitionConfig(audio_format=raw(), model="no-such-model")
-            )
-        ],
+        stream=lambda: [configured(model="no-such-model")],
     ),
     # The request of a stream is a StreamingRecognizeRequest: field paths start at
     # streaming_config, as they do for streaming_config.config.audio_format.
@@ -287,11 +286,7 @@ STREAM_CASES = [
         INVALID,
         "'xx'",
         "streaming_config.config.language_code",
-        stream=lambda: [
-            streaming_config(
-                config=asr_pb2.RecognitionConfig(audio_format=raw(), language_code="xx")
-            )
-        ],
+        stream=lambda: [configured(language_code="xx")],
     ),
     Case(
         "request-id-500",
@@ -330,17 +325,12 @@ async def test_unary_bad_input(tiny_asr, case: Case):
 @pytest.mark.parametrize("case", STREAM_CASES, ids=[c.id for c in STREAM_CASES])
 async def test_streaming_bad_input(tiny_asr, case: Case):
     _, channel = tiny_asr
-
-    async def requests():
-        for message in case.stream():
-            yield message
-        if not case.half_close:
-            await asyncio.sleep(30)  # the call must end before this: the server rejects
-
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        async for _ in stub(channel).StreamingRecognize(requests(), timeout=10):
-            pass
-    check_error(raised.value, case)
+    # Unless half-closed, the stream stays open past the call's timeout: the server rejects.
+    keep_open_s = 0 if case.half_close else 30
+    error = await stream_refused(
+        stub(channel).StreamingRecognize, case.stream(), timeout=10, keep_open_s=keep_open_s
+    )
+    check_error(error, case)
 
 
 async def test_translate_task_is_fine_on_a_multilingual_model(tiny_asr):
@@ -393,10 +383,7 @@ async def test_full_queue_is_resource_exhausted_with_retry_info(tiny_whisper):
 
 async def test_server_still_serves_after_bad_input(tiny_asr):
     _, channel = tiny_asr
-    health = health_pb2_grpc.HealthStub(channel)
-    for service in ("", "speechmesh.asr.v1.AsrService"):
-        reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
-        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    await check_serving(channel, "", "speechmesh.asr.v1.AsrService")
     response = await stub(channel).Recognize(recognize(request_id="after"), timeout=60)
     assert response.request_id == "after"
     assert response.audio_duration.ToNanoseconds() == 1_000_000_000

@@ -12,12 +12,11 @@ import pytest
 import soundfile as sf
 from google.api import httpbody_pb2
 from google.rpc import error_details_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from speechmesh.audio.v1 import audio_pb2
 from speechmesh.translate.v1 import translate_pb2 as tr
 from speechmesh.translate.v1 import translate_pb2_grpc
-from tests.grpc_errors import check_status, details
+from tests.grpc_errors import MethodCase, check_serving, check_status, details
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -37,16 +36,8 @@ RANDOM_BYTES = np.random.default_rng(1234).integers(0, 256, 8192, dtype=np.uint8
 
 
 @dataclass
-class Case:
-    id: str
-    code: grpc.StatusCode
-    #: What the message must mention (case-insensitive).
-    mention: str
-    #: The BadRequest field violation's field (INVALID_ARGUMENT only).
-    field: str
-    #: Which RPC, and the request's fields.
-    method: str
-    request: dict = field(default_factory=dict)
+class Case(MethodCase):
+    #: The request's config fields.
     config: dict = field(default_factory=dict)
 
 
@@ -396,10 +387,7 @@ async def test_bad_input(tiny_translate, tiny_nllb_checkpoint, case: Case):
 
 async def test_server_still_serves_after_bad_input(tiny_translate):
     _, channel = tiny_translate
-    health = health_pb2_grpc.HealthStub(channel)
-    for service in ("", "speechmesh.translate.v1.TranslateService"):
-        reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
-        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    await check_serving(channel, "", "speechmesh.translate.v1.TranslateService")
     api = translate_pb2_grpc.TranslateServiceStub(channel)
     response = await api.TranslateText(
         tr.TranslateTextRequest(

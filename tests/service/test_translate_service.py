@@ -39,6 +39,17 @@ def noise_wav(seconds: float = 2.0) -> bytes:
     return buf.getvalue()
 
 
+async def translate_speech(
+    api, audio: bytes, target: str, request_id: str = "", timeout: float = 60, **config
+) -> translate_pb2.TranslateSpeechResponse:
+    """TranslateSpeech of `audio` into `target` with a SpeechTranslationConfig of `config`."""
+    config = translate_pb2.SpeechTranslationConfig(target_language_code=target, **config)
+    request = translate_pb2.TranslateSpeechRequest(
+        request_id=request_id, audio=audio, config=config
+    )
+    return await api.TranslateSpeech(request, timeout=timeout)
+
+
 def seconds(duration) -> float:
     return duration.ToNanoseconds() / 1e9
 
@@ -138,17 +149,13 @@ async def test_long_text_is_split_translated_in_batches_and_joined(translate):
 
 async def test_speech_to_text_with_source_transcript(translate):
     api, seamless, _ = translate
-    response = await api.TranslateSpeech(
-        translate_pb2.TranslateSpeechRequest(
-            request_id="s2tt",
-            audio=noise_wav(2.0),
-            config=translate_pb2.SpeechTranslationConfig(
-                source_language_code="en",
-                target_language_code="fr",
-                enable_source_transcript=True,
-            ),
-        ),
-        timeout=60,
+    response = await translate_speech(
+        api,
+        noise_wav(2.0),
+        "fr",
+        request_id="s2tt",
+        source_language_code="en",
+        enable_source_transcript=True,
     )
     assert response.request_id == "s2tt"
     assert response.model == seamless
@@ -167,14 +174,8 @@ async def test_speech_to_text_with_source_transcript(translate):
 
 async def test_speech_to_speech_returns_text_and_audio(translate):
     api, _, _ = translate
-    response = await api.TranslateSpeech(
-        translate_pb2.TranslateSpeechRequest(
-            audio=noise_wav(1.5),
-            config=translate_pb2.SpeechTranslationConfig(
-                target_language_code="de", output_modalities=[TEXT, SPEECH], voice="speaker-2"
-            ),
-        ),
-        timeout=60,
+    response = await translate_speech(
+        api, noise_wav(1.5), "de", output_modalities=[TEXT, SPEECH], voice="speaker-2"
     )
     assert response.voice == "speaker-2"
     assert response.translated_text
@@ -188,15 +189,7 @@ async def test_speech_to_speech_returns_text_and_audio(translate):
 
 async def test_speech_only_output_leaves_text_out(translate):
     api, _, _ = translate
-    response = await api.TranslateSpeech(
-        translate_pb2.TranslateSpeechRequest(
-            audio=noise_wav(1.0),
-            config=translate_pb2.SpeechTranslationConfig(
-                target_language_code="es", output_modalities=[SPEECH]
-            ),
-        ),
-        timeout=60,
-    )
+    response = await translate_speech(api, noise_wav(1.0), "es", output_modalities=[SPEECH])
     assert response.translated_text == "" and response.translated_audio
     assert response.voice == "speaker-0"  # the default voice
 
@@ -206,14 +199,12 @@ async def test_long_audio_is_segmented_at_pauses(translate):
     if not MULTILINGUAL.is_file():
         pytest.skip(f"{MULTILINGUAL} not found")
     api, _, _ = translate
-    response = await api.TranslateSpeech(
-        translate_pb2.TranslateSpeechRequest(
-            audio=MULTILINGUAL.read_bytes(),
-            config=translate_pb2.SpeechTranslationConfig(
-                target_language_code="en", output_modalities=[TEXT, SPEECH]
-            ),
-        ),
+    response = await translate_speech(
+        api,
+        MULTILINGUAL.read_bytes(),
+        "en",
         timeout=120,
+        output_modalities=[TEXT, SPEECH],
     )
     duration = seconds(response.audio_duration)
     assert duration > 55
@@ -385,13 +376,7 @@ async def test_routing_picks_the_first_capable_model(
             timeout=60,
         )
         assert text.model == tiny_nllb_checkpoint.name
-        speech = await api.TranslateSpeech(
-            translate_pb2.TranslateSpeechRequest(
-                audio=noise_wav(1.0),
-                config=translate_pb2.SpeechTranslationConfig(target_language_code="fr"),
-            ),
-            timeout=60,
-        )
+        speech = await translate_speech(api, noise_wav(1.0), "fr")
         assert speech.model == tiny_seamless_checkpoint.name
         models = await api.ListModels(translate_pb2.ListModelsRequest())
         assert [m.default for m in models.models] == [True, False]

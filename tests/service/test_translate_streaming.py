@@ -14,14 +14,14 @@ import grpc
 import numpy as np
 import pytest
 import soundfile as sf
-from prometheus_client import REGISTRY
 
 from speechmesh.audio.v1 import audio_pb2
 from speechmesh.dsp.audio import decode_audio
 from speechmesh.translate.v1 import translate_pb2 as tr
 from speechmesh.translate.v1 import translate_pb2_grpc
 from tests.conftest import AUDIO, requires_shared
-from tests.grpc_errors import check_status
+from tests.grpc_errors import check_status, stream_refused
+from tests.servers import active_streams, until_active_streams
 
 pytestmark = requires_shared
 
@@ -186,17 +186,6 @@ async def test_ogg_opus_chunks_end_with_the_encoder_tail(api):
     assert audio.duration == pytest.approx(spoken, abs=0.03)
 
 
-async def _error(api, messages) -> grpc.aio.AioRpcError:
-    async def gen():
-        for message in messages:
-            yield message
-
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        async for _ in api.StreamingTranslateSpeech(gen(), timeout=30):
-            pass
-    return raised.value
-
-
 AUDIO_MESSAGE = tr.StreamingTranslateSpeechRequest(audio=pcm(np.zeros(1600, np.float32)))
 
 
@@ -267,17 +256,14 @@ AUDIO_MESSAGE = tr.StreamingTranslateSpeechRequest(audio=pcm(np.zeros(1600, np.f
     ],
 )
 async def test_bad_streams_are_refused(api, messages, field, mention):
-    error = await _error(api, messages)
+    error = await stream_refused(api.StreamingTranslateSpeech, messages, timeout=30)
     check_status(error, grpc.StatusCode.INVALID_ARGUMENT, mention, field)
     await api.ListModels(tr.ListModelsRequest(), timeout=10)  # still serving
 
 
 async def test_cancel_releases_the_stream(api):
-    def open_streams() -> float:
-        labels = {"service": "translate", "method": "StreamingTranslateSpeech"}
-        return REGISTRY.get_sample_value("speechmesh_active_streams", labels) or 0.0
-
-    before = open_streams()
+    method = ("translate", "StreamingTranslateSpeech")
+    before = active_streams(*method)
     chunk = pcm(speech("goforward.wav")[:1600])
 
     async def endless():
@@ -287,17 +273,9 @@ async def test_cancel_releases_the_stream(api):
             await asyncio.sleep(0.02)
 
     call = api.StreamingTranslateSpeech(endless(), timeout=60)
-    for _ in range(250):
-        if open_streams() == before + 1:
-            break
-        await asyncio.sleep(0.02)
-    assert open_streams() == before + 1
+    await until_active_streams(*method, before + 1)
     await asyncio.sleep(0.3)
     assert call.cancel()
     assert await call.code() == grpc.StatusCode.CANCELLED
-    for _ in range(250):
-        if open_streams() == before:
-            break
-        await asyncio.sleep(0.02)
-    assert open_streams() == before
+    await until_active_streams(*method, before)
     await api.ListModels(tr.ListModelsRequest(), timeout=10)

@@ -4,18 +4,15 @@ VITS server."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import grpc
 import numpy as np
 import pytest
 from google.api import httpbody_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from speechmesh.audio.v1 import audio_pb2
 from speechmesh.tts.v1 import tts_pb2, tts_pb2_grpc
-from tests.grpc_errors import check_status
-from tests.service.test_tts_service import REFERENCE, voice_like, wav
+from tests.grpc_errors import MethodCase, check_serving, check_status, stream_refused
+from tests.sounds import REFERENCE, voice_like, wav
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -23,16 +20,7 @@ EXISTS = grpc.StatusCode.ALREADY_EXISTS
 VITS = "<vits>"  # replaced by the tiny VITS checkpoint's path
 
 
-@dataclass
-class Case:
-    id: str
-    code: grpc.StatusCode
-    #: What the message must mention (case-insensitive).
-    mention: str
-    #: The BadRequest field violation's field (INVALID_ARGUMENT only).
-    field: str
-    method: str
-    request: dict = field(default_factory=dict)
+Case = MethodCase
 
 
 def say(text: str = "Hello.", **config) -> dict:
@@ -258,9 +246,7 @@ async def test_bad_input(tiny_tts, tiny_csm_checkpoint, tiny_vits_checkpoint, ca
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await getattr(api, case.method)(request, timeout=60)
     check_error(raised.value, case)
-    health = health_pb2_grpc.HealthStub(channel)
-    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
-    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    await check_serving(channel, "")
 
 
 async def test_voice_id_taken_is_already_exists(tiny_tts):
@@ -275,16 +261,6 @@ async def test_voice_id_taken_is_already_exists(tiny_tts):
 
 async def test_stream_errors(tiny_tts):
     api = tts_pb2_grpc.TtsServiceStub(tiny_tts[1])
-
-    async def call(*messages):
-        async def gen():
-            for m in messages:
-                yield m
-
-        with pytest.raises(grpc.aio.AioRpcError) as raised:
-            async for _ in api.StreamingSynthesize(gen(), timeout=60):
-                pass
-        return raised.value
 
     first = tts_pb2.StreamingSynthesizeRequest(streaming_config=tts_pb2.StreamingSynthesisConfig())
     text = tts_pb2.StreamingSynthesizeRequest
@@ -307,7 +283,7 @@ async def test_stream_errors(tiny_tts):
         ),
     ]
     for messages, field_name, mention in cases:
-        error = await call(*messages)
+        error = await stream_refused(api.StreamingSynthesize, messages, timeout=60)
         check_error(error, Case(field_name, INVALID, mention, field_name, "StreamingSynthesize"))
 
 

@@ -9,7 +9,6 @@ resources that persist, streaming order and timing, cancellation.
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import shutil
 import time
@@ -17,7 +16,6 @@ import time
 import grpc
 import numpy as np
 import pytest
-import soundfile as sf
 from google.api import httpbody_pb2
 from prometheus_client import REGISTRY
 
@@ -26,31 +24,14 @@ from speechmesh.common.v1 import common_pb2
 from speechmesh.dsp.audio import RawFormat, decode_audio
 from speechmesh.tts.v1 import tts_pb2, tts_pb2_grpc
 from tests.conftest import running_tts
+from tests.servers import active_streams, until_active_streams
+from tests.sounds import REFERENCE
 
 CSM_RATE = 24000
 
 
 def stub(channel) -> tts_pb2_grpc.TtsServiceStub:
     return tts_pb2_grpc.TtsServiceStub(channel)
-
-
-def voice_like(seconds: float = 4.0, rate: int = 16000, seed: int = 0) -> np.ndarray:
-    """A voiced, syllable-paced signal at a speaking level: passes reference validation."""
-    t = np.arange(int(seconds * rate)) / rate
-    rng = np.random.default_rng(seed)
-    pitch = 140 + 20 * np.sin(2 * np.pi * 0.5 * t)
-    voiced = sum(np.sin(2 * np.pi * k * np.cumsum(pitch) / rate) / k for k in range(1, 6))
-    envelope = 0.5 * (1 + np.sin(2 * np.pi * 4 * t)) ** 2
-    return (0.15 * voiced * envelope + 0.002 * rng.normal(size=len(t))).astype(np.float32)
-
-
-def wav(samples: np.ndarray, rate: int = 16000) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, samples, rate, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
-
-
-REFERENCE = wav(voice_like())
 
 
 @pytest.fixture(scope="module")
@@ -402,10 +383,6 @@ async def test_stream_cancel_stops_generation(api, tiny_csm_checkpoint):
             or 0.0
         )
 
-    def open_streams() -> float:
-        labels = {"service": "tts", "method": "StreamingSynthesize"}
-        return REGISTRY.get_sample_value("speechmesh_active_streams", labels) or 0.0
-
     got_audio = asyncio.Event()
 
     async def requests():
@@ -413,7 +390,7 @@ async def test_stream_cancel_stops_generation(api, tiny_csm_checkpoint):
         yield text_piece("First sentence. " + " ".join(f"Sentence {i}." for i in range(40)))
         await asyncio.sleep(3600)
 
-    before_streams = open_streams()
+    before_streams = active_streams("tts", "StreamingSynthesize")
     call = api.StreamingSynthesize(requests(), timeout=120)
 
     async def read():
@@ -430,9 +407,5 @@ async def test_stream_cancel_stops_generation(api, tiny_csm_checkpoint):
     await asyncio.sleep(1.0)
     # Nothing more of the 41 sentences was generated after the cancel settled.
     assert jobs_done() - after_cancel <= 8  # at most one batch already running
-    for _ in range(100):
-        if open_streams() == before_streams:
-            break
-        await asyncio.sleep(0.05)
-    assert open_streams() == before_streams
+    await until_active_streams("tts", "StreamingSynthesize", before_streams)
     await api.ListModels(tts_pb2.ListModelsRequest(), timeout=10)

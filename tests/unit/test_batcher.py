@@ -204,57 +204,79 @@ class TwoGates(Model):
         return [f"done:{job}" for job in jobs]
 
 
-async def test_workers_run_batches_side_by_side():
+async def running(batcher: MicroBatcher, model: TwoGates, job: str, what: str, **submit):
+    """Submits `job` and waits until the model runs it (`what`, for the timeout's message)."""
+    task = asyncio.create_task(batcher.submit(job, **submit))
+    await until(lambda: job in model.running, what)
+    return task
+
+
+async def waiting(batcher: MicroBatcher, job: str, why: str, **submit) -> asyncio.Task:
+    """Submits `job` and checks that it has not finished a moment later (`why`)."""
+    task = asyncio.create_task(batcher.submit(job, **submit))
+    await asyncio.sleep(0.05)
+    assert not task.done(), why
+    return task
+
+
+async def finished(*tasks: asyncio.Task) -> list[str]:
+    return await asyncio.wait_for(asyncio.gather(*tasks), WAIT_S)
+
+
+async def release(model: TwoGates, job: str, *tasks: asyncio.Task) -> list[str]:
+    """Opens `job`'s gate; the results of `tasks` once they have all finished."""
+    model.gates[job].set()
+    return await finished(*tasks)
+
+
+@pytest.fixture
+async def two_workers():
+    """A TwoGates model behind a batcher of two workers, one job a batch: (model, batcher)."""
     model = TwoGates()
     async with batching(model, max_batch_size=1, workers=2) as batcher:
-        first = asyncio.create_task(batcher.submit("wait1"))
-        await until(lambda: "wait1" in model.running, "the first batch to start")
-        second = asyncio.create_task(batcher.submit("wait2"))
-        await until(lambda: "wait2" in model.running, "a second batch beside the first")
-        third = asyncio.create_task(batcher.submit("j3"))
-        await asyncio.sleep(0.05)
-        assert not third.done(), "both workers are busy: the third job waits"
-        model.gates["wait2"].set()
-        assert await asyncio.wait_for(third, WAIT_S) == "done:j3"
-        model.gates["wait1"].set()
-        assert await asyncio.wait_for(asyncio.gather(first, second), WAIT_S) == [
-            "done:wait1",
-            "done:wait2",
-        ]
+        yield model, batcher
 
 
-async def test_low_priority_leaves_a_worker_free_for_high_priority():
-    model = TwoGates()
-    async with batching(model, max_batch_size=1, workers=2) as batcher:
-        low = asyncio.create_task(batcher.submit("wait1", priority=PRIORITY_LOW))
-        await until(lambda: "wait1" in model.running, "the low-priority batch to start")
-        more_low = asyncio.create_task(batcher.submit("low2", priority=PRIORITY_LOW))
-        await asyncio.sleep(0.05)
-        assert not more_low.done(), "a second low-priority batch would take the last worker"
-        high = asyncio.create_task(batcher.submit("high", priority=PRIORITY_HIGH))
-        assert await asyncio.wait_for(high, WAIT_S) == "done:high"
-        assert not more_low.done()
-        model.gates["wait1"].set()
-        assert await asyncio.wait_for(asyncio.gather(low, more_low), WAIT_S) == [
-            "done:wait1",
-            "done:low2",
-        ]
+async def test_workers_run_batches_side_by_side(two_workers):
+    model, batcher = two_workers
+    first = await running(batcher, model, "wait1", "the first batch to start")
+    second = await running(batcher, model, "wait2", "a second batch beside the first")
+    third = await waiting(batcher, "j3", "both workers are busy: the third job waits")
+    assert await release(model, "wait2", third) == ["done:j3"]
+    assert await release(model, "wait1", first, second) == ["done:wait1", "done:wait2"]
 
 
-async def test_low_priority_waits_while_high_priority_runs():
-    model = TwoGates()
-    async with batching(model, max_batch_size=1, workers=2) as batcher:
-        high = asyncio.create_task(batcher.submit("wait1", priority=PRIORITY_HIGH))
-        await until(lambda: "wait1" in model.running, "the high-priority batch to start")
-        low = asyncio.create_task(batcher.submit("low", priority=PRIORITY_LOW))
-        await asyncio.sleep(0.05)
-        assert not low.done(), "a worker is free, but a final is decoding"
-        model.gates["wait1"].set()
-        assert await asyncio.wait_for(asyncio.gather(high, low), WAIT_S) == [
-            "done:wait1",
-            "done:low",
-        ]
-        assert model.seen == ["wait1", "low"]
+async def running_then_waiting(two_workers, first: int, second: str, priority: int, why: str):
+    """Runs "wait1" at priority `first`, then submits `second` at `priority`, which must wait
+    (`why`): the two tasks."""
+    model, batcher = two_workers
+    running_job = await running(batcher, model, "wait1", "the first batch to start", priority=first)
+    return running_job, await waiting(batcher, second, why, priority=priority)
+
+
+async def test_low_priority_leaves_a_worker_free_for_high_priority(two_workers):
+    model, batcher = two_workers
+    low, more_low = await running_then_waiting(
+        two_workers,
+        PRIORITY_LOW,
+        "low2",
+        PRIORITY_LOW,
+        "a second low-priority batch would take the last worker",
+    )
+    high = asyncio.create_task(batcher.submit("high", priority=PRIORITY_HIGH))
+    assert await finished(high) == ["done:high"]
+    assert not more_low.done()
+    assert await release(model, "wait1", low, more_low) == ["done:wait1", "done:low2"]
+
+
+async def test_low_priority_waits_while_high_priority_runs(two_workers):
+    model, _ = two_workers
+    decoding = "a worker is free, but a final is decoding"
+    high, low = await running_then_waiting(
+        two_workers, PRIORITY_HIGH, "low", PRIORITY_LOW, decoding
+    )
+    assert await release(model, "wait1", high, low) == ["done:wait1", "done:low"]
+    assert model.seen == ["wait1", "low"]
 
 
 async def test_full_queue_refuses_at_once_with_a_retry_delay():
@@ -349,19 +371,24 @@ async def test_run_batch_raising_fails_its_batch_and_the_batcher_keeps_working()
         assert again == ["done:after1", "done:after2"]
 
 
+async def close_while_running(batcher: MicroBatcher, model: Model) -> None:
+    """close() while the model runs a batch; close() waits for the worker thread, so the
+    running batch is let finish a moment later."""
+    opener = threading.Timer(0.2, model.gate.set)
+    opener.start()
+    try:
+        await asyncio.wait_for(batcher.close(), WAIT_S)
+    finally:
+        opener.cancel()
+        model.gate.set()
+
+
 async def test_close_cancels_pending_jobs():
     model = Model()
     batcher = make(model, max_batch_size=8)
     blocker = await block(batcher, model)
     tasks = await queue(batcher, ["p1", "p2"])
-    # close() waits for the worker thread: let the running batch finish a moment later
-    release = threading.Timer(0.2, model.gate.set)
-    release.start()
-    try:
-        await asyncio.wait_for(batcher.close(), WAIT_S)
-    finally:
-        release.cancel()
-        model.gate.set()
+    await close_while_running(batcher, model)
     outcomes = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), WAIT_S)
     assert all(isinstance(o, asyncio.CancelledError) for o in outcomes), outcomes
     assert "p1" not in model.seen and "p2" not in model.seen
@@ -374,13 +401,7 @@ async def test_close_does_not_leave_the_running_batch_waiting_forever():
     model = Model()
     batcher = make(model, max_batch_size=8)
     blocker = await block(batcher, model)
-    release = threading.Timer(0.2, model.gate.set)
-    release.start()
-    try:
-        await asyncio.wait_for(batcher.close(), WAIT_S)
-    finally:
-        release.cancel()
-        model.gate.set()
+    await close_while_running(batcher, model)
     try:
         done, _ = await asyncio.wait({blocker}, timeout=2.0)
         assert done, "submit() of the job running during close() never returned"

@@ -28,6 +28,19 @@ def features(processor: WhisperProcessor, seconds: list[float]):
     return processor(audio, sampling_rate=16000, return_tensors="pt", return_attention_mask=True)
 
 
+def generate(model, inputs, language: str, task: str, max_new_tokens: int, timestamps=False):
+    """model.generate on features(): with segment and token timestamps when `timestamps`."""
+    extra = {"return_timestamps": True, "return_token_timestamps": True} if timestamps else {}
+    return model.generate(
+        inputs.input_features,
+        attention_mask=inputs.attention_mask,
+        language=language,
+        task=task,
+        max_new_tokens=max_new_tokens,
+        **extra,
+    )
+
+
 def test_checkpoint_is_small_and_marked_random(whisper_dir: Path, whisper) -> None:
     size = sum(f.stat().st_size for f in whisper_dir.iterdir())
     # Most of it is the embedding of Whisper's real 51,866-token vocabulary layout (the ids
@@ -60,38 +73,16 @@ def test_tokenizer_has_multilingual_whisper_layout(whisper) -> None:
 def test_generate_with_language_task_and_timestamps(whisper) -> None:
     model, processor = whisper
     inputs = features(processor, [3.0])
-    out = model.generate(
-        inputs.input_features,
-        attention_mask=inputs.attention_mask,
-        language="fr",
-        task="transcribe",
-        return_timestamps=True,
-        return_token_timestamps=True,
-        max_new_tokens=20,
-    )
+    out = generate(model, inputs, "fr", "transcribe", max_new_tokens=20, timestamps=True)
     assert out["sequences"].shape == out["token_timestamps"].shape
-    translated = model.generate(
-        inputs.input_features,
-        attention_mask=inputs.attention_mask,
-        language="de",
-        task="translate",
-        max_new_tokens=20,
-    )
+    translated = generate(model, inputs, "de", "translate", max_new_tokens=20)
     assert translated.shape[0] == 1
 
 
 def test_generate_batch_and_detect_language(whisper) -> None:
     model, processor = whisper
     inputs = features(processor, [2.0, 5.0])
-    out = model.generate(
-        inputs.input_features,
-        attention_mask=inputs.attention_mask,
-        language="en",
-        task="transcribe",
-        return_timestamps=True,
-        return_token_timestamps=True,
-        max_new_tokens=10,
-    )
+    out = generate(model, inputs, "en", "transcribe", max_new_tokens=10, timestamps=True)
     assert out["sequences"].shape[0] == 2
     assert len(processor.batch_decode(out["sequences"], skip_special_tokens=True)) == 2
     languages = model.detect_language(inputs.input_features)

@@ -80,12 +80,37 @@ def assert_audio(audio: np.ndarray) -> None:
     assert np.abs(audio).max() > 0  # not silence
 
 
+def assert_rows_as_alone(engine, jobs: list[SynthesisJob], atol: float) -> None:
+    """Each row of the jobs spoken as one batch is the job spoken alone: same length, and the
+    same samples within `atol`."""
+    batched = speak(engine, *jobs)
+    for one, row in zip(jobs, batched, strict=True):
+        (alone,) = speak(engine, one)
+        assert alone.shape == row.shape
+        np.testing.assert_allclose(row, alone, atol=atol)
+
+
 def assert_fails(result, option: str) -> None:
     assert isinstance(result, InvalidOptionError), result
     assert result.option == option
 
 
 # -- checkpoints -----------------------------------------------------------------------------
+
+
+def cloning_chat(transcript: str, reference, text: str) -> list[dict]:
+    """The CSM processor's conversation for speaker 0: the reference audio and its transcript,
+    then the text to say."""
+    return [
+        {
+            "role": "0",
+            "content": [
+                {"type": "text", "text": transcript},
+                {"type": "audio", "path": reference},
+            ],
+        },
+        {"role": "0", "content": [{"type": "text", "text": text}]},
+    ]
 
 
 def test_builders_are_registered() -> None:
@@ -108,16 +133,7 @@ def test_csm_processor_chat_template_with_audio_context(csm_path: Path) -> None:
     assert isinstance(processor, CsmProcessor)
     assert model.codec_model.config.codebook_size == CSM_CODEBOOK_SIZE >= model.config.vocab_size
     reference = noise(1.5, 24000)
-    conversation = [
-        {
-            "role": "0",
-            "content": [
-                {"type": "text", "text": "A reference."},
-                {"type": "audio", "path": reference},
-            ],
-        },
-        {"role": "0", "content": [{"type": "text", "text": "Say this."}]},
-    ]
+    conversation = cloning_chat("A reference.", reference, "Say this.")
     text = processor.apply_chat_template(conversation, tokenize=False)
     assert text == (
         "<|begin_of_text|>[0]A reference.<|end_of_text|><|AUDIO|><|audio_eos|>"
@@ -203,16 +219,7 @@ def test_csm_prepare_voice_stores_the_codec_tokens(
 
     # The prompt built from the stored codes is the one transformers builds from the audio.
     processor = AutoProcessor.from_pretrained(csm_path)
-    conversation = [
-        {
-            "role": "0",
-            "content": [
-                {"type": "text", "text": "This is my voice."},
-                {"type": "audio", "path": audio},
-            ],
-        },
-        {"role": "0", "content": [{"type": "text", "text": "Hello there."}]},
-    ]
+    conversation = cloning_chat("This is my voice.", audio, "Hello there.")
     inputs = processor.apply_chat_template(conversation, tokenize=True, return_dict=True)
     with torch.inference_mode():
         expected = csm.model._merge_input_ids_with_input_values(
@@ -244,12 +251,8 @@ def test_csm_batch_rows_equal_the_jobs_run_alone(csm: CsmEngine, csm_voice: Voic
         job("A third one, greedy.", temperature=0.0),
         job("And a hot fourth.", seed=4, temperature=1.4, prompt=csm_voice),
     ]
-    batched = speak(csm, *jobs)
-    for one, row in zip(jobs, batched, strict=True):
-        (alone,) = speak(csm, one)
-        # Identical in practice; allclose leaves room for the rounding of padded attention.
-        assert alone.shape == row.shape
-        np.testing.assert_allclose(row, alone, atol=1e-5)
+    # Identical in practice; allclose leaves room for the rounding of padded attention.
+    assert_rows_as_alone(csm, jobs, atol=1e-5)
 
 
 def test_csm_bad_jobs_fail_alone(csm: CsmEngine, csm_voice: VoicePrompt) -> None:
@@ -321,12 +324,8 @@ def test_vits_batch_rows_match_the_jobs_run_alone(vits: VitsEngine) -> None:
         job("A third one, without noise.", temperature=0.0),
         job("And a noisier fourth.", seed=4, temperature=1.2),
     ]
-    batched = speak(vits, *jobs)
-    for one, row in zip(jobs, batched, strict=True):
-        (alone,) = speak(vits, one)
-        # Same noise and length; the batched text encoder and flows round differently.
-        assert alone.shape == row.shape
-        np.testing.assert_allclose(row, alone, atol=1e-4)
+    # Same noise and length; the batched text encoder and flows round differently.
+    assert_rows_as_alone(vits, jobs, atol=1e-4)
 
 
 def test_vits_cannot_clone(vits: VitsEngine, csm_voice: VoicePrompt) -> None:

@@ -21,7 +21,7 @@ from speechmesh.tts.resolver import (
     speaks,
 )
 from speechmesh.tts.voice_library import NewVoice, VoiceLibrary
-from tests.service.test_tts_service import REFERENCE, voice_like
+from tests.sounds import REFERENCE, voice_like
 
 TRANSCRIPT = "This is my voice."
 
