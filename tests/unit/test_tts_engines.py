@@ -90,6 +90,18 @@ def assert_rows_as_alone(engine, jobs: list[SynthesisJob], atol: float) -> None:
         np.testing.assert_allclose(row, alone, atol=atol)
 
 
+def assert_seeds_decide(engine) -> np.ndarray:
+    """The same seed speaks the same audio, another seed other audio, and greedy decoding
+    (temperature 0) the same whatever the seed; returns the audio of seed 7."""
+    a1, a2, b = speak(engine, job(seed=7), job(seed=7), job(seed=8))
+    assert np.array_equal(a1, a2)
+    assert not np.array_equal(a1[: len(b)], b[: len(a1)])
+    # Greedy: the seed does not matter.
+    g1, g2 = speak(engine, job(seed=1, temperature=0.0), job(seed=2, temperature=0.0))
+    assert np.array_equal(g1, g2)
+    return a1
+
+
 def assert_fails(result, option: str) -> None:
     assert isinstance(result, InvalidOptionError), result
     assert result.option == option
@@ -187,12 +199,7 @@ def test_csm_output_is_mono_float_within_the_length_cap(csm: CsmEngine) -> None:
 
 
 def test_csm_seeds_decide_the_audio(csm: CsmEngine) -> None:
-    a1, a2, b = speak(csm, job(seed=7), job(seed=7), job(seed=8))
-    assert np.array_equal(a1, a2)
-    assert not np.array_equal(a1[: len(b)], b[: len(a1)])
-    # Greedy: the seed does not matter.
-    g1, g2 = speak(csm, job(seed=1, temperature=0.0), job(seed=2, temperature=0.0))
-    assert np.array_equal(g1, g2)
+    a1 = assert_seeds_decide(csm)
     # Temperature changes what is sampled with the same seed.
     (hot,) = speak(csm, job(seed=7, temperature=1.5))
     assert not np.array_equal(a1[: len(hot)], hot[: len(a1)])
@@ -310,11 +317,7 @@ def test_vits_output_is_mono_float_of_plausible_length(vits: VitsEngine) -> None
 
 
 def test_vits_seeds_decide_the_audio(vits: VitsEngine) -> None:
-    a1, a2, b = speak(vits, job(seed=7), job(seed=7), job(seed=8))
-    assert np.array_equal(a1, a2)
-    assert not np.array_equal(a1[: len(b)], b[: len(a1)])
-    g1, g2 = speak(vits, job(seed=1, temperature=0.0), job(seed=2, temperature=0.0))
-    assert np.array_equal(g1, g2)
+    assert_seeds_decide(vits)
 
 
 def test_vits_batch_rows_match_the_jobs_run_alone(vits: VitsEngine) -> None:

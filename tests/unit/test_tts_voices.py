@@ -86,6 +86,13 @@ def assert_same_prompt(got: VoicePrompt, want: VoicePrompt) -> None:
         np.testing.assert_array_equal(got.arrays[name], array)
 
 
+def assert_not_found(voice_id: str, *calls) -> None:
+    """Each of `calls` (store methods) raises VoiceNotFoundError for `voice_id`."""
+    for call in calls:
+        with pytest.raises(VoiceNotFoundError):
+            call(voice_id)
+
+
 def ids(voices: list[StoredVoice]) -> list[str]:
     return [voice.voice_id for voice in voices]
 
@@ -200,10 +207,7 @@ def test_delete_and_recreate(store):
     add(store, "alice", seed=1)
     assert_same_prompt(store.load_prompt("alice"), prompt(1))  # now cached
     store.delete("alice")
-    with pytest.raises(VoiceNotFoundError):
-        store.get("alice")
-    with pytest.raises(VoiceNotFoundError):
-        store.load_prompt("alice")
+    assert_not_found("alice", store.get, store.load_prompt)
     assert store.list()[0] == []
     assert not (store.root / "anonymous" / "alice").exists()
     assert not any((store.root / ".staging").iterdir())
@@ -505,10 +509,7 @@ def test_replicas_sharing_a_directory_see_each_others_voices(tmp_path):
     with pytest.raises(VoiceExistsError):
         add(b, "shared")
     a.delete("shared")
-    with pytest.raises(VoiceNotFoundError):
-        b.get("shared")
-    with pytest.raises(VoiceNotFoundError):
-        b.delete("shared")
+    assert_not_found("shared", b.get, b.delete)
     assert b.list()[0] == []
     # Re-created elsewhere with the same id: the new voice, never the old prompt.
     add(b, "shared", seed=5)
