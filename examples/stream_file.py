@@ -9,12 +9,10 @@ import time
 
 import grpc
 import numpy as np
-import soundfile as sf
+from recording import live_chunks, read_linear16
 
 from speechmesh.asr.v1 import asr_pb2, asr_pb2_grpc
 from speechmesh.audio.v1 import audio_pb2
-
-CHUNK_SECONDS = 0.1
 
 
 async def requests(samples: np.ndarray, rate: int):
@@ -30,15 +28,12 @@ async def requests(samples: np.ndarray, rate: int):
             ),
         )
     )
-    step = int(rate * CHUNK_SECONDS)
-    for start in range(0, len(samples), step):
-        yield asr_pb2.StreamingRecognizeRequest(audio=samples[start : start + step].tobytes())
-        await asyncio.sleep(CHUNK_SECONDS)
+    async for chunk in live_chunks(samples, rate):
+        yield asr_pb2.StreamingRecognizeRequest(audio=chunk)
 
 
 async def main(path: str, target: str) -> None:
-    samples, rate = sf.read(path, dtype="int16", always_2d=True)
-    samples = np.ascontiguousarray(samples[:, 0])
+    samples, rate = read_linear16(path)
     started = time.perf_counter()
     async with grpc.aio.insecure_channel(target) as channel:
         asr = asr_pb2_grpc.AsrServiceStub(channel)

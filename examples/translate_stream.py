@@ -10,13 +10,11 @@ import time
 
 import grpc
 import numpy as np
-import soundfile as sf
+from recording import live_chunks, read_linear16
 
 from speechmesh.audio.v1 import audio_pb2
 from speechmesh.translate.v1 import translate_pb2 as tr
 from speechmesh.translate.v1 import translate_pb2_grpc
-
-CHUNK_SECONDS = 0.1
 
 
 async def requests(samples: np.ndarray, rate: int, language: str, speech: bool):
@@ -32,15 +30,12 @@ async def requests(samples: np.ndarray, rate: int, language: str, speech: bool):
             )
         )
     )
-    step = int(rate * CHUNK_SECONDS)
-    for start in range(0, len(samples), step):
-        yield tr.StreamingTranslateSpeechRequest(audio=samples[start : start + step].tobytes())
-        await asyncio.sleep(CHUNK_SECONDS)
+    async for chunk in live_chunks(samples, rate):
+        yield tr.StreamingTranslateSpeechRequest(audio=chunk)
 
 
 async def main(args: argparse.Namespace) -> None:
-    samples, rate = sf.read(args.file, dtype="int16", always_2d=True)
-    samples = np.ascontiguousarray(samples[:, 0])
+    samples, rate = read_linear16(args.file)
     speech = bytearray()
     started = time.perf_counter()
     async with grpc.aio.insecure_channel(args.target) as channel:
