@@ -13,6 +13,9 @@ from typing import Protocol
 
 import numpy as np
 
+# One error for the engines of every service; engines and servicers import it from here.
+from speechmesh.inference.jobs import InvalidOptionError as InvalidOptionError
+
 
 @dataclass(frozen=True)
 class DecodeOptions:
@@ -119,11 +122,3 @@ class AsrEngine(Protocol):
     def warmup(self) -> None:
         """Runs one decode so the first request does not pay for lazy initialisation."""
         ...
-
-
-class InvalidOptionError(ValueError):
-    """A request option the engine cannot honour; `option` names it (e.g. "language")."""
-
-    def __init__(self, option: str, message: str):
-        super().__init__(message)
-        self.option = option

@@ -8,7 +8,7 @@ import pathlib
 from transformers import GenerationConfig, WhisperTokenizerFast
 
 from speechmesh.asr.engines.base import DecodeOptions, InvalidOptionError
-from speechmesh.inference.languages import primary_subtag
+from speechmesh.inference.jobs import option_language
 
 MAX_PROMPT_CHARS = 800
 TIME_PRECISION = 0.02  # seconds per timestamp token
@@ -70,10 +70,7 @@ class WhisperVocabulary:
         return DecodeOptions(code, task, word_timestamps, prompt, beam_size, temperature)
 
     def _language(self, tag: str) -> str:
-        try:
-            code = primary_subtag(tag)
-        except ValueError as error:
-            raise InvalidOptionError("language", str(error)) from None
+        code = option_language(tag, "language")
         if code not in self.languages:
             known = ", ".join(self.languages[:12]) + (" ..." if len(self.languages) > 12 else "")
             raise InvalidOptionError(

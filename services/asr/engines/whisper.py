@@ -26,8 +26,7 @@ from speechmesh.asr.engines.base import (
 )
 from speechmesh.asr.engines.vocabulary import WhisperVocabulary
 from speechmesh.asr.engines.words import group_words
-from speechmesh.inference.devices import parameter_bytes
-from speechmesh.inference.model_source import is_random_checkpoint
+from speechmesh.inference.loading import load_pretrained, loaded
 
 SAMPLE_RATE = 16000
 WINDOW_SECONDS = 30.0
@@ -44,8 +43,7 @@ class WhisperEngine:
         self.name = name
         self._device = device
         self._dtype = dtype
-        self.model = WhisperForConditionalGeneration.from_pretrained(path, dtype=dtype)
-        self.model.to(device).eval()
+        self.model = load_pretrained(WhisperForConditionalGeneration, path, device, dtype)
         self.processor = WhisperProcessor.from_pretrained(path)
         self.tokenizer = self.processor.tokenizer
         self.vocab = WhisperVocabulary(name, path)
@@ -62,10 +60,9 @@ class WhisperEngine:
         self._eos = gen.eos_token_id
         self._sot = gen.decoder_start_token_id
         self._max_target = self.model.config.max_target_positions
-        self.device = str(device)
-        self.dtype = str(dtype).removeprefix("torch.")
-        self.memory_bytes = parameter_bytes(self.model)
-        self.random_weights = is_random_checkpoint(path)
+        self.device, self.dtype, self.memory_bytes, self.random_weights = loaded(
+            self.model, path, device, dtype
+        )
 
     def options(self, **kwargs) -> DecodeOptions:
         return self.vocab.options(**kwargs)

@@ -16,6 +16,9 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+# One error for the engines of every service; engines and servicers import it from here.
+from speechmesh.inference.jobs import InvalidOptionError as InvalidOptionError
+
 Task = Literal["t2tt", "s2tt", "t2st", "s2st"]
 #: Which modality each task reads and writes.
 TASK_MODALITIES: dict[Task, tuple[str, str]] = {
@@ -24,14 +27,6 @@ TASK_MODALITIES: dict[Task, tuple[str, str]] = {
     "t2st": ("text", "speech"),
     "s2st": ("speech", "speech"),
 }
-
-
-class InvalidOptionError(ValueError):
-    """A request option the engine cannot honour; `option` names it (e.g. "target_language")."""
-
-    def __init__(self, option: str, message: str):
-        super().__init__(message)
-        self.option = option
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from transformers import SeamlessM4TProcessor, SeamlessM4Tv2Model
 
-from speechmesh.inference.devices import parameter_bytes
-from speechmesh.inference.model_source import is_random_checkpoint
+from speechmesh.inference.jobs import right_padded, run_jobs, run_one
+from speechmesh.inference.loading import load_pretrained, loaded
 from speechmesh.translate.engines.base import (
     TASK_MODALITIES,
     InvalidOptionError,
@@ -60,8 +60,7 @@ class SeamlessEngine:
         self.name = name
         self._device = device
         self._dtype = dtype
-        self.model = SeamlessM4Tv2Model.from_pretrained(path, dtype=dtype)
-        self.model.to(device).eval()
+        self.model = load_pretrained(SeamlessM4Tv2Model, path, device, dtype)
         self.processor = SeamlessM4TProcessor.from_pretrained(path)
         self.tokenizer = self.processor.tokenizer
         self.feature_extractor = self.processor.feature_extractor
@@ -114,10 +113,9 @@ class SeamlessEngine:
         )
         self._eos = self.tokenizer.eos_token_id
         self._pad = self.tokenizer.pad_token_id
-        self.device = str(device)
-        self.dtype = str(dtype).removeprefix("torch.")
-        self.memory_bytes = parameter_bytes(self.model)
-        self.random_weights = is_random_checkpoint(path)
+        self.device, self.dtype, self.memory_bytes, self.random_weights = loaded(
+            self.model, path, device, dtype
+        )
 
     # -- options ---------------------------------------------------------
 
@@ -161,36 +159,13 @@ class SeamlessEngine:
                 job = TranslationJob(task, target, text="Hello.", source=text_lang)
             else:
                 job = TranslationJob(task, target, audio=silence)
-            (result,) = self.run_batch([job])
-            if isinstance(result, BaseException):
-                raise result
+            run_one(self.run_batch, job)
 
     @torch.inference_mode()
     def run_batch(self, jobs: list[TranslationJob]) -> list[TranslationOutput | BaseException]:
-        results: list[TranslationOutput | BaseException | None] = [None] * len(jobs)
-        runnable: list[int] = []
-        for i, job in enumerate(jobs):
-            try:
-                self._check(job, jobs[0])
-                runnable.append(i)
-            except Exception as error:
-                results[i] = error
-        if runnable:
-            batch = [jobs[i] for i in runnable]
-            try:
-                outputs: list = self._generate(batch)
-            except Exception as error:
-                # One bad input may have sunk the batch: run each alone, so only it fails.
-                outputs = [error] if len(batch) == 1 else [self._run_one(job) for job in batch]
-            for i, output in zip(runnable, outputs, strict=True):
-                results[i] = output
-        return results  # type: ignore[return-value]
-
-    def _run_one(self, job: TranslationJob) -> TranslationOutput | BaseException:
-        try:
-            return self._generate([job])[0]
-        except Exception as error:
-            return error
+        return run_jobs(
+            jobs, lambda job: self._check(job, jobs[0]), lambda batch, _: self._generate(batch)
+        )
 
     def _check(self, job: TranslationJob, first: TranslationJob) -> None:
         if job.batch_key() != first.batch_key():
@@ -263,12 +238,8 @@ class SeamlessEngine:
                     f"is {len(ids) + 2} tokens; at most {self.max_input_tokens} per job",
                 )
             rows.append([self._lang_token_ids[job.source], *ids, self._eos])
-        width = max(map(len, rows))
-        input_ids = torch.full((len(rows), width), self._pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for row, ids in enumerate(rows):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            attention_mask[row, : len(ids)] = 1
+        input_ids, attention_mask = right_padded(rows, self._pad)
+        width = input_ids.shape[1]
         inputs = {
             "input_ids": input_ids.to(self._device),
             "attention_mask": attention_mask.to(self._device),

@@ -41,9 +41,9 @@ import re
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from speechmesh.inference.devices import parameter_bytes
+from speechmesh.inference.jobs import right_padded
 from speechmesh.inference.languages import ALIASES, primary_subtag
-from speechmesh.inference.model_source import is_random_checkpoint
+from speechmesh.inference.loading import load_pretrained, loaded
 from speechmesh.translate.engines.base import (
     InvalidOptionError,
     Languages,
@@ -115,8 +115,7 @@ class Seq2SeqEngine:
         self.name = name
         self._device = device
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForSeq2SeqLM.from_pretrained(path, dtype=dtype)
-        self.model.to(device).eval()
+        self.model = load_pretrained(AutoModelForSeq2SeqLM, path, device, dtype)
         config = self.model.config
         vocab = dict(self.tokenizer.get_vocab())
         # The slow M2M100Tokenizer (with sentencepiece) keeps its language tokens apart.
@@ -163,10 +162,9 @@ class Seq2SeqEngine:
         self.max_input_tokens = max_input_tokens or positions // 2
         self._framing = 1 if self.family == "marian" else 2
         self._framing += int(self._multi_target)
-        self.device = str(device)
-        self.dtype = str(dtype).removeprefix("torch.")
-        self.memory_bytes = parameter_bytes(self.model)
-        self.random_weights = is_random_checkpoint(path)
+        self.device, self.dtype, self.memory_bytes, self.random_weights = loaded(
+            self.model, path, device, dtype
+        )
 
     # -- languages -------------------------------------------------------
 
@@ -302,12 +300,8 @@ class Seq2SeqEngine:
         return ids
 
     def _generate(self, rows: list[list[int]], target: str) -> list[str]:
-        longest = max(map(len, rows))
-        input_ids = torch.full((len(rows), longest), self._pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), longest), dtype=torch.long)
-        for row, ids in enumerate(rows):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            attention_mask[row, : len(ids)] = 1
+        input_ids, attention_mask = right_padded(rows, self._pad)
+        longest = input_ids.shape[1]
         kwargs: dict = dict(
             input_ids=input_ids.to(self._device),
             attention_mask=attention_mask.to(self._device),

@@ -17,13 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
-
-class InvalidOptionError(ValueError):
-    """A request option the engine cannot honour; `option` names it (e.g. "preset_voice")."""
-
-    def __init__(self, option: str, message: str):
-        super().__init__(message)
-        self.option = option
+# One error for the engines of every service; engines and servicers import it from here.
+from speechmesh.inference.jobs import InvalidOptionError as InvalidOptionError
 
 
 @dataclass(frozen=True)
@@ -66,6 +61,23 @@ class SynthesisJob:
     #: Text spoken before this one with the same voice, to carry prosody across sentences
     #: (engines may ignore it).
     context_text: str = ""
+
+
+def job_temperature(job: SynthesisJob, default: float) -> float:
+    """The job's sampling temperature; `default` (the engine's) when it sets none."""
+    return default if job.temperature is None else float(job.temperature)
+
+
+def check_job_limits(job: SynthesisJob, max_characters: int, default_temperature: float) -> None:
+    """What every engine refuses alike: text longer than `max_characters`, a temperature outside
+    0 to 2."""
+    if len(job.text) > max_characters:
+        raise InvalidOptionError(
+            "text", f"is {len(job.text)} characters; at most {max_characters} per job"
+        )
+    temperature = job_temperature(job, default_temperature)
+    if not 0 <= temperature <= 2:
+        raise InvalidOptionError("temperature", f"{temperature} is outside 0.0 to 2.0")
 
 
 class SynthesisEngine(Protocol):

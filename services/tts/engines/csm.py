@@ -46,14 +46,15 @@ import torch
 from transformers import AutoProcessor, CsmForConditionalGeneration, LogitsProcessorList
 from transformers.generation.logits_process import LogitsProcessor
 
-from speechmesh.inference.devices import parameter_bytes
-from speechmesh.inference.languages import primary_subtag
-from speechmesh.inference.model_source import is_random_checkpoint
+from speechmesh.inference.jobs import option_language, run_jobs, run_one
+from speechmesh.inference.loading import load_pretrained, loaded
 from speechmesh.tts.engines.base import (
     InvalidOptionError,
     PresetVoice,
     SynthesisJob,
     VoicePrompt,
+    check_job_limits,
+    job_temperature,
 )
 
 FAMILY = "csm"
@@ -150,8 +151,7 @@ class CsmEngine:
         # voice that depends on the seed).
         self.languages = ["en"]
         self.preset_voices: list[PresetVoice] = []
-        self.model = CsmForConditionalGeneration.from_pretrained(path, dtype=dtype)
-        self.model.to(device).eval()
+        self.model = load_pretrained(CsmForConditionalGeneration, path, device, dtype)
         self.model.codec_model.float()
         self.processor = AutoProcessor.from_pretrained(path)
         self.tokenizer = self.processor.tokenizer
@@ -197,10 +197,9 @@ class CsmEngine:
         with torch.inference_mode():
             eos_frame = torch.full((1, 1, self._codebooks), self._eos, device=device)
             self._eos_embedding = self.model.backbone_model.embed_tokens(eos_frame)[0, 0]
-        self.device = str(device)
-        self.dtype = str(dtype).removeprefix("torch.")
-        self.memory_bytes = parameter_bytes(self.model)
-        self.random_weights = is_random_checkpoint(path)
+        self.device, self.dtype, self.memory_bytes, self.random_weights = loaded(
+            self.model, path, device, dtype
+        )
 
     # -- interface -------------------------------------------------------------------------
 
@@ -240,14 +239,10 @@ class CsmEngine:
         )
 
     def warmup(self) -> None:
-        (plain,) = self.run_batch([SynthesisJob(text="Hello.", language="en")])
-        if isinstance(plain, BaseException):
-            raise plain
+        run_one(self.run_batch, SynthesisJob(text="Hello.", language="en"))
         t = np.arange(self.sample_rate, dtype=np.float32) / self.sample_rate
         prompt = self.prepare_voice(0.1 * np.sin(2 * np.pi * 220 * t), "Hello.", "en")
-        (cloned,) = self.run_batch([SynthesisJob(text="Hello.", language="en", prompt=prompt)])
-        if isinstance(cloned, BaseException):
-            raise cloned
+        run_one(self.run_batch, SynthesisJob(text="Hello.", language="en", prompt=prompt))
 
     @torch.inference_mode()
     def run_batch(self, jobs: list[SynthesisJob]) -> list[np.ndarray | BaseException]:
@@ -257,43 +252,12 @@ class CsmEngine:
         alone, which can change float rounding, and on rare near-ties a sampled code; on CPU
         the tests find batched rows identical to the same jobs run alone.
         """
-        results: list[np.ndarray | BaseException | None] = [None] * len(jobs)
-        rows: list[int] = []
-        prompts: list[torch.Tensor] = []
-        for i, job in enumerate(jobs):
-            try:
-                prompts.append(self._prompt(job))
-                rows.append(i)
-            except Exception as error:
-                results[i] = error
-        if rows:
-            batch = [jobs[i] for i in rows]
-            try:
-                outputs: list = self._generate(batch, prompts)
-            except Exception as error:
-                # One bad input may have sunk the batch: run each alone, so only it fails.
-                if len(batch) == 1:
-                    outputs = [error]
-                else:
-                    outputs = [self._run_one(job, p) for job, p in zip(batch, prompts, strict=True)]
-            for i, output in zip(rows, outputs, strict=True):
-                results[i] = output
-        return results  # type: ignore[return-value]
+        return run_jobs(jobs, self._prompt, self._generate)
 
     # -- internals -------------------------------------------------------------------------
 
-    def _run_one(self, job: SynthesisJob, prompt: torch.Tensor) -> np.ndarray | BaseException:
-        try:
-            return self._generate([job], [prompt])[0]
-        except Exception as error:
-            return error
-
     def _check_language(self, tag: str) -> None:
-        try:
-            primary = primary_subtag(tag)
-        except ValueError as error:
-            raise InvalidOptionError("language_code", str(error)) from None
-        if primary not in self.languages:
+        if option_language(tag, "language_code") not in self.languages:
             raise InvalidOptionError(
                 "language_code",
                 f"model {self.name} speaks {', '.join(self.languages)}, not {tag!r}",
@@ -315,14 +279,7 @@ class CsmEngine:
         text = self._clean(job.text)
         if not text:
             raise InvalidOptionError("text", "nothing to speak")
-        if len(job.text) > self.max_input_characters:
-            raise InvalidOptionError(
-                "text",
-                f"is {len(job.text)} characters; at most {self.max_input_characters} per job",
-            )
-        temperature = self._temperature(job)
-        if not 0 <= temperature <= 2:
-            raise InvalidOptionError("temperature", f"{temperature} is outside 0.0 to 2.0")
+        check_job_limits(job, self.max_input_characters, self.default_temperature)
         conversation = []
         codes = None
         if job.prompt is not None:
@@ -368,9 +325,6 @@ class CsmEngine:
             embeddings[ids_t == self._audio_eos_id] = self._eos_embedding.to(embeddings.dtype)
         return embeddings
 
-    def _temperature(self, job: SynthesisJob) -> float:
-        return self.default_temperature if job.temperature is None else float(job.temperature)
-
     def _generate(self, jobs: list[SynthesisJob], prompts: list[torch.Tensor]) -> list[np.ndarray]:
         caps = [self.max_frames(job.text) for job in jobs]
         width = max(p.shape[0] for p in prompts)
@@ -382,7 +336,9 @@ class CsmEngine:
             mask[row, width - prompt.shape[0] :] = 1
         with self._lock:  # the samplers' batch state belongs to one generate() at a time
             self._state.start(
-                [job.seed for job in jobs], [self._temperature(job) for job in jobs], caps
+                [job.seed for job in jobs],
+                [job_temperature(job, self.default_temperature) for job in jobs],
+                caps,
             )
             sequences = self.model.generate(
                 inputs_embeds=embeds,

@@ -38,14 +38,16 @@ import torch
 from torch.overrides import TorchFunctionMode
 from transformers import VitsModel, VitsTokenizer
 
-from speechmesh.inference.devices import parameter_bytes
+from speechmesh.inference.jobs import option_language, right_padded, run_jobs, run_one
 from speechmesh.inference.languages import primary_subtag
-from speechmesh.inference.model_source import is_random_checkpoint
+from speechmesh.inference.loading import load_pretrained, loaded
 from speechmesh.tts.engines.base import (
     InvalidOptionError,
     PresetVoice,
     SynthesisJob,
     VoicePrompt,
+    check_job_limits,
+    job_temperature,
 )
 
 FAMILY = "vits"
@@ -130,8 +132,7 @@ class VitsEngine:
     def __init__(self, name: str, path: pathlib.Path, device: torch.device, dtype: torch.dtype):
         self.name = name
         self._device = device
-        self.model = VitsModel.from_pretrained(path, dtype=dtype)
-        self.model.to(device).eval()
+        self.model = load_pretrained(VitsModel, path, device, dtype)
         self.tokenizer = VitsTokenizer.from_pretrained(path)
         config = self.model.config
         self.sample_rate = int(config.sampling_rate)
@@ -148,10 +149,9 @@ class VitsEngine:
         self._noise_scale = float(config.noise_scale)
         self._lock = threading.Lock()
         self.default_temperature = self._noise_scale
-        self.device = str(device)
-        self.dtype = str(dtype).removeprefix("torch.")
-        self.memory_bytes = parameter_bytes(self.model)
-        self.random_weights = is_random_checkpoint(path)
+        self.device, self.dtype, self.memory_bytes, self.random_weights = loaded(
+            self.model, path, device, dtype
+        )
 
     # -- interface -------------------------------------------------------------------------
 
@@ -164,52 +164,23 @@ class VitsEngine:
         raise InvalidOptionError("reference_audio", f"model {self.name} ({FAMILY}) {CANNOT_CLONE}")
 
     def warmup(self) -> None:
-        (result,) = self.run_batch([SynthesisJob(text="Hello.", language=self.languages[0])])
-        if isinstance(result, BaseException):
-            raise result
+        run_one(self.run_batch, SynthesisJob(text="Hello.", language=self.languages[0]))
 
     @torch.inference_mode()
     def run_batch(self, jobs: list[SynthesisJob]) -> list[np.ndarray | BaseException]:
-        results: list[np.ndarray | BaseException | None] = [None] * len(jobs)
-        rows: list[int] = []
-        ids: list[list[int]] = []
-        speaker = None
-        for i, job in enumerate(jobs):
-            try:
-                job_speaker = self._speaker(job)
-                if speaker is not None and job_speaker != speaker:
-                    raise ValueError("jobs of one batch must share the speaker (batch_key)")
-                row_ids = self._ids(job)
-                speaker = job_speaker
-                ids.append(row_ids)
-                rows.append(i)
-            except Exception as error:
-                results[i] = error
-        if rows:
-            batch = [jobs[i] for i in rows]
-            try:
-                outputs: list = self._forward(batch, ids, speaker)
-            except Exception as error:
-                if len(batch) == 1:
-                    outputs = [error]
-                else:
-                    outputs = [
-                        self._run_one(job, row_ids, speaker)
-                        for job, row_ids in zip(batch, ids, strict=True)
-                    ]
-            for i, output in zip(rows, outputs, strict=True):
-                results[i] = output
-        return results  # type: ignore[return-value]
+        speakers: list[int | None] = []  # the first runnable job's speaker is the batch's
+
+        def prepare(job: SynthesisJob) -> list[int]:
+            speaker = self._speaker(job)
+            if speakers and speaker != speakers[0]:
+                raise ValueError("jobs of one batch must share the speaker (batch_key)")
+            ids = self._ids(job)
+            speakers.append(speaker)
+            return ids
+
+        return run_jobs(jobs, prepare, lambda batch, ids: self._forward(batch, ids, speakers[0]))
 
     # -- internals -------------------------------------------------------------------------
-
-    def _run_one(
-        self, job: SynthesisJob, ids: list[int], speaker: int | None
-    ) -> np.ndarray | BaseException:
-        try:
-            return self._forward([job], [ids], speaker)[0]
-        except Exception as error:
-            return error
 
     def _speaker(self, job: SynthesisJob) -> int | None:
         if job.prompt is not None:
@@ -223,23 +194,12 @@ class VitsEngine:
         return self._voices[name] if self._speakers > 1 else None
 
     def _ids(self, job: SynthesisJob) -> list[int]:
-        try:
-            primary = primary_subtag(job.language)
-        except ValueError as error:
-            raise InvalidOptionError("language_code", str(error)) from None
-        if primary != primary_subtag(self.languages[0]):
+        if option_language(job.language, "language_code") != primary_subtag(self.languages[0]):
             raise InvalidOptionError(
                 "language_code",
                 f"model {self.name} speaks {self.languages[0]}, not {job.language!r}",
             )
-        if len(job.text) > self.max_input_characters:
-            raise InvalidOptionError(
-                "text",
-                f"is {len(job.text)} characters; at most {self.max_input_characters} per job",
-            )
-        temperature = self._temperature(job)
-        if not 0 <= temperature <= 2:
-            raise InvalidOptionError("temperature", f"{temperature} is outside 0.0 to 2.0")
+        check_job_limits(job, self.max_input_characters, self.default_temperature)
         ids = self.tokenizer(job.text).input_ids
         blank = self.tokenizer.pad_token_id
         if not any(i != blank for i in ids):
@@ -248,21 +208,14 @@ class VitsEngine:
             )
         return ids
 
-    def _temperature(self, job: SynthesisJob) -> float:
-        return self.default_temperature if job.temperature is None else float(job.temperature)
-
     def _forward(
         self, jobs: list[SynthesisJob], ids: list[list[int]], speaker: int | None
     ) -> list[np.ndarray]:
-        width = max(map(len, ids))
-        pad = self.tokenizer.pad_token_id or 0
-        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for row, row_ids in enumerate(ids):
-            input_ids[row, : len(row_ids)] = torch.tensor(row_ids)
-            mask[row, : len(row_ids)] = 1
+        input_ids, mask = right_padded(ids, self.tokenizer.pad_token_id or 0)
         scales = [
-            self._temperature(job) / self._noise_scale if self._noise_scale > 0 else 0.0
+            job_temperature(job, self.default_temperature) / self._noise_scale
+            if self._noise_scale > 0
+            else 0.0
             for job in jobs
         ]
         capture = _Spectrograms()
