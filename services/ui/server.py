@@ -31,6 +31,7 @@ import threading
 import time
 import urllib.parse
 import webbrowser
+from collections.abc import Callable
 
 #: Request headers passed on to the gateway.
 FORWARDED = ("content-type", "accept", "authorization", "x-api-key")
@@ -303,16 +304,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
             reply = connection.getresponse()
         except OSError as error:
             connection.close()
-            self._error(
-                502, 14, f"the demo page cannot reach the gateway at {upstream.url}: {error}"
-            )
+            self._unreachable(error)
             return
+        self._relay_then(reply, connection.close)
+
+    def _unreachable(self, error: OSError) -> None:
+        url = self.server.upstream.url
+        self._error(502, 14, f"the demo page cannot reach the gateway at {url}: {error}")
+
+    def _relay_then(self, reply, finish: Callable[[], object]) -> None:
+        """Relays `reply` to the browser, then `finish()`, whether or not the browser stayed."""
         try:
             self._relay(reply)
         except OSError:
             pass  # the browser went away
         finally:
-            connection.close()
+            finish()
 
     # -- the live microphone ------------------------------------------------------------------
 
@@ -332,8 +339,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             stream = LiveStream(self.server.upstream, route, first, self._credentials())
         except OSError as error:
-            url = self.server.upstream.url
-            self._error(502, 14, f"the demo page cannot reach the gateway at {url}: {error}")
+            self._unreachable(error)
             return
         if not self.server.add_live(stream):
             stream.close()
@@ -367,12 +373,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.server.drop_live(key)
             self._error(502, 14, f"the gateway ended the live stream: {error}")
             return
-        try:
-            self._relay(reply)
-        except OSError:
-            pass  # the browser went away
-        finally:
-            self.server.drop_live(key)
+        self._relay_then(reply, lambda: self.server.drop_live(key))
 
 
 def make_server(host: str, port: int, gateway: str) -> UiServer:

@@ -67,6 +67,12 @@ async function call(path, { method = "GET", json, body, type, query } = {}) {
   return reply;
 }
 
+// Posts the file chosen in the input `inputId` as the HTTP body, with its own Content-Type.
+function upload(path, inputId, query) {
+  const audio = file(inputId);
+  return call(path, { body: audio, type: audio.type, query });
+}
+
 // -- showing things -------------------------------------------------------------------------
 
 function el(tag, props = {}, ...children) {
@@ -296,14 +302,11 @@ function segmentList(segments, line) {
 }
 
 action("s2t-run", "s2t-output", async (output) => {
-  const audio = file("s2t-file");
   const query = {
     "config.language_code": $("s2t-language").value,
     "config.enable_word_time_offsets": $("s2t-words").checked,
   };
-  const reply = await (
-    await call("/v1/asr:recognizeFile", { body: audio, type: audio.type, query })
-  ).json();
+  const reply = await (await upload("/v1/asr:recognizeFile", "s2t-file", query)).json();
   output.replaceChildren(
     text(reply.transcript),
     meta(`${reply.language_code} · ${reply.audio_duration} of audio · ${reply.model}`),
@@ -316,15 +319,12 @@ action("s2t-run", "s2t-output", async (output) => {
 });
 
 action("s2tt-run", "s2tt-output", async (output) => {
-  const audio = file("s2t-file");
   const query = {
     "config.source_language_code": $("s2tt-from").value,
     "config.target_language_code": $("s2tt-target").value,
     "config.enable_source_transcript": $("s2tt-source").checked,
   };
-  const reply = await (
-    await call("/v1/translate:translateSpeechFile", { body: audio, type: audio.type, query })
-  ).json();
+  const reply = await (await upload("/v1/translate:translateSpeechFile", "s2t-file", query)).json();
   const parts = [text(reply.translated_text)];
   if (reply.source_transcript) parts.push(meta(`source: ${reply.source_transcript}`));
   parts.push(meta(`${reply.source_language_code || "?"} → ${reply.target_language_code} · ${reply.model}`));
@@ -334,12 +334,11 @@ action("s2tt-run", "s2tt-output", async (output) => {
 });
 
 action("s2s-run", "s2s-output", async (output) => {
-  const audio = file("s2s-file");
   const query = {
     "config.target_language_code": $("s2s-target").value,
     "config.voice": $("s2s-voice").value,
   };
-  const reply = await call("/v1/translate:translateSpeechAudio", { body: audio, type: audio.type, query });
+  const reply = await upload("/v1/translate:translateSpeechAudio", "s2s-file", query);
   await showAudio(output, reply, `translated-${query["config.target_language_code"]}`);
   return "Translated";
 });
@@ -347,15 +346,12 @@ action("s2s-run", "s2s-output", async (output) => {
 // -- voice cloning ----------------------------------------------------------------------------
 
 action("clone-run", "clone-output", async (output) => {
-  const audio = file("clone-file");
   const query = {
     voice_id: $("clone-id").value.trim(),
     "voice.transcript": $("clone-transcript").value.trim(),
     "voice.display_name": $("clone-name").value.trim(),
   };
-  const voice = await (
-    await call("/v1/voices:upload", { body: audio, type: audio.type, query })
-  ).json();
+  const voice = await (await upload("/v1/voices:upload", "clone-file", query)).json();
   await loadVoices(voice.name);
   output.replaceChildren(
     text(`${voice.name}: “${voice.transcript}”`),
