@@ -46,10 +46,9 @@ import torch
 from transformers import AutoProcessor, CsmForConditionalGeneration, LogitsProcessorList
 from transformers.generation.logits_process import LogitsProcessor
 
-from speechmesh.inference.jobs import option_language, run_jobs, run_one
+from speechmesh.inference.jobs import InvalidOptionError, option_language, run_jobs, run_one
 from speechmesh.inference.loading import load_pretrained, loaded
 from speechmesh.tts.engines.base import (
-    InvalidOptionError,
     PresetVoice,
     SynthesisJob,
     VoicePrompt,

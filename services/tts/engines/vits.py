@@ -38,11 +38,16 @@ import torch
 from torch.overrides import TorchFunctionMode
 from transformers import VitsModel, VitsTokenizer
 
-from speechmesh.inference.jobs import option_language, right_padded, run_jobs, run_one
+from speechmesh.inference.jobs import (
+    InvalidOptionError,
+    option_language,
+    right_padded,
+    run_jobs,
+    run_one,
+)
 from speechmesh.inference.languages import primary_subtag
 from speechmesh.inference.loading import load_pretrained, loaded
 from speechmesh.tts.engines.base import (
-    InvalidOptionError,
     PresetVoice,
     SynthesisJob,
     VoicePrompt,
