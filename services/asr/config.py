@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
-from speechmesh.runtime.registry import SERVICES
-from speechmesh.runtime.settings import ServiceSettings
+from speechmesh.runtime.settings import model_service_settings
 
 DEFAULT_MODEL = "openai/whisper-large-v3-turbo"
 COMPUTE_TYPES = (
@@ -24,16 +22,7 @@ COMPUTE_TYPES = (
 )
 
 
-class AsrSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="SPEECHMESH_ASR_", extra="ignore")
-
-    port: int = Field(SERVICES["asr"].port, ge=0, le=65535)
-    metrics_port: int = Field(SERVICES["asr"].metrics_port, ge=0, le=65535)
-    model: str = Field(
-        DEFAULT_MODEL,
-        description="Whisper checkpoint: Hugging Face id or folder;"
-        " `ID=SOURCE` serves it as ID, else its id is the last part of the source.",
-    )
+class AsrSettings(model_service_settings("asr", DEFAULT_MODEL, "Whisper checkpoint")):
     max_audio_seconds: float = Field(
         4 * 3600, gt=0, description="Longest recording Recognize accepts, in seconds."
     )

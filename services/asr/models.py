@@ -1,8 +1,10 @@
-"""The ASR models a service holds: engine, batcher and recognizer per model, and their state."""
+"""The ASR models a service holds (engine, batcher and recognizer per model) and the VAD they
+share, on the generic model registry."""
 
 from __future__ import annotations
 
 import asyncio
+import pathlib
 
 import structlog
 
@@ -12,75 +14,44 @@ from speechmesh.asr.engines.loader import load_engine
 from speechmesh.asr.recognizer import Recognizer
 from speechmesh.dsp.endpointing import VadBatcher
 from speechmesh.dsp.vad import SileroVad
-from speechmesh.inference.model_source import resolve_model
-from speechmesh.inference.model_state import (
-    ModelState,
-    log_ready,
-    model_batcher,
-    model_spec,
-    ready_model,
-)
+from speechmesh.inference.registry import ModelRegistry, ServedModel
 
 log = structlog.get_logger("speechmesh.asr")
 
 
-class AsrModel:
-    def __init__(self, name: str, settings: AsrSettings):
-        self.name, self.source = model_spec(name)
-        self.settings = settings
-        self.state = ModelState.LOADING
-        self.error = ""
-        self.engine: AsrEngine | None = None
-        self.recognizer: Recognizer | None = None
-
-    def load_engine(self) -> AsrEngine:
-        """Blocking: resolves, loads and warms up the weights."""
-        path = resolve_model(self.source, "SPEECHMESH_ASR_MODEL")
-        engine = load_engine(self.name, path, self.settings)
-        if self.settings.warmup:
-            engine.warmup()
-        return engine
+class AsrModel(ServedModel[AsrEngine]):
+    recognizer: Recognizer | None = None
 
 
-class AsrModels:
-    """Loads the configured model at start-up and hands it to requests."""
+class AsrModels(ModelRegistry[AsrModel]):
+    """Loads the configured model and the VAD at start-up and hands them to requests."""
+
+    settings: AsrSettings
 
     def __init__(self, settings: AsrSettings):
-        self.settings = settings
-        self.default = AsrModel(settings.model, settings)
-        self.models = {self.default.name: self.default}
+        super().__init__(settings, AsrModel(settings.model, "SPEECHMESH_ASR_MODEL"), log)
         self.vad: VadBatcher | None = None
 
     async def load(self) -> None:
         self.vad = VadBatcher(await asyncio.to_thread(SileroVad.load))
-        for model in self.models.values():
-            try:
-                engine = await asyncio.to_thread(model.load_engine)
-            except Exception as error:
-                model.state, model.error = ModelState.FAILED, str(error)
-                raise
-            s = self.settings
-            batcher = model_batcher(
-                model.name,
-                engine.decode_batch,
-                s,
-                key=lambda job: job.options.batch_key(),
-                workers=getattr(engine, "workers", 1),
-            )
-            model.engine = engine
-            model.recognizer = Recognizer(
-                engine, batcher, self.vad.vad, max_audio_seconds=s.max_audio_seconds
-            )
-            model.state = ModelState.READY
-            log_ready(log, model.name, engine)
+        await super().load()
 
-    def get(self, name: str) -> AsrModel:
-        """The named model (empty: the default), ready to serve, or an ApiError."""
-        return ready_model(self.models, self.default, name)
+    def open_engine(self, model: AsrModel, path: pathlib.Path) -> AsrEngine:
+        return load_engine(model.name, path, self.settings)
+
+    def serve(self, model: AsrModel, engine: AsrEngine) -> None:
+        assert self.vad is not None
+        model.batcher = self.batcher(
+            model,
+            engine.decode_batch,
+            key=lambda job: job.options.batch_key(),
+            workers=getattr(engine, "workers", 1),
+        )
+        model.recognizer = Recognizer(
+            engine, model.batcher, self.vad.vad, max_audio_seconds=self.settings.max_audio_seconds
+        )
 
     async def close(self) -> None:
-        for model in self.models.values():
-            if model.recognizer is not None:
-                await model.recognizer.batcher.close()
+        await super().close()
         if self.vad is not None:
             await self.vad.close()

@@ -1,4 +1,4 @@
 """Model handling shared by the services.
 
-The micro-batcher, model state, model sources, devices, language tags.
+The micro-batcher, the model registry, model state and ids, model sources, devices, language tags.
 """

@@ -19,7 +19,6 @@ from typing import Protocol, TypeVar
 import grpc
 
 from speechmesh.common.v1 import common_pb2
-from speechmesh.inference.batcher import MicroBatcher
 from speechmesh.runtime import errors
 
 
@@ -115,29 +114,3 @@ def ready_model(models: dict[str, M], default: M, name: str) -> M:
             grpc.StatusCode.UNAVAILABLE, f"model {model.name} failed to load: {model.error}"
         )
     return model
-
-
-def model_batcher(name: str, run_batch, settings, key, workers: int = 1) -> MicroBatcher:
-    """The micro-batcher of one model, sized by the service's settings; `workers` batches
-    run at once (the engine says how many it can take side by side)."""
-    return MicroBatcher(
-        name,
-        run_batch,
-        max_batch_size=settings.max_batch_size,
-        max_wait_s=settings.max_batch_wait_ms / 1000,
-        max_queue=settings.max_queue,
-        key=key,
-        workers=workers,
-    )
-
-
-def log_ready(log, name: str, engine) -> None:
-    """The start-up event of a model that is ready to serve."""
-    log.info(
-        "model.ready",
-        model=name,
-        engine=getattr(engine, "family", ""),
-        device=engine.device,
-        dtype=engine.dtype,
-        random_weights=engine.random_weights,
-    )

@@ -43,6 +43,25 @@ class ServiceApp:
     close: Callable[[], Awaitable[None]]
 
 
+def model_service_app(name: str, servicer_module, servicer, models, *others) -> ServiceApp:
+    """The app of a model-serving service: `servicer`, added by its module's `register`
+    under its `service_name()`; `models` loaded at start-up, closed at the end, then `others`
+    (anything else with an async close, e.g. its peers)."""
+
+    async def close() -> None:
+        await models.close()
+        for other in others:
+            await other.close()
+
+    return ServiceApp(
+        name=name,
+        service_names=[servicer_module.service_name()],
+        register=lambda server: servicer_module.register(servicer, server),
+        load=models.load,
+        close=close if others else models.close,
+    )
+
+
 class ServiceHost:
     def __init__(self, app: ServiceApp, settings: ServiceSettings):
         self.app = app

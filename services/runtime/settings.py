@@ -1,8 +1,9 @@
 """Settings every service shares, from SPEECHMESH_* environment variables and flags.
 
-Each service subclasses ServiceSettings with its own defaults (port, model).
-Values are validated when the settings object is built, so a bad value stops
-start-up with a message naming the variable.
+Each model-serving service subclasses `model_service_settings(NAME, ...)`: ServiceSettings with
+its env prefix (SPEECHMESH_<NAME>_) and ports from the service registry and its default model,
+plus the settings of its own. Values are validated when the settings object is built, so a bad
+value stops start-up with a message naming the variable.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from speechmesh.inference.batcher import (
 )
 from speechmesh.runtime import identity
 from speechmesh.runtime.peers import parse_peers
+from speechmesh.runtime.registry import SERVICES
 
 MiB = 1024 * 1024
 
@@ -102,3 +104,33 @@ class ServiceSettings(BaseSettings):
     @property
     def max_message_bytes(self) -> int:
         return self.max_message_mb * MiB
+
+
+#: What every model setting accepts, after the service's own words on what the model is.
+MODEL_SOURCE_HELP = (
+    "Hugging Face id or folder; `ID=SOURCE` serves it as ID, else its id is the last part of"
+    " the source."
+)
+
+
+def model_service_settings(
+    service: str, default_model: str, model_is: str
+) -> type[ServiceSettings]:
+    """The settings a model-serving service starts from: ServiceSettings read from
+    SPEECHMESH_<SERVICE>_* variables, with the service's ports (runtime.registry.SERVICES) and a
+    `model` setting defaulting to `default_model`, described as `model_is`."""
+    spec = SERVICES[service]
+
+    class ModelServiceSettings(ServiceSettings):
+        model_config = SettingsConfigDict(env_prefix=spec.env_prefix, extra="ignore")
+
+        port: int = Field(spec.port, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
+        metrics_port: int = Field(
+            spec.metrics_port,
+            ge=0,
+            le=65535,
+            description="Prometheus /metrics port; 0 picks a free one.",
+        )
+        model: str = Field(default_model, description=f"{model_is}; {MODEL_SOURCE_HELP}")
+
+    return ModelServiceSettings

@@ -4,25 +4,17 @@ translate` flags."""
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
-from speechmesh.runtime.registry import SERVICES
-from speechmesh.runtime.settings import ServiceSettings
+from speechmesh.runtime.settings import model_service_settings
 
 DEFAULT_MODEL = "facebook/seamless-m4t-v2-large"
+MODEL_IS = (
+    "Default model: a SeamlessM4T v2 (all four tasks) or a text seq2seq checkpoint (NLLB,"
+    " M2M100, Marian)"
+)
 
 
-class TranslateSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="SPEECHMESH_TRANSLATE_", extra="ignore")
-
-    port: int = Field(SERVICES["translate"].port, ge=0, le=65535)
-    metrics_port: int = Field(SERVICES["translate"].metrics_port, ge=0, le=65535)
-    model: str = Field(
-        DEFAULT_MODEL,
-        description="Default model: a SeamlessM4T v2 (all four tasks) or a text seq2seq"
-        " checkpoint (NLLB, M2M100, Marian); Hugging Face id or folder;"
-        " `ID=SOURCE` serves it as ID, else its id is the last part of the source.",
-    )
+class TranslateSettings(model_service_settings("translate", DEFAULT_MODEL, MODEL_IS)):
     text_model: str = Field(
         "",
         description="Optional second, lighter text-to-text model (NLLB, M2M100, Marian),"

@@ -17,15 +17,7 @@ import structlog
 from speechmesh.dsp.endpointing import VadBatcher
 from speechmesh.dsp.vad import SileroVad
 from speechmesh.inference.devices import resolve_device, resolve_dtype
-from speechmesh.inference.model_source import resolve_model
-from speechmesh.inference.model_state import (
-    ModelState,
-    add_model,
-    log_ready,
-    model_batcher,
-    model_spec,
-    ready_model,
-)
+from speechmesh.inference.registry import ModelRegistry, ServedModel
 from speechmesh.runtime import errors
 from speechmesh.translate.config import TranslateSettings
 from speechmesh.translate.engines.base import Task, TranslationEngine
@@ -51,87 +43,65 @@ def model_type(path: pathlib.Path) -> str:
         raise ValueError(f"{path / 'config.json'} cannot be read: {error}") from None
 
 
-class TranslateModel:
-    def __init__(self, name: str, env_var: str, settings: TranslateSettings):
-        self.name, self.source = model_spec(name)
-        self.env_var = env_var
-        self.settings = settings
-        self.state = ModelState.LOADING
-        self.error = ""
-        self.engine: TranslationEngine | None = None
-        self.translator: Translator | None = None
+class TranslateModel(ServedModel[TranslationEngine]):
+    translator: Translator | None = None
 
-    def load_engine(self) -> TranslationEngine:
-        """Blocking: resolves, loads and warms up the weights."""
-        flag = "--text-model" if self.env_var.endswith("TEXT_MODEL") else "--model"
-        path = resolve_model(self.source, self.env_var, flag)
+    def can(self, task: Task) -> bool:
+        return self.engine is not None and task in self.engine.tasks
+
+
+class TranslateModels(ModelRegistry[TranslateModel]):
+    """Loads the configured models and the VAD at start-up and hands them to requests."""
+
+    settings: TranslateSettings
+
+    def __init__(self, settings: TranslateSettings):
+        super().__init__(
+            settings, TranslateModel(settings.model, "SPEECHMESH_TRANSLATE_MODEL"), log
+        )
+        if settings.text_model and settings.text_model != settings.model:
+            self.add(
+                TranslateModel(
+                    settings.text_model, "SPEECHMESH_TRANSLATE_TEXT_MODEL", "--text-model"
+                )
+            )
+        self.limits = Limits(
+            max_texts=settings.max_texts,
+            max_text_characters=settings.max_text_characters,
+            max_speech_text_characters=settings.max_speech_text_characters,
+            max_audio_seconds=settings.max_audio_seconds,
+        )
+        self.vad: SileroVad | None = None
+        #: Steps VAD for every open stream in shared forward passes.
+        self.stream_vad: VadBatcher | None = None
+
+    async def load(self) -> None:
+        self.vad = await asyncio.to_thread(SileroVad.load)
+        self.stream_vad = VadBatcher(self.vad)
+        await super().load()
+
+    def open_engine(self, model: TranslateModel, path: pathlib.Path) -> TranslationEngine:
         kind = model_type(path)
         device = resolve_device(self.settings.device)
         dtype = resolve_dtype(self.settings.dtype, device)
         if kind in SEAMLESS_TYPES:
             from speechmesh.translate.engines.seamless import SeamlessEngine
 
-            engine: TranslationEngine = SeamlessEngine(self.name, path, device, dtype)
-        elif kind in SEQ2SEQ_TYPES:
+            return SeamlessEngine(model.name, path, device, dtype)
+        if kind in SEQ2SEQ_TYPES:
             from speechmesh.translate.engines.seq2seq import Seq2SeqEngine
 
-            engine = Seq2SeqEngine(self.name, path, device, dtype)
-        else:
-            raise ValueError(
-                f"model {self.name} is a {kind or 'unknown'!r} checkpoint (config.json"
-                f" model_type); the translate service runs SeamlessM4T v2 (seamless_m4t_v2) and"
-                f" NLLB, M2M100 or Marian (m2m_100, marian) checkpoints: set {self.env_var}"
-                f" (or {flag}) to one"
-            )
-        if self.settings.warmup:
-            engine.warmup()
-        return engine
-
-    def can(self, task: Task) -> bool:
-        return self.engine is not None and task in self.engine.tasks
-
-
-class TranslateModels:
-    """Loads the configured models at start-up and hands them to requests."""
-
-    def __init__(self, settings: TranslateSettings):
-        self.settings = settings
-        self.default = TranslateModel(settings.model, "SPEECHMESH_TRANSLATE_MODEL", settings)
-        self.models = {self.default.name: self.default}
-        if settings.text_model and settings.text_model != settings.model:
-            text = TranslateModel(settings.text_model, "SPEECHMESH_TRANSLATE_TEXT_MODEL", settings)
-            add_model(self.models, text)
-        self.vad: SileroVad | None = None
-        #: Steps VAD for every open stream in shared forward passes.
-        self.stream_vad: VadBatcher | None = None
-
-    async def load(self) -> None:
-        s = self.settings
-        limits = Limits(
-            max_texts=s.max_texts,
-            max_text_characters=s.max_text_characters,
-            max_speech_text_characters=s.max_speech_text_characters,
-            max_audio_seconds=s.max_audio_seconds,
+            return Seq2SeqEngine(model.name, path, device, dtype)
+        raise ValueError(
+            f"model {model.name} is a {kind or 'unknown'!r} checkpoint (config.json"
+            f" model_type); the translate service runs SeamlessM4T v2 (seamless_m4t_v2) and"
+            f" NLLB, M2M100 or Marian (m2m_100, marian) checkpoints: set {model.env_var}"
+            f" (or {model.flag}) to one"
         )
-        self.vad = await asyncio.to_thread(SileroVad.load)
-        self.stream_vad = VadBatcher(self.vad)
-        for model in self.models.values():
-            try:
-                engine = await asyncio.to_thread(model.load_engine)
-            except Exception as error:
-                model.state, model.error = ModelState.FAILED, str(error)
-                raise
-            batcher = model_batcher(
-                model.name, engine.run_batch, s, key=lambda job: job.batch_key()
-            )
-            model.engine = engine
-            model.translator = Translator(engine, batcher, self.vad, limits)
-            model.state = ModelState.READY
-            log_ready(log, model.name, engine)
 
-    def get(self, name: str) -> TranslateModel:
-        """The named model (empty: the default), ready to serve, or an ApiError."""
-        return ready_model(self.models, self.default, name)
+    def serve(self, model: TranslateModel, engine: TranslationEngine) -> None:
+        model.batcher = self.batcher(model, engine.run_batch, key=lambda job: job.batch_key())
+        model.translator = Translator(engine, model.batcher, self.vad, self.limits)
 
     def for_task(
         self, name: str, tasks: Task | Iterable[Task], field: str = "model"
@@ -147,18 +117,14 @@ class TranslateModels:
         default = self.get("")
         if all(default.can(task) for task in wanted):
             return default
-        for model in self.models.values():
-            if model.state is ModelState.READY and all(model.can(task) for task in wanted):
+        for model in self.ready():
+            if all(model.can(task) for task in wanted):
                 return model
         raise errors.invalid_argument(field, self._cannot("", wanted))
 
     def _cannot(self, name: str, tasks: list[Task]) -> str:
         what = " and ".join(_TASK_NAMES[task] for task in tasks)
-        able = [
-            m.name
-            for m in self.models.values()
-            if m.state is ModelState.READY and all(m.can(task) for task in tasks)
-        ]
+        able = [m.name for m in self.ready() if all(m.can(task) for task in tasks)]
         who = f"model {name} cannot translate {what}" if name else f"no model here does {what}"
         if able:
             return f"{who}; use {' or '.join(repr(n) for n in able)} (ListModels lists them)"
@@ -167,6 +133,4 @@ class TranslateModels:
     async def close(self) -> None:
         if self.stream_vad is not None:
             await self.stream_vad.close()
-        for model in self.models.values():
-            if model.translator is not None:
-                await model.translator.batcher.close()
+        await super().close()

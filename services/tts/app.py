@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from speechmesh.runtime.server import ServiceApp
+from speechmesh.runtime.server import ServiceApp, model_service_app
+from speechmesh.tts import servicer
 from speechmesh.tts.config import TtsSettings
 from speechmesh.tts.models import TtsModels
-from speechmesh.tts.servicer import TtsServicer, register, service_name
 
 
 def build_app(settings: TtsSettings) -> ServiceApp:
     models = TtsModels(settings)
-    servicer = TtsServicer(models, settings)
-    return ServiceApp(
-        name="tts",
-        service_names=[service_name()],
-        register=lambda server: register(servicer, server),
-        load=models.load,
-        close=models.close,
-    )
+    return model_service_app("tts", servicer, servicer.TtsServicer(models, settings), models)

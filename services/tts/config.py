@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
-from speechmesh.runtime.registry import SERVICES
-from speechmesh.runtime.settings import ServiceSettings
+from speechmesh.runtime.settings import model_service_settings
 
 DEFAULT_MODEL = "sesame/csm-1b"
+MODEL_IS = "Default model: a CSM checkpoint (voice cloning) or a VITS/MMS-TTS one (preset voices)"
 
 
-class TtsSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="SPEECHMESH_TTS_", extra="ignore")
-
-    port: int = Field(SERVICES["tts"].port, ge=0, le=65535)
-    metrics_port: int = Field(SERVICES["tts"].metrics_port, ge=0, le=65535)
-    model: str = Field(
-        DEFAULT_MODEL,
-        description="Default model: a CSM checkpoint (voice cloning) or a VITS/MMS-TTS one"
-        " (preset voices); Hugging Face id or folder;"
-        " `ID=SOURCE` serves it as ID, else its id is the last part of the source.",
-    )
+class TtsSettings(model_service_settings("tts", DEFAULT_MODEL, MODEL_IS)):
     extra_models: str = Field(
         "",
         description="More models served beside the default, comma-separated ids or folders"
