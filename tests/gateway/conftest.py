@@ -19,30 +19,21 @@ import os
 import pathlib
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from concurrent import futures
 
-import grpc
 import pytest
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from speechmesh.asr.v1 import asr_pb2
 from speechmesh.gateway.config import GatewaySettings
 from speechmesh.gateway.envoy_process import envoy_command, write_config
+from tests.servers import free_port, list_models_server
 
 UP_READY_S = 180.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclasses.dataclass
@@ -256,18 +247,33 @@ def run_envoy(
         gateway.wait_healthy(healthy)
         yield gateway, settings
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout_s=10)
         log.close()
 
 
-# -- a fake ASR upstream that tells who called ----------------------------------------------
+def stop(process: subprocess.Popen, timeout_s: float) -> None:
+    """Terminates a process, and kills it if it has not ended after `timeout_s`."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
-ASR_SERVICE = "speechmesh.asr.v1.AsrService"
+
+@contextlib.contextmanager
+def run_keyed_envoy(
+    tmp_path: pathlib.Path, up: Up, api_keys: pathlib.Path, healthy: list[str], services: list[str]
+) -> Iterator[tuple[Gateway, GatewaySettings]]:
+    """run_envoy with API keys (the `api_keys` file) in front of `services` of `up`."""
+    upstreams = {f"{name}_upstream": f"127.0.0.1:{up.ports[name]}" for name in services}
+    with run_envoy(
+        tmp_path, healthy, auth="api_key", api_keys_file=api_keys, **upstreams
+    ) as started:
+        yield started
+
+
+# -- a fake ASR upstream that tells who called ----------------------------------------------
 
 
 @dataclasses.dataclass
@@ -288,23 +294,7 @@ def echo_upstream() -> Iterator[FakeUpstream]:
         calls.append(metadata)
         return asr_pb2.ListModelsResponse(request_id=metadata.get("x-speechmesh-identity", ""))
 
-    handler = grpc.method_handlers_generic_handler(
-        ASR_SERVICE,
-        {
-            "ListModels": grpc.unary_unary_rpc_method_handler(
-                list_models,
-                request_deserializer=asr_pb2.ListModelsRequest.FromString,
-                response_serializer=asr_pb2.ListModelsResponse.SerializeToString,
-            )
-        },
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    server.add_generic_rpc_handlers([handler])
-    checker = health.HealthServicer()
-    checker.set(ASR_SERVICE, health_pb2.HealthCheckResponse.SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(checker, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    server, port = list_models_server(list_models, max_workers=4, healthy=True)
     try:
         yield FakeUpstream(port, calls)
     finally:

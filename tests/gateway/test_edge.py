@@ -13,15 +13,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from speechmesh.asr.v1 import asr_pb2, asr_pb2_grpc
-from tests.gateway.conftest import (
-    JWT_AUDIENCE,
-    JWT_ISSUER,
-    free_port,
-    make_jwt,
-    run_envoy,
-)
-
-ASR = "speechmesh.asr.v1.AsrService"
+from tests.gateway.conftest import JWT_AUDIENCE, JWT_ISSUER, make_jwt, run_envoy
+from tests.servers import ASR_SERVICE, free_port
 
 
 @pytest.fixture(scope="module")
@@ -34,31 +27,30 @@ def upstreams(echo_upstream) -> dict:
     }
 
 
+def edge(tmp_path_factory, name: str, upstreams: dict, **settings):
+    """An Envoy with `settings` in front of the fake ASR, in a folder named `name`."""
+    with run_envoy(tmp_path_factory.mktemp(name), ["asr"], **settings, **upstreams) as started:
+        yield started[0]
+
+
 @pytest.fixture(scope="module")
 def api_key_gateway(tmp_path_factory, credentials, upstreams):
-    with run_envoy(
-        tmp_path_factory.mktemp("api-key"),
-        ["asr"],
-        auth="api_key",
-        api_keys_file=credentials["api_keys"],
-        **upstreams,
-    ) as (gateway, _):
-        yield gateway
+    keys = credentials["api_keys"]
+    yield from edge(tmp_path_factory, "api-key", upstreams, auth="api_key", api_keys_file=keys)
 
 
 @pytest.fixture(scope="module")
 def jwt_gateway(tmp_path_factory, credentials, upstreams):
-    with run_envoy(
-        tmp_path_factory.mktemp("jwt"),
-        ["asr"],
+    yield from edge(
+        tmp_path_factory,
+        "jwt",
+        upstreams,
         auth="jwt",
         jwks_file=credentials["jwks"],
         jwt_issuer=JWT_ISSUER,
         jwt_audiences=JWT_AUDIENCE,
         cors_allowed_origins="https://app.example",
-        **upstreams,
-    ) as (gateway, _):
-        yield gateway
+    )
 
 
 def _identity(reply) -> str:
@@ -105,7 +97,7 @@ def test_api_key_over_grpc(api_key_gateway):
         assert reply.request_id == "bob"
         # Health checks need no credentials (probes and `speechmesh up` use them).
         health = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=ASR), timeout=10
+            health_pb2.HealthCheckRequest(service=ASR_SERVICE), timeout=10
         )
         assert health.status == health_pb2.HealthCheckResponse.SERVING
 

@@ -16,8 +16,8 @@ import grpc
 import pytest
 
 from speechmesh.tts.v1 import tts_pb2, tts_pb2_grpc
-from tests.gateway.conftest import Gateway, Response, run_envoy, run_up
-from tests.service.test_tts_service import REFERENCE
+from tests.gateway.conftest import Gateway, Response, run_keyed_envoy, run_up
+from tests.sounds import REFERENCE
 
 ALICE = "alice-key-0001"
 BOB = "bob-key-0002"
@@ -93,14 +93,8 @@ def check_tenants_apart(gateway: Gateway, header: str) -> None:
 
 
 def test_default_header_keeps_tenants_apart_and_ignores_spoofs(up, tmp_path, credentials):
-    with run_envoy(
-        tmp_path,
-        ["tts"],
-        auth="api_key",
-        api_keys_file=credentials["api_keys"],
-        asr_upstream=f"127.0.0.1:{up.ports['asr']}",
-        translate_upstream=f"127.0.0.1:{up.ports['translate']}",
-        tts_upstream=f"127.0.0.1:{up.ports['tts']}",
+    with run_keyed_envoy(
+        tmp_path, up, credentials["api_keys"], ["tts"], ["asr", "translate", "tts"]
     ) as (gateway, settings):
         assert settings.identity_header == DEFAULT
         check_tenants_apart(gateway, DEFAULT)

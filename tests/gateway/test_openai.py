@@ -23,13 +23,13 @@ import soundfile as sf
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.conftest import AUDIO, TINY_EN
-from tests.gateway.conftest import free_port, run_envoy
+from tests.gateway.conftest import run_envoy, run_keyed_envoy, stop
+from tests.servers import ASR_SERVICE, free_port
 
 openai = pytest.importorskip("openai")
 
 GOFORWARD = AUDIO / "goforward.wav"  # "go forward ten meters"
 RATE = 16000
-ASR = "speechmesh.asr.v1.AsrService"
 
 
 def client(port: int, api_key: str = "x") -> openai.OpenAI:
@@ -153,14 +153,10 @@ def test_errors_are_the_sdk_exceptions(sdk, speech_file):
 
 
 def test_api_key_as_the_sdk_sends_it(up, credentials, tmp_path, speech_file):
-    with run_envoy(
-        tmp_path,
-        ["asr"],
-        auth="api_key",
-        api_keys_file=credentials["api_keys"],
-        asr_upstream=f"127.0.0.1:{up.ports['asr']}",
-        translate_upstream=f"127.0.0.1:{up.ports['translate']}",
-    ) as (gateway, _):
+    with run_keyed_envoy(tmp_path, up, credentials["api_keys"], ["asr"], ["asr", "translate"]) as (
+        gateway,
+        _,
+    ):
         with (
             client(gateway.port, "not-a-key") as stranger,
             pytest.raises(openai.AuthenticationError),
@@ -230,12 +226,7 @@ def real_gateway(tmp_path_factory):
         ) as (gateway, _):
             yield gateway.port
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout_s=30)
 
 
 def _wait_serving(port: int, process: subprocess.Popen, log, timeout_s: float = 180) -> None:
@@ -245,7 +236,7 @@ def _wait_serving(port: int, process: subprocess.Popen, log, timeout_s: float = 
         while time.monotonic() < deadline:
             assert process.poll() is None, log.read_text()[-3000:]
             with contextlib.suppress(grpc.RpcError):
-                reply = health.Check(health_pb2.HealthCheckRequest(service=ASR), timeout=2)
+                reply = health.Check(health_pb2.HealthCheckRequest(service=ASR_SERVICE), timeout=2)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             time.sleep(0.3)

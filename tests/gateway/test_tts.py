@@ -12,7 +12,7 @@ import soundfile as sf
 
 from speechmesh.dsp.audio import decode_audio
 from speechmesh.tts.v1 import tts_pb2, tts_pb2_grpc
-from tests.service.test_tts_service import REFERENCE
+from tests.sounds import REFERENCE
 
 openai = pytest.importorskip("openai")
 
