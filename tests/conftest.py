@@ -32,14 +32,13 @@ def tiny_checkpoint(kind: str, folder: str, doc: str):
     """A session fixture: the tiny random checkpoint of `kind` (speechmesh.tiny.models), built
     offline once per run in a temporary folder named `folder`."""
 
-    @pytest.fixture(scope="session")
     def checkpoint(tmp_path_factory) -> pathlib.Path:
         from speechmesh.tiny.models import build_tiny
 
         return build_tiny(kind, tmp_path_factory.mktemp(folder))
 
     checkpoint.__doc__ = doc
-    return checkpoint
+    return pytest.fixture(scope="session")(checkpoint)
 
 
 tiny_whisper = tiny_checkpoint(

@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import io
 import logging
 import pathlib
-import socket
 import subprocess
 import sys
 import threading
@@ -27,18 +25,14 @@ import pytest
 import soundfile as sf
 
 from tests.conftest import AUDIO, TINY_EN, running_asr, running_translate, running_tts
+from tests.servers import free_port
+from tests.sounds import REFERENCE
 
 GOFORWARD = AUDIO / "goforward.wav"
 JFK = AUDIO / "fw" / "jfk.flac"
 LIBRIVOX = sorted((AUDIO / "librivox").glob("*.wav"))
 REAL = TINY_EN.is_dir()
 real_only = pytest.mark.skipif(not REAL, reason=f"real weights and audio not found at {TINY_EN}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclasses.dataclass
@@ -181,26 +175,10 @@ def _suite(asr_model, voices, tmp_path_factory, seamless, csm, vits):
 # -- audio for tests ---------------------------------------------------------------------------
 
 
-def voice_like(seconds: float = 4.0, rate: int = 16000) -> np.ndarray:
-    """A voiced, syllable-paced signal at a speaking level: passes reference validation."""
-    t = np.arange(int(seconds * rate)) / rate
-    rng = np.random.default_rng(0)
-    pitch = 140 + 20 * np.sin(2 * np.pi * 0.5 * t)
-    voiced = sum(np.sin(2 * np.pi * k * np.cumsum(pitch) / rate) / k for k in range(1, 6))
-    envelope = 0.5 * (1 + np.sin(2 * np.pi * 4 * t)) ** 2
-    return (0.15 * voiced * envelope + 0.002 * rng.normal(size=len(t))).astype(np.float32)
-
-
-def wav_bytes(samples: np.ndarray, rate: int = 16000) -> bytes:
-    buffer = io.BytesIO()
-    sf.write(buffer, samples, rate, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="session")
 def reference_wav(tmp_path_factory) -> pathlib.Path:
     path = tmp_path_factory.mktemp("reference") / "reference.wav"
-    path.write_bytes(wav_bytes(voice_like()))
+    path.write_bytes(REFERENCE)
     return path
 
 

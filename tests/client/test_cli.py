@@ -16,7 +16,8 @@ import soundfile as sf
 
 from speechmesh.client.cli import output, recognition
 from speechmesh.dsp.audio import decode_audio
-from tests.client.conftest import GOFORWARD, JFK, LIBRIVOX, REAL, free_port, real_only
+from tests.client.conftest import GOFORWARD, JFK, LIBRIVOX, REAL, real_only
+from tests.servers import free_port
 
 SRT_TIME = r"\d\d:\d\d:\d\d,\d\d\d --> \d\d:\d\d:\d\d,\d\d\d"
 VTT_TIME = r"\d\d:\d\d:\d\d\.\d\d\d --> \d\d:\d\d:\d\d\.\d\d\d"

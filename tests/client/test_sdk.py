@@ -25,7 +25,8 @@ from speechmesh.client import (
     StreamingResult,
     Unavailable,
 )
-from tests.client.conftest import GOFORWARD, JFK, REAL, free_port, real_only
+from tests.client.conftest import GOFORWARD, JFK, REAL, real_only
+from tests.servers import free_port
 
 
 def words_of(text: str) -> list[str]:

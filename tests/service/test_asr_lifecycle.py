@@ -8,7 +8,6 @@ import json
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from speechmesh.runtime.server import ServiceApp, ServiceHost
 from speechmesh.runtime.settings import ServiceSettings
 from tests.asr_client import stream_config, stub
 from tests.conftest import AUDIO, ROOT, requires_shared
+from tests.servers import free_port
 
 ASR = "speechmesh.asr.v1.AsrService"
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -143,12 +143,6 @@ async def test_failed_load_keeps_health_not_serving():
 
 
 # -- (b)-(d) the real command ----------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

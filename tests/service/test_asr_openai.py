@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import socket
 
 import grpc
 import numpy as np
@@ -25,6 +24,7 @@ from speechmesh.translate.v1 import translate_pb2, translate_pb2_grpc
 from speechmesh.tts.v1 import tts_pb2, tts_pb2_grpc
 from tests.asr_client import stub
 from tests.conftest import AUDIO, requires_shared, running_asr
+from tests.servers import free_port
 
 RATE = 16000
 GOFORWARD = AUDIO / "goforward.wav"  # "go forward ten meters"
@@ -178,9 +178,7 @@ async def test_models_list_and_lookup(tiny_asr, tiny_whisper):
 
 def dead_address() -> str:
     """An address nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{sock.getsockname()[1]}"
+    return f"127.0.0.1:{free_port()}"
 
 
 async def test_models_of_the_whole_suite(tiny_whisper, tiny_translate, tiny_tts):

@@ -3,8 +3,6 @@ gRPC channels (a peer that is down is logged and left out)."""
 
 from __future__ import annotations
 
-import socket
-
 import grpc
 import pytest
 from pydantic import ValidationError
@@ -14,6 +12,7 @@ from speechmesh.asr.config import AsrSettings
 from speechmesh.runtime.peers import Peers, parse_peers
 from speechmesh.translate.config import TranslateSettings
 from speechmesh.tts.v1 import tts_pb2, tts_pb2_grpc
+from tests.servers import free_port
 
 
 def test_parse_peers():
@@ -63,9 +62,7 @@ class TtsModels(tts_pb2_grpc.TtsServiceServicer):
 
 
 def dead_address() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{sock.getsockname()[1]}"
+    return f"127.0.0.1:{free_port()}"
 
 
 async def test_model_names_of_the_peers_that_answer():
