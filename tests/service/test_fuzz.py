@@ -932,6 +932,9 @@ async def served_models(channel, service: descriptor.ServiceDescriptor) -> list[
     return [m.name for m in sorted(response.models, key=lambda m: not getattr(m, "default", False))]
 
 
+# Bodies are decoded before any engine runs, so one engine is fuzzed: CTranslate2, the default,
+# which also takes the most bodies that reach the model (150, against 8 on transformers).
+@pytest.mark.parametrize("tiny_asr", ["ctranslate2"], indirect=True)
 async def test_fuzz_asr(tiny_asr):
     host, channel = tiny_asr
     service = asr_pb2.DESCRIPTOR.services_by_name["AsrService"]
