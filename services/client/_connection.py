@@ -21,8 +21,6 @@ DEFAULT_TARGET = "localhost:8080"
 TARGET_ENV = "SPEECHMESH_TARGET"
 API_KEY_ENV = "SPEECHMESH_API_KEY"
 TOKEN_ENV = "SPEECHMESH_TOKEN"
-#: Header the gateway routes health checks (and reflection) by.
-SERVICE_HEADER = "x-speechmesh-service"
 #: Full proto service names of the services, by their short names.
 SERVICES = {
     spec.name: descriptor_pool.Default().FindServiceByName(spec.proto_service)

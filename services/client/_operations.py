@@ -32,9 +32,10 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from speechmesh.client._common import DEFAULT, RequestGuard
-from speechmesh.client._connection import SERVICE_HEADER, SERVICES, Connection
+from speechmesh.client._connection import SERVICES, Connection
 from speechmesh.client.errors import SpeechmeshError, Unavailable
 from speechmesh.client.types import Health, ModelInfo
+from speechmesh.runtime.registry import SERVICE_HEADER
 
 T = TypeVar("T")
 S = TypeVar("S")

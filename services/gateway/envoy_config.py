@@ -30,7 +30,6 @@ from speechmesh.gateway.clusters import cluster
 from speechmesh.gateway.config import GatewaySettings
 from speechmesh.gateway.descriptors import (
     gateway_descriptor_set,
-    load_descriptor_set,
     read_descriptor_set,
     services_by_area,
 )
@@ -41,19 +40,10 @@ from speechmesh.gateway.edge import (
     strip_identity_filter,
 )
 from speechmesh.gateway.envoy_common import TYPE, TYPE_URL, duration
-from speechmesh.gateway.routes import SERVICE_HEADER, virtual_host
+from speechmesh.gateway.routes import virtual_host
 from speechmesh.gateway.transcoding import local_reply_config, transcoder_filter
 
-# The supervisor of `speechmesh up` imports the service header and the descriptor helpers
-# from here too.
-__all__ = [
-    "HEADER",
-    "SERVICE_HEADER",
-    "load_descriptor_set",
-    "render_config",
-    "render_yaml",
-    "services_by_area",
-]
+__all__ = ["HEADER", "render_config", "render_yaml"]
 
 F_ROUTER = "envoy.filters.http.router"
 #: Open client connections Envoy accepts at once.

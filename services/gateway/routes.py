@@ -14,9 +14,8 @@ from typing import Any
 from speechmesh.gateway.config import GatewaySettings
 from speechmesh.gateway.edge import F_CORS, cors_policy, edge_exempt
 from speechmesh.gateway.envoy_common import duration
+from speechmesh.runtime.registry import SERVICE_HEADER
 
-#: Request header that picks the service for health checks and reflection through the gateway.
-SERVICE_HEADER = "x-speechmesh-service"
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 REFLECTION_PREFIX = "/grpc.reflection."
 

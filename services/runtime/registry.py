@@ -11,6 +11,10 @@ import dataclasses
 import importlib
 from typing import Any
 
+#: Request header that picks the service answering health checks and reflection through the
+#: gateway (those gRPC services are the same in every service, so the path cannot route them).
+SERVICE_HEADER = "x-speechmesh-service"
+
 
 def load(spec: str) -> Any:
     """The attribute named by "package.module:attribute"."""

@@ -33,14 +33,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from speechmesh.gateway.config import GatewaySettings
-from speechmesh.gateway.envoy_config import (
-    SERVICE_HEADER,
-    load_descriptor_set,
-    services_by_area,
-)
+from speechmesh.gateway.descriptors import load_descriptor_set, services_by_area
 from speechmesh.gateway.envoy_process import envoy_command, validate_config, write_config
 from speechmesh.runtime import identity
-from speechmesh.runtime.registry import SERVICES
+from speechmesh.runtime.registry import SERVICE_HEADER, SERVICES
 
 #: service -> {settings field: tiny architecture} for the offline profile.
 TINY_MODELS: dict[str, dict[str, str]] = {
