@@ -11,6 +11,7 @@ unloaded) while the others serve.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import pathlib
 from collections.abc import Callable
@@ -54,7 +55,7 @@ class ServedModel(Generic[E]):
 M = TypeVar("M", bound=ServedModel)
 
 
-class ModelRegistry(Generic[M]):
+class ModelRegistry(abc.ABC, Generic[M]):
     """Holds a service's models by id, loads them off the event loop (LOADING, then READY, or
     FAILED with the error kept) and hands a ready one to each request (`get`)."""
 
@@ -69,13 +70,13 @@ class ModelRegistry(Generic[M]):
         two sources with one id are a ValueError saying how to tell them apart."""
         add_model(self.models, model)
 
+    @abc.abstractmethod
     def open_engine(self, model: M, path: pathlib.Path) -> Any:
         """Blocking: the engine for `model` from its checkpoint folder, not warmed up."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def serve(self, model: M, engine: Any) -> None:
         """Sets up what serves a freshly loaded engine: at least `model.batcher`."""
-        raise NotImplementedError
 
     async def load(self) -> None:
         """Loads every model, one after the other; the first that fails is raised (start-up

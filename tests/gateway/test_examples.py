@@ -400,8 +400,9 @@ def test_example_runs_as_written(name, request, runner, audio):
     )
     for module in MODULES:
         imported = re.search(rf"^from {module} import|^import {module}\b", script, re.M)
-        if imported and importlib.util.find_spec(module) is None:
-            pytest.skip(f"the {module} package is not installed")
+        assert not imported or importlib.util.find_spec(module) is not None, (
+            f"the {module} package is not installed: make install adds it (the dev extra)"
+        )
     for fixture in NEEDS.get(name, []):
         request.getfixturevalue(fixture)
     if name == "node-install":
