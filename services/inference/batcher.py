@@ -29,9 +29,11 @@ from speechmesh.runtime import metrics
 J = TypeVar("J")
 R = TypeVar("R")
 
-#: Priorities: lower runs first.
+#: Priorities: lower runs first. HIGH: unary calls and stream finals; LOW: interim hypotheses;
+#: BACKGROUND: long-running jobs (speechmesh.operations), which only use what the others leave.
 PRIORITY_HIGH = 0
 PRIORITY_LOW = 1
+PRIORITY_BACKGROUND = 2
 
 
 class QueueFullError(Exception):
