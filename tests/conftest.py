@@ -22,6 +22,12 @@ AUDIO = SHARED / "audio"
 os.environ.setdefault(
     "SPEECHMESH_ASR_CACHE_DIR", tempfile.mkdtemp(prefix="speechmesh-test-model-cache-")
 )
+# Likewise the job store: a run's own SQLite file, so that no job of an earlier run (or of the
+# user's) is ever claimed by a test's server. Tests of the store itself use their own.
+os.environ.setdefault(
+    "SPEECHMESH_JOBS_DATABASE_URL",
+    "sqlite:///" + tempfile.mkdtemp(prefix="speechmesh-test-jobs-") + "/jobs.sqlite3",
+)
 
 requires_shared = pytest.mark.skipif(
     not TINY_EN.is_dir(), reason=f"real weights and audio not found at {SHARED}"

@@ -62,7 +62,7 @@ def call_stats() -> CallStats:
         return CallStats()
 
 
-def _as_api_error(error: Exception) -> errors.ApiError | None:
+def as_api_error(error: Exception) -> errors.ApiError | None:
     if isinstance(error, errors.ApiError):
         return error
     if isinstance(error, AudioError):
@@ -223,7 +223,7 @@ class _Call:
             return context.code() or grpc.StatusCode.UNKNOWN, None
         if not isinstance(error, Exception):  # CancelledError and friends
             return grpc.StatusCode.CANCELLED, None
-        api_error = _as_api_error(error)
+        api_error = as_api_error(error)
         if api_error is None:
             log.exception("rpc.internal_error", method=self.method, request_id=stats.request_id)
             api_error = errors.ApiError(

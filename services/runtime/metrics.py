@@ -27,6 +27,17 @@ LATENCY = prom.Histogram(
 AUDIO_SECONDS = prom.Counter(
     "speechmesh_audio_seconds_total", "Seconds of audio processed.", ["service", "method"]
 )
+JOBS_FINISHED = prom.Counter(
+    "speechmesh_jobs_finished_total",
+    "Long-running jobs this replica finished, by method and final state.",
+    ["service", "method", "state"],
+)
+JOB_SECONDS = prom.Histogram(
+    "speechmesh_job_duration_seconds",
+    "Time a replica spent running a job, by method (claim to result).",
+    ["service", "method"],
+    buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600),
+)
 ACTIVE_STREAMS = prom.Gauge("speechmesh_active_streams", "Streams open now.", ["service", "method"])
 REAL_TIME_FACTOR = prom.Histogram(
     "speechmesh_real_time_factor",

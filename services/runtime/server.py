@@ -14,6 +14,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 import structlog
@@ -23,6 +24,9 @@ from grpc_reflection.v1alpha import reflection
 from speechmesh.runtime.interceptor import ObservabilityInterceptor
 from speechmesh.runtime.metrics import start_metrics_server
 from speechmesh.runtime.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from speechmesh.operations.host import Jobs
 
 log = structlog.get_logger("speechmesh.server")
 
@@ -43,23 +47,39 @@ class ServiceApp:
     close: Callable[[], Awaitable[None]]
 
 
-def model_service_app(name: str, servicer_module, servicer, models, *others) -> ServiceApp:
+def model_service_app(
+    name: str, servicer_module, servicer, models, *others, jobs: Jobs | None = None
+) -> ServiceApp:
     """The app of a model-serving service: `servicer`, added by its module's `register`
     under its `service_name()`; `models` loaded at start-up, closed at the end, then `others`
-    (anything else with an async close, e.g. its peers)."""
+    (anything else with an async close, e.g. its peers). With `jobs`, the service also serves
+    its package's OperationsService (speechmesh.<name>.v1) and runs jobs once the models are
+    loaded; jobs stop before the models are released."""
+    names = [servicer_module.service_name()]
+    registers = [lambda server: servicer_module.register(servicer, server)]
+    if jobs is not None:
+        from speechmesh.operations import servicer as operations
+
+        names.append(operations.service_name(name))
+        registers.append(lambda server: operations.register(name, jobs, server))
+
+    async def load() -> None:
+        await models.load()
+        if jobs is not None:
+            await jobs.start()
 
     async def close() -> None:
+        if jobs is not None:
+            await jobs.close()
         await models.close()
         for other in others:
             await other.close()
 
-    return ServiceApp(
-        name=name,
-        service_names=[servicer_module.service_name()],
-        register=lambda server: servicer_module.register(servicer, server),
-        load=models.load,
-        close=close if others else models.close,
-    )
+    def register(server: grpc.aio.Server) -> None:
+        for add in registers:
+            add(server)
+
+    return ServiceApp(name=name, service_names=names, register=register, load=load, close=close)
 
 
 class ServiceHost:

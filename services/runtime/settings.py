@@ -19,6 +19,7 @@ from speechmesh.inference.batcher import (
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_WAIT_MS,
 )
+from speechmesh.operations.settings import JobsSettings
 from speechmesh.runtime import identity
 from speechmesh.runtime.peers import parse_peers
 from speechmesh.runtime.registry import SERVICES
@@ -82,6 +83,11 @@ class ServiceSettings(BaseSettings):
         "none",
         validation_alias=AliasChoices(identity.AUTH_ENV),
         description="The gateway's auth: when on, calls without an identity are refused.",
+    )
+
+    # Long-running jobs: SPEECHMESH_JOBS_* variables, the same for every service.
+    jobs: JobsSettings = Field(
+        default_factory=JobsSettings, description="Job store and workers (SPEECHMESH_JOBS_*)."
     )
 
     @field_validator("identity_header")
