@@ -7,6 +7,9 @@
         print(transcript.text, transcript.segments[0].start)
         print(client.translate.text("Hello", to="fr").text)
         client.tts.synthesize("Hello there.").save("hello.wav")
+        job = client.jobs.batch_recognize(["meeting.flac"], language="en")  # long work
+        job = client.jobs.wait_job(job.name, on_progress=lambda j: print(j.progress_percent))
+        print(client.jobs.job_result(job.name, "srt").decode())
 
 One channel carries every service (through the gateway) or one service (its own port).
 Results are plain dataclasses with the protobuf message as `.proto`; failures raise
@@ -38,6 +41,9 @@ from speechmesh.client.types import (
     FORCE_ENDPOINT,
     AudioChunk,
     Health,
+    Job,
+    JobError,
+    JobFileResult,
     ModelInfo,
     ModelLanguages,
     Segment,
@@ -50,6 +56,7 @@ from speechmesh.client.types import (
     Transcript,
     TranslatedSegment,
     Translation,
+    Upload,
     Voice,
     Word,
 )
@@ -70,6 +77,9 @@ __all__ = [
     "Health",
     "Internal",
     "InvalidArgument",
+    "Job",
+    "JobError",
+    "JobFileResult",
     "ModelInfo",
     "ModelLanguages",
     "NotFound",
@@ -91,6 +101,7 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
+    "Upload",
     "Voice",
     "Word",
 ]

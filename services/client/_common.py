@@ -52,7 +52,8 @@ def duration(value: float | None) -> duration_pb2.Duration | None:
 
 
 class RequestGuard:
-    """Turns stream items into request messages after the first (config) message.
+    """Turns stream items into request messages after the first (config) message (`first`
+    None: every message comes from the items, as in an upload).
 
     An exception raised while producing items (a file that cannot be read, a bug in the
     caller's generator) cancels the call, and the stream re-raises it instead of the
@@ -91,7 +92,8 @@ class RequestGuard:
         return message if isinstance(message, list) else [message]
 
     def sync(self, items: Iterable):
-        yield self.first
+        if self.first is not None:
+            yield self.first
         try:
             for item in items:
                 yield from self.messages(item)
@@ -101,7 +103,8 @@ class RequestGuard:
     async def aio(self, items):
         """Like `sync`; `items` may be an async iterable, or a sync one that is read in a
         worker thread (a blocking source such as a microphone does not stall the loop)."""
-        yield self.first
+        if self.first is not None:
+            yield self.first
         try:
             if hasattr(items, "__aiter__"):
                 async for item in items:

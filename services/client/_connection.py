@@ -29,11 +29,21 @@ SERVICES = {
 MAX_MESSAGE_BYTES = 128 << 20
 
 
+#: Each service's OperationsService (its long-running jobs), by the service's short name.
+OPERATIONS_SERVICES = {
+    name: descriptor_pool.Default().FindServiceByName(
+        service.full_name.rsplit(".", 1)[0] + ".OperationsService"
+    )
+    for name, service in SERVICES.items()
+}
+
+
 def unary_methods() -> list[dict[str, str]]:
-    """Every unary method of the three services, and health Check: what may be retried."""
+    """Every unary method of the three services and of their OperationsService, and health
+    Check: what may be retried."""
     names = [
         {"service": service.full_name, "method": method.name}
-        for service in SERVICES.values()
+        for service in (*SERVICES.values(), *OPERATIONS_SERVICES.values())
         for method in service.methods
         if not method.client_streaming and not method.server_streaming
     ]

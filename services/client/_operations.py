@@ -9,8 +9,9 @@ yields what it needs done and gets each result back, then returns the method's r
         return Voice.from_proto(reply)
 
 The steps are `Unary` (a unary call; the result is the reply), `Blocking` (a blocking function
-such as reading a file; the result is its value) and `Concurrently` (unary calls a few at a
-time; the result is their replies). A failed step raises its exception at the `yield`.
+such as reading a file; the result is its value), `Concurrently` (unary calls a few at a
+time; the result is their replies) and `ClientStream` (a client-streaming call such as an
+upload; the result is its reply). A failed step raises its exception at the `yield`.
 
 A streaming method (`@streaming`) returns a `Stream` instead: the call, its first message, how
 further items become messages, and what each response becomes.
@@ -72,7 +73,19 @@ class Concurrently:
     finished: Callable[[int], None]
 
 
-Step = Unary | Blocking | Concurrently
+@dataclasses.dataclass(frozen=True)
+class ClientStream:
+    """A client-streaming call (an upload): `method` (a stub's) fed by `guard` with the
+    messages of `items`; the result is its one reply. `timeout` as for streams (DEFAULT: the
+    client's stream_timeout)."""
+
+    method: Callable
+    guard: RequestGuard
+    items: Any
+    timeout: Any = DEFAULT
+
+
+Step = Unary | Blocking | Concurrently | ClientStream
 #: An operation's steps: yields steps, is sent their results, returns the method's result.
 Steps = Generator[Step, Any, T]
 
@@ -182,12 +195,14 @@ class Service:
 
 class BaseClient:
     """The state the blocking and the asyncio client share: the connection, the default
-    deadlines, the channel, the service clients and the health stub."""
+    deadlines, the channel, the service clients, the jobs client and the health stub."""
 
     #: Opens the channel of this transport (Connection.sync_channel or .aio_channel).
     open_channel: Callable[[Connection], Any]
     #: The client classes of ASR, translation and TTS in this transport.
     service_types: tuple[type[Service], type[Service], type[Service]]
+    #: The client class of long-running jobs (`client.jobs`) in this transport.
+    jobs_type: type
 
     def __init__(
         self,
@@ -225,6 +240,7 @@ class BaseClient:
         self.asr = asr(self)
         self.translate = translate(self)
         self.tts = tts(self)
+        self.jobs = self.jobs_type(self)
         self._health = health_pb2_grpc.HealthStub(self.channel)
 
     def _call_options(self, timeout: Any, default: float | None, metadata=()) -> dict:

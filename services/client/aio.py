@@ -1,4 +1,4 @@
-"""The asyncio client: `AsyncClient(...)` with `.asr`, `.translate` and `.tts`.
+"""The asyncio client: `AsyncClient(...)` with `.asr`, `.translate`, `.tts` and `.jobs`.
 
 The same methods as the blocking Client, as coroutines; streaming methods return async
 iterators and take sync or async iterables (a sync iterable is read in a worker thread, so a
@@ -19,6 +19,7 @@ import grpc
 
 from speechmesh.client import _operations as ops
 from speechmesh.client._connection import SERVICES, Connection
+from speechmesh.client._job_steps import JobsOperations
 from speechmesh.client._services import AsrOperations, TranslateOperations, TtsOperations
 from speechmesh.client.audio import STREAM_RATE, apaced, chunks, decode, read_bytes, to_linear16
 from speechmesh.client.errors import SpeechmeshError, from_rpc_error
@@ -27,6 +28,7 @@ from speechmesh.client.types import AudioChunk, Health, ModelInfo, SynthesisSumm
 __all__ = [
     "AsyncAsrClient",
     "AsyncClient",
+    "AsyncJobsClient",
     "AsyncSynthesisStream",
     "AsyncTranslateClient",
     "AsyncTtsClient",
@@ -82,6 +84,7 @@ class AsyncSynthesisStream:
 
 
 AsyncTtsClient = asynchronous(TtsOperations, synthesis_stream_type=AsyncSynthesisStream)
+AsyncJobsClient = asynchronous(JobsOperations)
 
 
 class AsyncClient(ops.BaseClient):
@@ -92,9 +95,11 @@ class AsyncClient(ops.BaseClient):
 
     open_channel = Connection.aio_channel
     service_types = (AsyncAsrClient, AsyncTranslateClient, AsyncTtsClient)
+    jobs_type = AsyncJobsClient
     asr: AsyncAsrClient
     translate: AsyncTranslateClient
     tts: AsyncTtsClient
+    jobs: AsyncJobsClient
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -137,6 +142,8 @@ class AsyncClient(ops.BaseClient):
             return await self._unary(step)
         if isinstance(step, ops.Blocking):
             return await asyncio.to_thread(step.function, *step.args)
+        if isinstance(step, ops.ClientStream):
+            return await self._client_stream(step)
         return await self._concurrently(step)
 
     async def _unary(self, call: ops.Unary) -> Any:
@@ -145,6 +152,18 @@ class AsyncClient(ops.BaseClient):
             return await call.method(call.request, **options)
         except grpc.RpcError as error:
             raise from_rpc_error(error) from error
+
+    async def _client_stream(self, step: ops.ClientStream) -> Any:
+        options = self._call_options(step.timeout, self.stream_timeout)
+        call = step.method(step.guard.aio(step.items), **options)
+        step.guard.call = call
+        try:
+            reply = await call
+        # A CancelledError too: the messages' source failed and cancelled the call.
+        except (grpc.RpcError, asyncio.CancelledError) as error:
+            step.guard.reraise(error)
+        step.guard.raise_error()
+        return reply
 
     async def _concurrently(self, step: ops.Concurrently) -> list:
         limit = asyncio.Semaphore(step.limit)

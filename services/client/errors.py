@@ -32,6 +32,7 @@ __all__ = [
     "Unavailable",
     "Unimplemented",
     "from_rpc_error",
+    "from_status",
 ]
 
 
@@ -244,3 +245,20 @@ def from_rpc_error(error: grpc.RpcError) -> SpeechmeshError:
     status = _rich_status(error)
     cls = _BY_CODE.get(code, SpeechmeshError)
     return cls(message, code=code, status=status, rpc=error, **_details(status))
+
+
+#: gRPC status codes by their numbers (google.rpc.Status.code).
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def status_code(number: int) -> grpc.StatusCode:
+    """The grpc.StatusCode of a google.rpc.Status code number (UNKNOWN for one not known)."""
+    return _CODES.get(number, grpc.StatusCode.UNKNOWN)
+
+
+def from_status(status: status_pb2.Status) -> SpeechmeshError:
+    """The typed exception for a google.rpc.Status that came in a message rather than as a
+    call's status (a failed job's error, a file of a batch that failed)."""
+    code = status_code(status.code)
+    cls = _BY_CODE.get(code, SpeechmeshError)
+    return cls(status.message, code=code, status=status, **_details(status))

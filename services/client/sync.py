@@ -1,4 +1,4 @@
-"""The blocking client: `Client(...)` with `.asr`, `.translate` and `.tts`.
+"""The blocking client: `Client(...)` with `.asr`, `.translate`, `.tts` and `.jobs`.
 
 What each method does is written once, for this client and the asyncio one (_asr.py,
 _translate.py, _tts.py; see _operations.py). This module is how the blocking client runs it:
@@ -15,12 +15,20 @@ import grpc
 
 from speechmesh.client import _operations as ops
 from speechmesh.client._connection import SERVICES, Connection
+from speechmesh.client._job_steps import JobsOperations
 from speechmesh.client._services import AsrOperations, TranslateOperations, TtsOperations
 from speechmesh.client.audio import file_chunks
-from speechmesh.client.errors import from_rpc_error
+from speechmesh.client.errors import Cancelled, from_rpc_error
 from speechmesh.client.types import AudioChunk, Health, ModelInfo, SynthesisSummary
 
-__all__ = ["AsrClient", "Client", "SynthesisStream", "TranslateClient", "TtsClient"]
+__all__ = [
+    "AsrClient",
+    "Client",
+    "JobsClient",
+    "SynthesisStream",
+    "TranslateClient",
+    "TtsClient",
+]
 
 
 def _call(steps: Callable[..., ops.Steps]) -> Callable:
@@ -66,6 +74,7 @@ class SynthesisStream:
 
 
 TtsClient = blocking(TtsOperations, synthesis_stream_type=SynthesisStream)
+JobsClient = blocking(JobsOperations)
 
 
 class Client(ops.BaseClient):
@@ -92,9 +101,11 @@ class Client(ops.BaseClient):
 
     open_channel = Connection.sync_channel
     service_types = (AsrClient, TranslateClient, TtsClient)
+    jobs_type = JobsClient
     asr: AsrClient
     translate: TranslateClient
     tts: TtsClient
+    jobs: JobsClient
 
     def __enter__(self) -> Client:
         return self
@@ -135,6 +146,8 @@ class Client(ops.BaseClient):
             return self._unary(step)
         if isinstance(step, ops.Blocking):
             return step.function(*step.args)
+        if isinstance(step, ops.ClientStream):
+            return self._client_stream(step)
         return self._concurrently(step)
 
     def _unary(self, call: ops.Unary) -> Any:
@@ -143,6 +156,25 @@ class Client(ops.BaseClient):
             return call.method(call.request, **options)
         except grpc.RpcError as error:
             raise from_rpc_error(error) from error
+
+    def _client_stream(self, step: ops.ClientStream) -> Any:
+        # A future rather than a blocking call, so that a failing source of messages (or an
+        # interruption) can cancel it: the service then keeps nothing of it.
+        options = self._call_options(step.timeout, self.stream_timeout)
+        future = step.method.future(step.guard.sync(step.items), **options)
+        step.guard.call = future
+        try:
+            reply = future.result()
+        except grpc.RpcError as error:
+            step.guard.reraise(error)
+        except grpc.FutureCancelledError:
+            step.guard.raise_error()
+            raise Cancelled("the call was cancelled") from None
+        except BaseException:
+            future.cancel()
+            raise
+        step.guard.raise_error()
+        return reply
 
     def _concurrently(self, step: ops.Concurrently) -> list:
         # Up to `limit` calls in flight as gRPC futures (no threads), so that an

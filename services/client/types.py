@@ -1,8 +1,8 @@
 """Results as plain dataclasses. Times are float seconds; each keeps its protobuf as `.proto`.
 
 Every result type is importable from here (and from speechmesh.client). Those of recognition
-are written in transcripts.py; those of synthesis and translation, and what every service
-answers (its models, its health), here.
+are written in transcripts.py, those of long-running jobs in jobs.py; those of synthesis and
+translation, and what every service answers (its models, its health), here.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pathlib
 from google.protobuf.message import Message
 
 from speechmesh.client._common import FLUSH, FORCE_ENDPOINT, seconds
+from speechmesh.client.jobs import Job, JobError, JobFileResult, Upload
 from speechmesh.client.transcripts import (
     Segment,
     SpeechEvent,
@@ -27,6 +28,9 @@ __all__ = [
     "FORCE_ENDPOINT",
     "AudioChunk",
     "Health",
+    "Job",
+    "JobError",
+    "JobFileResult",
     "ModelInfo",
     "ModelLanguages",
     "Segment",
@@ -39,6 +43,7 @@ __all__ = [
     "Transcript",
     "TranslatedSegment",
     "Translation",
+    "Upload",
     "Voice",
     "Word",
 ]

@@ -1,11 +1,11 @@
 """The client commands of `speechmesh`: transcribe, translate, translate-speech, speak, voices,
-health and languages, talking to the gateway (or one service) through speechmesh.client.
+jobs, health and languages, talking to the gateway (or one service) through speechmesh.client.
 
 Exit codes: 0 success; 1 the call failed (nothing listening, a service down, a server error);
 2 a usage error (bad option, missing or unreadable file, unknown language, voice or model).
 """
 
-# One module per group of commands (recognition, translation, speech, info), each with its
+# One module per group of commands (recognition, translation, speech, jobs, info), each with its
 # parsers; output.py holds what they share, failures.py explains failed calls.
 
 from __future__ import annotations
@@ -14,17 +14,15 @@ import argparse
 from collections.abc import Callable
 
 from speechmesh.client.audio import AudioFileError
-from speechmesh.client.cli import info, recognition, speech, translation
+from speechmesh.client.cli import info, jobs, recognition, speech, translation
 from speechmesh.client.cli.failures import Context, explain
-from speechmesh.client.cli.output import FAILED, OK, USAGE, UsageError, err
+from speechmesh.client.cli.output import AUDIO_FORMATS, FAILED, OK, USAGE, UsageError, err
 from speechmesh.client.errors import SpeechmeshError
 from speechmesh.client.sync import Client
 from speechmesh.runtime.registry import SERVICES
 
-__all__ = ["FAILED", "OK", "USAGE", "UsageError", "add_commands", "main"]
+__all__ = ["AUDIO_FORMATS", "FAILED", "OK", "USAGE", "UsageError", "add_commands", "main"]
 
-#: Output audio formats (the --format choices).
-AUDIO_FORMATS = ["wav", "mp3", "ogg", "flac", "pcm"]
 #: A command: (arguments, client, context) -> exit code.
 Command = Callable[[argparse.Namespace, Client, Context], int]
 
@@ -194,6 +192,8 @@ def add_commands(commands) -> None:
     p = actions.add_parser("delete", parents=[common], help="delete a stored voice")
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=runner(speech.voices_delete, "tts"))
+
+    jobs.add_commands(commands, common, runner)
 
     p = commands.add_parser(
         "health",

@@ -47,6 +47,15 @@ FIELD_FLAGS = {
     "audio": "FILE",
     "output_audio_config.encoding": "--format",
     "output_audio_config.sample_rate_hertz": "--sample-rate",
+    # long-running jobs
+    "files": "FILE",
+    "content": "FILE",
+    "upload": "FILE",
+    "uri": "FILE",
+    "filter": "--state",
+    "file_index": "--file-index",
+    "format": "--format",
+    "request_id": "--request-id",
 }
 
 
@@ -78,8 +87,9 @@ def tts_languages(client: Client) -> Callable[[], list[str]]:
 
 
 def flag(field: str) -> str:
-    """The option that sets a request field ("config.language_code" -> "--language")."""
-    parts = field.split(".")
+    """The option that sets a request field ("config.language_code" -> "--language",
+    "files[2].uri" -> "FILE")."""
+    parts = [part.split("[", 1)[0] for part in field.split(".")]
     while parts and parts[0] in ("streaming_config", "config"):
         parts = parts[1:]
     short = ".".join(parts)
@@ -120,6 +130,8 @@ def explain(error: SpeechmeshError, ctx: Context) -> int:
         err(f"{ctx.service} answered {error.code.name}: {error.message}")
     if error.retry_after:
         hint(f"Try again in {error.retry_after:g} s.")
+    if isinstance(error, NotFound) and getattr(ctx.args, "name", "").startswith("operations/"):
+        hint("`speechmesh jobs list` shows your jobs (finished ones are kept for a while).")
     usage = isinstance(error, (InvalidArgument, NotFound, AlreadyExists))
     return USAGE if usage else FAILED
 

@@ -13,6 +13,8 @@ from typing import BinaryIO
 from speechmesh.client.audio import read_bytes
 
 OK, FAILED, USAGE = 0, 1, 2
+#: Output audio formats (the --format choices).
+AUDIO_FORMATS = ["wav", "mp3", "ogg", "flac", "pcm"]
 #: Output audio formats by file extension.
 EXTENSIONS = {"wav": "wav", "flac": "flac", "ogg": "ogg", "opus": "ogg", "mp3": "mp3"}
 EXTENSIONS.update(pcm="pcm", raw="pcm")
