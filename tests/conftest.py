@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
+from tests.postgres import postgres_url  # noqa: F401  (a real PostgreSQL, once per session)
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 TINY_EN = SHARED / "models" / "whisper-tiny.en"

@@ -5,7 +5,12 @@ the open streams of the services running in-process."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import pathlib
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent import futures
@@ -73,3 +78,85 @@ async def until_active_streams(
     while active_streams(service, method) != expected and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     assert active_streams(service, method) == expected
+
+
+CLI = pathlib.Path(sys.executable).parent / "speechmesh"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+class AsrProcess:
+    """`speechmesh serve asr` as a child process on a free port, its output in files, with
+    `env` added to the environment (and `args` to the command line)."""
+
+    def __init__(
+        self,
+        tmp: pathlib.Path,
+        model: str,
+        name: str,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ):
+        self.port = free_port()
+        self.stdout = tmp / f"{name}.out"
+        self.stderr = tmp / f"{name}.err"
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+        command = [
+            str(CLI),
+            "serve",
+            "asr",
+            "--model",
+            model,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--metrics-port",
+            "0",
+            "--log-format",
+            "json",
+            "--device",
+            "cpu",
+            *args,
+        ]
+        with open(self.stdout, "wb") as out, open(self.stderr, "wb") as err:
+            self.process = subprocess.Popen(command, stdout=out, stderr=err, cwd=ROOT, env=env)
+        self.address = f"127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.stdout.read_text() + self.stderr.read_text()
+
+    def logs(self) -> list[dict]:
+        """The JSON log lines, wherever the server writes them."""
+        lines = self.output().splitlines()
+        return [json.loads(line) for line in lines if line.startswith('{"')]
+
+    async def wait_serving(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        async with grpc.aio.insecure_channel(self.address) as channel:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise AssertionError(f"server exited early:\n{self.output()[-3000:]}")
+                try:
+                    health = health_pb2_grpc.HealthStub(channel)
+                    reply = await health.Check(
+                        health_pb2.HealthCheckRequest(service=ASR_SERVICE), timeout=5
+                    )
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.aio.AioRpcError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise AssertionError(f"not SERVING after {timeout} s:\n{self.output()[-3000:]}")
+
+    async def wait_exit(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"still running {timeout} s later:\n{self.output()[-3000:]}")
+            await asyncio.sleep(0.05)
+        return self.process.returncode
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
-import os
 import pathlib
 import signal
 import subprocess
@@ -23,13 +21,14 @@ from speechmesh.runtime.server import ServiceApp, ServiceHost
 from speechmesh.runtime.settings import ServiceSettings
 from tests.asr_client import stream_config, stub
 from tests.conftest import AUDIO, ROOT, requires_shared
-from tests.servers import free_port
+from tests.servers import AsrProcess
 
 ASR = "speechmesh.asr.v1.AsrService"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 CLI = pathlib.Path(sys.executable).parent / "speechmesh"
 GRACE_S = 10.0
+GRACE_ENV = {"SPEECHMESH_ASR_GRACE_PERIOD_S": str(GRACE_S)}
 GOFORWARD = AUDIO / "goforward.wav"
 
 
@@ -145,75 +144,6 @@ async def test_failed_load_keeps_health_not_serving():
 # -- (b)-(d) the real command ----------------------------------------------------
 
 
-class Server:
-    """`speechmesh serve asr` as a child process, its output in files."""
-
-    def __init__(self, tmp: pathlib.Path, model: str, name: str):
-        self.port = free_port()
-        self.stdout = tmp / f"{name}.out"
-        self.stderr = tmp / f"{name}.err"
-        env = {
-            **os.environ,
-            "SPEECHMESH_ASR_GRACE_PERIOD_S": str(GRACE_S),
-            "HF_HUB_OFFLINE": "1",
-        }
-        args = [
-            str(CLI),
-            "serve",
-            "asr",
-            "--model",
-            model,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--metrics-port",
-            "0",
-            "--log-format",
-            "json",
-            "--device",
-            "cpu",
-        ]
-        with open(self.stdout, "wb") as out, open(self.stderr, "wb") as err:
-            self.process = subprocess.Popen(args, stdout=out, stderr=err, cwd=ROOT, env=env)
-        self.address = f"127.0.0.1:{self.port}"
-
-    def output(self) -> str:
-        return self.stdout.read_text() + self.stderr.read_text()
-
-    def logs(self) -> list[dict]:
-        """The JSON log lines, wherever the server writes them."""
-        lines = self.output().splitlines()
-        return [json.loads(line) for line in lines if line.startswith('{"')]
-
-    async def wait_serving(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        async with grpc.aio.insecure_channel(self.address) as channel:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise AssertionError(f"server exited early:\n{self.output()[-3000:]}")
-                try:
-                    if await _check(channel, ASR) == SERVING:
-                        return
-                except grpc.aio.AioRpcError:
-                    pass
-                await asyncio.sleep(0.2)
-        raise AssertionError(f"not SERVING after {timeout} s:\n{self.output()[-3000:]}")
-
-    async def wait_exit(self, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        while self.process.poll() is None:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"still running {timeout} s later:\n{self.output()[-3000:]}")
-            await asyncio.sleep(0.05)
-        return self.process.returncode
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-
 @pytest.fixture(scope="module")
 def cli_checkpoint(tmp_path_factory) -> pathlib.Path:
     """(d) `speechmesh models tiny whisper DIR` builds a checkpoint the server then loads."""
@@ -241,7 +171,7 @@ def _speech_pcm() -> bytes:
 @requires_shared
 @pytest.mark.skipif(not GOFORWARD.is_file(), reason=f"{GOFORWARD} not found")
 async def test_sigterm_lets_an_open_stream_finish_and_exits_zero(cli_checkpoint, tmp_path):
-    server = Server(tmp_path, str(cli_checkpoint), "term")
+    server = AsrProcess(tmp_path, str(cli_checkpoint), "term", GRACE_ENV)
     try:
         await server.wait_serving()
         async with grpc.aio.insecure_channel(server.address) as channel:
@@ -335,7 +265,7 @@ def _wav(seconds: float) -> bytes:
 
 
 async def test_sigint_exits_zero(cli_checkpoint, tmp_path):
-    server = Server(tmp_path, str(cli_checkpoint), "int")
+    server = AsrProcess(tmp_path, str(cli_checkpoint), "int", GRACE_ENV)
     try:
         await server.wait_serving()
         server.process.send_signal(signal.SIGINT)
@@ -347,7 +277,7 @@ async def test_sigint_exits_zero(cli_checkpoint, tmp_path):
 
 
 async def test_missing_model_fails_start_up_naming_the_setting(tmp_path):
-    server = Server(tmp_path, "/nonexistent/path", "missing")
+    server = AsrProcess(tmp_path, "/nonexistent/path", "missing", GRACE_ENV)
     try:
         code = await server.wait_exit(60)
         assert code != 0
