@@ -4,6 +4,7 @@ and what it configures agrees with the services' settings, the images and deploy
 from __future__ import annotations
 
 import pathlib
+import posixpath
 
 import pytest
 import yaml
@@ -12,33 +13,40 @@ from speechmesh.gateway.config import UPSTREAM_PORTS, GatewaySettings
 from speechmesh.gateway.container import STATS_PORT
 from tests.conftest import ROOT
 from tests.deploy.conftest import (
-    COMPOSE_FILE,
+    COMPOSE_POSTGRES,
     COMPOSE_PROFILES,
     SERVICES,
+    compose_argv,
     compose_config,
     env_prefix,
+    jobs_settings,
     run,
     settings_class,
     settings_field,
-    tool,
 )
 
 #: profile -> the compose service that runs each speechmesh service there.
 VARIANTS = {"gpu": {s: s for s in SERVICES}, "cpu": {s: f"{s}-cpu" for s in SERVICES}}
+#: The job store on PostgreSQL: the override file and the password it requires.
+POSTGRES = (COMPOSE_POSTGRES,)
+PASSWORD = {"POSTGRES_PASSWORD": "test-password"}
 
 
+@pytest.mark.parametrize("postgres", [False, True], ids=["sqlite", "postgres"])
 @pytest.mark.parametrize("profiles", COMPOSE_PROFILES, ids=lambda p: "+".join(p))
-def test_compose_config_validates(profiles):
-    argv = [tool("docker-compose"), "-f", str(COMPOSE_FILE)]
-    for profile in profiles:
-        argv += ["--profile", profile]
-    result = run([*argv, "config", "--quiet"], cwd=ROOT)
+def test_compose_config_validates(profiles, postgres):
+    import os
+
+    argv = compose_argv(profiles, POSTGRES if postgres else ())
+    result = run([*argv, "config", "--quiet"], cwd=ROOT, env={**os.environ, **PASSWORD})
     assert result.returncode == 0, result.stderr
 
 
-def test_no_profile_starts_nothing():
+@pytest.mark.parametrize("postgres", [False, True], ids=["sqlite", "postgres"])
+def test_no_profile_starts_nothing(postgres):
     """One of gpu and cpu must be chosen: without, nothing half-configured starts."""
-    assert compose_config(()).get("services", {}) == {}
+    config = compose_config((), POSTGRES, **PASSWORD) if postgres else compose_config(())
+    assert config.get("services", {}) == {}
 
 
 @pytest.mark.parametrize("profile", VARIANTS)
@@ -164,3 +172,106 @@ def test_observability_scrapes_every_service_and_envoy():
     assert envoy["metrics_path"] == "/stats/prometheus"
     for rule_file in prometheus["rule_files"]:
         assert rule_file in mounts, rule_file
+
+
+# -- the job store -------------------------------------------------------------------------------
+
+
+def _mounts(service: dict) -> dict[str, dict]:
+    return {volume["target"]: volume for volume in service["volumes"]}
+
+
+@pytest.mark.parametrize("profile", VARIANTS)
+def test_jobs_store_is_sqlite_on_a_volume_per_service(profile):
+    """By default each service keeps its jobs in SQLite on a named volume of its own (the gpu and
+    cpu variants of a service share it), and every job setting is one the services read."""
+    services = compose_config((profile,))["services"]
+    volumes = set()
+    for service, name in VARIANTS[profile].items():
+        settings = jobs_settings(services[name]["environment"])
+        assert settings.database_url.startswith("sqlite:////"), settings.database_url
+        folder = posixpath.dirname(settings.database_url.removeprefix("sqlite:///"))
+        volume = _mounts(services[name])[folder]
+        assert volume["type"] == "volume" and not volume.get("read_only"), volume
+        assert volume["source"] == f"{service}-jobs"
+        volumes.add(volume["source"])
+    assert len(volumes) == len(SERVICES), "one SQLite file per service"
+
+
+@pytest.mark.parametrize("profile", VARIANTS)
+def test_jobs_file_root_is_a_shared_read_only_volume(profile):
+    """`file://` inputs: one volume (or, with JOBS_FILES, a host folder) mounted read-only at
+    SPEECHMESH_JOBS_FILE_ROOT in every service."""
+    for env, kind, source in (
+        ({}, "volume", "jobs-files"),
+        ({"JOBS_FILES": "/srv/recordings"}, "bind", "/srv/recordings"),
+    ):
+        services = compose_config((profile,), **env)["services"]
+        for name in VARIANTS[profile].values():
+            root = jobs_settings(services[name]["environment"]).file_root
+            assert root, f"{name}: file inputs are on"
+            volume = _mounts(services[name])[root]
+            assert (volume["type"], volume["source"], volume["read_only"]) == (kind, source, True)
+
+
+def test_jobs_settings_follow_the_environment():
+    services = compose_config(
+        ("gpu",),
+        JOBS_ALLOWED_URL_HOSTS="audio.example.com, cdn.example.com",
+        JOBS_CONCURRENCY="0",
+        JOBS_DATABASE_URL="postgresql://u:p@db.example.com:5432/jobs",
+    )["services"]
+    for service in SERVICES:
+        settings = jobs_settings(services[service]["environment"])
+        assert settings.allowed_url_hosts == ["audio.example.com", "cdn.example.com"]
+        assert settings.concurrency == 0
+        assert settings.database_url == "postgresql://u:p@db.example.com:5432/jobs"
+    # Nothing else takes them: the gateway and Envoy have no job store.
+    for name in ("gateway-config", "gateway"):
+        environment = services[name].get("environment", {})
+        assert not [v for v in environment if v.startswith("SPEECHMESH_JOBS_")], name
+
+
+@pytest.mark.parametrize("profile", VARIANTS)
+def test_postgres_override_shares_one_database(profile):
+    """deploy/compose/postgres.yml: a healthy PostgreSQL before any service starts, and every
+    service (both variants) on it, with the user, password and database it was set up with."""
+    from speechmesh.operations.database import Database
+
+    config = compose_config((profile,), POSTGRES, **PASSWORD)
+    services = config["services"]
+    postgres = services["postgres"]
+    assert postgres["image"].split(":") == ["postgres", "16"], "the official image, major 16"
+    assert "ports" not in postgres, "only the services reach it"
+    assert postgres["healthcheck"]["test"][0] == "CMD-SHELL"
+    assert "pg_isready" in postgres["healthcheck"]["test"][1]
+    (data,) = postgres["volumes"]
+    assert data["type"] == "volume" and data["target"] == "/var/lib/postgresql/data"
+    assert data["source"] in config["volumes"]
+    environment = postgres["environment"]
+    expected = (
+        f"postgresql://{environment['POSTGRES_USER']}:{environment['POSTGRES_PASSWORD']}"
+        f"@postgres:5432/{environment['POSTGRES_DB']}"
+    )
+    assert environment["POSTGRES_PASSWORD"] == PASSWORD["POSTGRES_PASSWORD"]
+    for name in VARIANTS[profile].values():
+        url = jobs_settings(services[name]["environment"]).database_url
+        assert url == expected, name
+        assert Database(url).dialect == "postgresql"
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+        # The rest of the service is the default one's.
+        default = compose_config((profile,))["services"][name]
+        assert services[name]["volumes"] == default["volumes"]
+        assert {k: v for k, v in services[name]["environment"].items() if "DATABASE" not in k} == {
+            k: v for k, v in default["environment"].items() if "DATABASE" not in k
+        }
+
+
+def test_postgres_override_requires_a_password():
+    """No default password: the override refuses to render without POSTGRES_PASSWORD."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "POSTGRES_PASSWORD"}
+    result = run([*compose_argv(("gpu",), POSTGRES), "config", "--quiet"], cwd=ROOT, env=env)
+    assert result.returncode != 0
+    assert "POSTGRES_PASSWORD" in result.stderr

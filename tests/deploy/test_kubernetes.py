@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import os
 import pathlib
+import posixpath
 import re
 
 import kubernetes_validate
@@ -20,12 +21,16 @@ import yaml
 from speechmesh.gateway.config import UPSTREAM_PORTS, GatewaySettings
 from tests.conftest import ROOT
 from tests.deploy.conftest import (
+    COMPONENTS,
+    JOBS_PREFIX,
+    KUBERNETES,
     KUBERNETES_VERSIONS,
     OVERLAYS,
     SERVICES,
     by_kind,
     env_of,
     env_prefix,
+    jobs_settings,
     kustomize,
     main_container,
     run,
@@ -34,7 +39,11 @@ from tests.deploy.conftest import (
     tool,
 )
 
-RENDERED = ("base", *(f"overlays/{name}" for name in OVERLAYS), "monitoring")
+#: What an operator applies: the base, each overlay, each overlay with each component
+#: (`overlays/gpu+jobs-postgres`), and the monitoring kustomization (last).
+WITH_COMPONENTS = tuple(f"overlays/{o}+{c}" for o in OVERLAYS for c in COMPONENTS)
+RENDERED = ("base", *(f"overlays/{name}" for name in OVERLAYS), *WITH_COMPONENTS, "monitoring")
+JOBS_SECRET = KUBERNETES / "components" / "jobs-postgres" / "secret.example.yaml"
 GATEWAY_STATS_PORT = 9902
 
 
@@ -132,6 +141,12 @@ def test_every_speechmesh_variable_is_a_real_setting(path):
     for variable in gateway_settings["data"]:
         field = variable.removeprefix("SPEECHMESH_GATEWAY_").lower()
         assert variable.startswith("SPEECHMESH_GATEWAY_") and field in GatewaySettings.model_fields
+    # The job settings every service reads from the jobs-settings ConfigMap.
+    (jobs,) = [v for k, v in settings.items() if k.startswith("jobs-settings")]
+    for variable in jobs["data"]:
+        assert variable.startswith(JOBS_PREFIX), variable
+        assert settings_field("asr", variable), f"{variable} is no setting"
+    jobs_settings(jobs["data"])
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -428,3 +443,146 @@ def test_gateway_configuration_rendered_in_the_pod_passes_envoy_validate(
     assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
     validated = run([tool("envoy"), "--mode", "validate", "-c", str(out)])
     assert validated.returncode == 0, validated.stdout + validated.stderr
+
+
+# -- the job store ------------------------------------------------------------------------------
+
+
+def _config_maps_of(docs: list[dict], container: dict) -> dict[str, str]:
+    """The variables a container takes from ConfigMaps through envFrom (all of them exist)."""
+    config_maps = by_kind(docs, "ConfigMap")
+    values: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        values.update(config_maps[source["configMapRef"]["name"]]["data"])
+    return values
+
+
+def _jobs_environment(docs: list[dict], name: str) -> dict:
+    container = main_container(by_kind(docs, "Deployment")[name])
+    environment = {**_config_maps_of(docs, container), **env_of(container)}
+    return {k: v for k, v in environment.items() if k.startswith(JOBS_PREFIX)}
+
+
+def _claims(deployment: dict) -> dict[str, tuple[dict, dict]]:
+    """mountPath -> (the mount, its volume) for the main container's claim-backed volumes."""
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    return {
+        mount["mountPath"]: (mount, volumes[mount["name"]])
+        for mount in main_container(deployment)["volumeMounts"]
+        if "persistentVolumeClaim" in volumes[mount["name"]]
+    }
+
+
+@pytest.mark.parametrize("path", [f"overlays/{name}" for name in OVERLAYS])
+def test_jobs_store_defaults_to_sqlite_on_a_claim_per_service_one_replica(path):
+    """SQLite on a ReadWriteOnce claim of the service's own: one pod at a time (Recreate, the
+    autoscaler held at one), each service its own file."""
+    docs = kustomize(path)
+    deployments = by_kind(docs, "Deployment")
+    claims = by_kind(docs, "PersistentVolumeClaim")
+    autoscalers = by_kind(docs, "HorizontalPodAutoscaler")
+    used = set()
+    for service in SERVICES:
+        settings = jobs_settings(_jobs_environment(docs, service))
+        assert settings.database_url.startswith("sqlite:////"), settings.database_url
+        folder = posixpath.dirname(settings.database_url.removeprefix("sqlite:///"))
+        mount, volume = _claims(deployments[service])[folder]
+        assert not mount.get("readOnly")
+        claim = volume["persistentVolumeClaim"]["claimName"]
+        assert claim == f"{service}-jobs" and claims[claim]["spec"]["accessModes"] == [
+            "ReadWriteOnce"
+        ]
+        assert claims[claim]["metadata"]["labels"]["app.kubernetes.io/component"] == "jobs-store"
+        used.add(claim)
+        assert deployments[service]["spec"]["strategy"] == {"type": "Recreate"}
+        assert autoscalers[service]["spec"]["maxReplicas"] == 1
+    assert len(used) == len(SERVICES)
+    assert "Secret" not in {doc["kind"] for doc in docs}
+
+
+def _without_jobs_store(pod: dict, store: str | None) -> dict:
+    """The pod spec less its database URL and, if `store` (a mount path), the store's volume,
+    env sorted by name (patches may reorder it)."""
+    pod = copy.deepcopy(pod)
+    for container in pod["containers"]:
+        container["env"] = sorted(
+            (e for e in container["env"] if e["name"] != f"{JOBS_PREFIX}DATABASE_URL"),
+            key=lambda e: e["name"],
+        )
+        mounts = container["volumeMounts"]
+        gone = {m["name"] for m in mounts if m["mountPath"] == store}
+        container["volumeMounts"] = [m for m in mounts if m["name"] not in gone]
+        pod["volumes"] = [v for v in pod["volumes"] if v["name"] not in gone]
+    return pod
+
+
+@pytest.mark.parametrize("path", [f"overlays/{name}+jobs-postgres" for name in OVERLAYS])
+def test_jobs_postgres_component_reads_the_url_from_the_secret_and_scales(path):
+    """The database URL from the Secret, no SQLite claim, rolling updates without a gap and the
+    autoscaler free again; nothing else about the overlay changes."""
+    docs = kustomize(path)
+    default = kustomize(path.split("+")[0])
+    secret = yaml.safe_load(JOBS_SECRET.read_text())
+    for service in SERVICES:
+        deployment = by_kind(docs, "Deployment")[service]
+        before = by_kind(default, "Deployment")[service]
+        url = f"{JOBS_PREFIX}DATABASE_URL"
+        (entry,) = [e for e in main_container(deployment)["env"] if e["name"] == url]
+        key_ref = {"name": secret["metadata"]["name"], "key": "database-url"}
+        assert entry == {"name": url, "valueFrom": {"secretKeyRef": key_ref}}
+        sqlite = jobs_settings(_jobs_environment(default, service)).database_url
+        store = posixpath.dirname(sqlite.removeprefix("sqlite:///"))
+        assert store not in _claims(deployment)
+        assert _without_jobs_store(deployment["spec"]["template"]["spec"], None) == (
+            _without_jobs_store(before["spec"]["template"]["spec"], store)
+        )
+        strategy = deployment["spec"]["strategy"]
+        assert strategy["type"] == "RollingUpdate"
+        assert strategy["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+        assert by_kind(docs, "HorizontalPodAutoscaler")[service]["spec"]["maxReplicas"] > 1
+    components = [
+        doc["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+        for doc in by_kind(docs, "PersistentVolumeClaim").values()
+    ]
+    assert "jobs-store" not in components and "jobs-files" in components
+    assert (
+        by_kind(docs, "HorizontalPodAutoscaler")["gateway"]
+        == by_kind(default, "HorizontalPodAutoscaler")["gateway"]
+    )
+    # The Secret is the operator's: never applied from the example.
+    assert "Secret" not in {doc["kind"] for doc in docs}
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_jobs_secret_template_validates_and_is_what_the_pods_read(version):
+    from speechmesh.operations.database import Database
+
+    secret = yaml.safe_load(JOBS_SECRET.read_text())
+    kubernetes_validate.validate(secret, version, strict=True)
+    (namespace,) = by_kind(kustomize("base"), "Namespace")
+    assert secret["metadata"]["namespace"] == namespace
+    url = secret["stringData"]["database-url"]
+    assert Database(url).dialect == "postgresql"
+    assert jobs_settings({f"{JOBS_PREFIX}DATABASE_URL": url}).database_url == url
+    # No kustomization lists it (an apply would overwrite the real Secret with the example).
+    for kustomization in KUBERNETES.rglob("kustomization.yaml"):
+        listed = yaml.safe_load(kustomization.read_text()).get("resources", [])
+        assert JOBS_SECRET.name not in [pathlib.Path(r).name for r in listed], kustomization
+
+
+@pytest.mark.parametrize("path", RENDERED[:-1])
+def test_jobs_file_root_is_one_claim_every_service_mounts_read_only(path):
+    docs = kustomize(path)
+    deployments = by_kind(docs, "Deployment")
+    claims = by_kind(docs, "PersistentVolumeClaim")
+    for service in SERVICES:
+        root = jobs_settings(_jobs_environment(docs, service)).file_root
+        assert root, f"{service}: file inputs are on"
+        mount, volume = _claims(deployments[service])[root]
+        assert mount["readOnly"] is True and volume["persistentVolumeClaim"]["readOnly"] is True
+        assert volume["persistentVolumeClaim"]["claimName"] == "jobs-files"
+    # Every replica of every service on any node: ReadWriteMany, but on test clusters (cpu).
+    modes = claims["jobs-files"]["spec"]["accessModes"]
+    assert modes == (["ReadWriteOnce"] if "cpu" in path else ["ReadWriteMany"])
+    for name in set(deployments) - set(SERVICES):
+        assert not _jobs_environment(docs, name), f"{name} has no job store"
