@@ -179,7 +179,8 @@ class Database:
             self._max = 1
         elif url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
             self.dialect = "sqlite"
-            path = pathlib.Path(url[len("sqlite://") :])
+            # sqlite:///abs/path and sqlite:////abs/path (SQLAlchemy's form) both mean /abs/path.
+            path = pathlib.Path("/" + url[len("sqlite:///") :].lstrip("/"))
             path.parent.mkdir(parents=True, exist_ok=True)
             self._path = str(path)
             self._max = None
