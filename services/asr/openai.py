@@ -20,6 +20,7 @@ from typing import Any
 from speechmesh.asr.engines.base import DecodeOptions, InvalidOptionError, Segment
 from speechmesh.asr.models import AsrModel, AsrModels
 from speechmesh.asr.recognizer import Transcript
+from speechmesh.dsp import subtitles
 from speechmesh.runtime import errors, openai
 from speechmesh.runtime.multipart import FilePart, parse_multipart
 from speechmesh.runtime.peers import Peers
@@ -262,33 +263,11 @@ def transcription_body(result: Transcript, request: AudioRequest) -> tuple[str, 
     return openai.JSON, openai.json_bytes(body)
 
 
-def _timestamp(seconds: float, separator: str) -> str:
-    millis = max(0, round(seconds * 1000))
-    hours, millis = divmod(millis, 3_600_000)
-    minutes, millis = divmod(millis, 60_000)
-    secs, millis = divmod(millis, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
-
-
-def _cue_text(text: str) -> str:
-    # A blank line would end the cue early: one line per cue.
-    return " ".join(text.split())
-
-
 def srt(segments: Iterable[Segment]) -> str:
-    """SubRip subtitles: numbered cues `HH:MM:SS,mmm --> HH:MM:SS,mmm`, a blank line after
-    each."""
-    cues = []
-    for number, segment in enumerate(segments, 1):
-        start, end = _timestamp(segment.start, ","), _timestamp(segment.end, ",")
-        cues.append(f"{number}\n{start} --> {end}\n{_cue_text(segment.text)}\n\n")
-    return "".join(cues)
+    """SubRip subtitles, one cue per segment, each on one line (speechmesh.dsp.subtitles)."""
+    return subtitles.srt(((s.start, s.end, s.text) for s in segments), width=None)
 
 
 def vtt(segments: Iterable[Segment]) -> str:
-    """WebVTT subtitles: the `WEBVTT` header, then cues `HH:MM:SS.mmm --> HH:MM:SS.mmm`."""
-    cues = ["WEBVTT\n\n"]
-    for segment in segments:
-        start, end = _timestamp(segment.start, "."), _timestamp(segment.end, ".")
-        cues.append(f"{start} --> {end}\n{_cue_text(segment.text)}\n\n")
-    return "".join(cues)
+    """WebVTT subtitles, one cue per segment, each on one line (speechmesh.dsp.subtitles)."""
+    return subtitles.vtt(((s.start, s.end, s.text) for s in segments), width=None)

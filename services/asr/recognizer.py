@@ -3,7 +3,8 @@
 Audio that fits one window is decoded as it is. Longer audio is cut where
 nobody speaks (Silero VAD), the speech is packed into windows of at most the
 engine's length, and all windows go to the batcher at once, so one long
-file fills batches the way many short calls do.
+file fills batches the way many short calls do (a long-running job's, at
+background priority, a few at a time: speechmesh.inference.background).
 
 `recognize_audio` takes a call's recording as it came: decoded, held to the service's length
 limit and metered (speechmesh.runtime.recordings), then recognized.
@@ -27,8 +28,9 @@ from speechmesh.asr.engines.base import (
 from speechmesh.asr.engines.packing import Placement, TimedSegment, split
 from speechmesh.dsp.audio import RawFormat
 from speechmesh.dsp.vad import SileroVad, speech_windows
+from speechmesh.inference import background
 from speechmesh.inference.batcher import PRIORITY_HIGH, MicroBatcher, gather_all
-from speechmesh.runtime.recordings import on_recording
+from speechmesh.runtime.recordings import ProgressHook, WindowProgress, on_recording
 
 
 @dataclass
@@ -62,7 +64,7 @@ class Recognizer:
         self, audio: np.ndarray, options: DecodeOptions, *, priority: int = PRIORITY_HIGH
     ) -> WindowResult:
         """Decodes one window (at most `engine.window_seconds`)."""
-        return await self.batcher.submit(DecodeJob(audio, options), priority=priority)
+        return await background.submit(self.batcher, DecodeJob(audio, options), priority)
 
     async def decode_after(
         self,
@@ -107,14 +109,19 @@ class Recognizer:
         *,
         method: str,
         field: str = "audio",
+        priority: int = PRIORITY_HIGH,
+        on_progress: ProgressHook | None = None,
     ) -> Transcript:
         """The transcript of the recording a call sent (`data`; `raw` when not a container),
-        limited to max_audio_seconds; errors name `field` (runtime.recordings.on_recording)."""
+        limited to max_audio_seconds; errors name `field` (runtime.recordings.on_recording).
+        Windows are decoded at `priority`; `on_progress` follows them (see `recognize`)."""
         return await on_recording(
             data,
             raw,
             self.engine.sample_rate,
-            lambda samples: self.recognize(samples, options),
+            lambda samples: self.recognize(
+                samples, options, priority=priority, on_progress=on_progress
+            ),
             service="asr",
             method=method,
             max_seconds=self.max_audio_seconds,
@@ -122,15 +129,32 @@ class Recognizer:
             advice="split it, or stream it",
         )
 
-    async def recognize(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
-        """Recognizes float32 mono samples at `engine.sample_rate`, of any length."""
+    async def recognize(
+        self,
+        audio: np.ndarray,
+        options: DecodeOptions,
+        *,
+        priority: int = PRIORITY_HIGH,
+        on_progress: ProgressHook | None = None,
+    ) -> Transcript:
+        """Recognizes float32 mono samples at `engine.sample_rate`, of any length; its windows
+        are decoded at `priority`. `on_progress` hears (0.0, length) first, then, as windows
+        finish, the share of the speech decoded as seconds of the recording (the length once
+        every window is done)."""
         rate = self.engine.sample_rate
         duration = len(audio) / rate
+        progress = WindowProgress(duration, on_progress)
         windows = await speech_windows(self.vad, audio, duration, self.engine.window_seconds)
-        results = await gather_all(
-            self.decode(audio[int(start * rate) : int(end * rate)], options)
-            for start, end in windows
-        )
+        progress.expect(windows)
+
+        async def decode(start: float, end: float) -> WindowResult:
+            result = await self.decode(
+                audio[int(start * rate) : int(end * rate)], options, priority=priority
+            )
+            progress.done(end - start)
+            return result
+
+        results = await gather_all(decode(start, end) for start, end in windows)
         segments = [
             segment.shifted(start)
             for (start, _end), result in zip(windows, results, strict=True)

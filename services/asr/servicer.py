@@ -6,10 +6,9 @@ import grpc
 from google.api import httpbody_pb2
 
 from speechmesh.asr.config import AsrSettings
-from speechmesh.asr.engines.base import DecodeOptions, InvalidOptionError, Segment, Word
+from speechmesh.asr.mapping import decode_options, recognize_response, word_protos
 from speechmesh.asr.models import AsrModel, AsrModels
 from speechmesh.asr.openai import AsrOpenAi
-from speechmesh.asr.recognizer import Transcript
 from speechmesh.asr.streaming import (
     SpeechEvent,
     StreamingSession,
@@ -28,24 +27,11 @@ from speechmesh.runtime.proto_mapping import (
 )
 from speechmesh.runtime.streams import StreamSlots, first_config, stream_inputs
 
-_TASKS = {
-    asr_pb2.RECOGNITION_TASK_UNSPECIFIED: "transcribe",
-    asr_pb2.RECOGNITION_TASK_TRANSCRIBE: "transcribe",
-    asr_pb2.RECOGNITION_TASK_TRANSLATE: "translate",
-}
-_OPTION_FIELDS = {
-    "language": "language_code",
-    "task": "task",
-    "word_timestamps": "enable_word_time_offsets",
-    "prompt": "prompt",
-}
 _EVENTS = {
     "begin": asr_pb2.SpeechActivityEvent.TYPE_SPEECH_BEGIN,
     "end": asr_pb2.SpeechActivityEvent.TYPE_SPEECH_END,
     "end_of_single_utterance": asr_pb2.SpeechActivityEvent.TYPE_END_OF_SINGLE_UTTERANCE,
 }
-MAX_HOTWORDS = 50
-MAX_HOTWORD_CHARS = 50
 
 
 class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
@@ -64,10 +50,10 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
     async def _recognize(self, request_id: str, config, data: bytes) -> asr_pb2.RecognizeResponse:
         start_call(request_id)
         model = self.models.get(config.model)
-        options = _options(model, config)
+        options = decode_options(model, config)
         raw = raw_format(config.audio_format, "config.audio_format")
         transcript = await model.recognizer.recognize_audio(data, raw, options, method="Recognize")
-        return _recognize_response(request_id, model, transcript)
+        return recognize_response(request_id, model, transcript)
 
     async def StreamingRecognize(self, request_iterator, context):
         cfg = await first_config(request_iterator)
@@ -113,43 +99,6 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
 # -- requests -> domain ----------------------------------------------------
 
 
-def _options(model: AsrModel, config, field: str = "config") -> DecodeOptions:
-    """Validates a RecognitionConfig; `field` is its path in the request, for error details."""
-    beam_size = config.beam_size or 1
-    if not 1 <= beam_size <= 8:
-        raise errors.invalid_argument(f"{field}.beam_size", f"is {config.beam_size}; use 1 to 8")
-    if not 0.0 <= config.temperature <= 1.0:
-        raise errors.invalid_argument(
-            f"{field}.temperature", f"is {config.temperature}; use 0.0 to 1.0"
-        )
-    if config.task not in _TASKS:
-        raise errors.invalid_argument(f"{field}.task", f"unknown value {config.task}")
-    if len(config.hotwords) > MAX_HOTWORDS:
-        raise errors.invalid_argument(
-            f"{field}.hotwords", f"has {len(config.hotwords)} entries; at most {MAX_HOTWORDS}"
-        )
-    for word in config.hotwords:
-        if len(word) > MAX_HOTWORD_CHARS:
-            raise errors.invalid_argument(
-                f"{field}.hotwords",
-                f"{word[:20]!r}... is longer than {MAX_HOTWORD_CHARS} characters",
-            )
-    prompt = " ".join(p for p in (config.prompt.strip(), ", ".join(config.hotwords)) if p)
-    try:
-        return model.engine.options(
-            language=config.language_code,
-            task=_TASKS[config.task],
-            word_timestamps=config.enable_word_time_offsets,
-            prompt=prompt,
-            beam_size=beam_size,
-            temperature=config.temperature,
-        )
-    except InvalidOptionError as error:
-        raise errors.invalid_argument(
-            f"{field}.{_OPTION_FIELDS[error.option]}", str(error)
-        ) from None
-
-
 def _stream_settings(model: AsrModel, cfg) -> StreamSettings:
     window = model.engine.window_seconds
     threshold = cfg.vad_threshold or 0.5
@@ -158,7 +107,7 @@ def _stream_settings(model: AsrModel, cfg) -> StreamSettings:
             "streaming_config.vad_threshold", f"is {cfg.vad_threshold}; use 0.05 to 0.95"
         )
     return StreamSettings(
-        options=_options(model, cfg.config, "streaming_config.config"),
+        options=decode_options(model, cfg.config, "streaming_config.config"),
         raw=raw_format(cfg.config.audio_format, "streaming_config.config.audio_format"),
         interim_results=cfg.interim_results,
         single_utterance=cfg.single_utterance,
@@ -205,40 +154,6 @@ def _http_body(answer: tuple[str, bytes]) -> httpbody_pb2.HttpBody:
     return httpbody_pb2.HttpBody(content_type=content_type, data=data)
 
 
-def _words(words: list[Word]) -> list[asr_pb2.WordInfo]:
-    return [
-        asr_pb2.WordInfo(
-            word=w.text,
-            start_offset=duration(w.start),
-            end_offset=duration(w.end),
-            confidence=w.probability,
-        )
-        for w in words
-    ]
-
-
-def _segment(segment: Segment) -> asr_pb2.SpeechSegment:
-    return asr_pb2.SpeechSegment(
-        text=segment.text,
-        start_offset=duration(segment.start),
-        end_offset=duration(segment.end),
-        words=_words(segment.words),
-        confidence=segment.probability,
-    )
-
-
-def _recognize_response(request_id: str, model: AsrModel, transcript: Transcript):
-    return asr_pb2.RecognizeResponse(
-        request_id=request_id,
-        segments=[_segment(s) for s in transcript.segments],
-        transcript=transcript.text,
-        language_code=transcript.language,
-        language_probability=transcript.language_probability,
-        audio_duration=duration(transcript.duration),
-        model=model.name,
-    )
-
-
 def _stream_response(request_id: str, event) -> asr_pb2.StreamingRecognizeResponse:
     if isinstance(event, SpeechEvent):
         return asr_pb2.StreamingRecognizeResponse(
@@ -258,7 +173,7 @@ def _stream_response(request_id: str, event) -> asr_pb2.StreamingRecognizeRespon
             stable_transcript=event.stable_transcript,
             start_offset=duration(event.start),
             end_offset=duration(event.end),
-            words=_words(event.words),
+            words=word_protos(event.words),
             language_code=event.language,
             language_probability=event.language_probability,
         ),

@@ -1,51 +1,21 @@
-"""Transcript output: plain text, JSON, SRT and WebVTT subtitles; a terminal progress bar."""
+"""Transcript output: plain text, JSON, SRT and WebVTT subtitles (cues written by
+speechmesh.dsp.subtitles); a terminal progress bar."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import textwrap
 import time
 from typing import TextIO
 
 from speechmesh.client.types import Segment, Transcript, Word
-
-#: Subtitle lines are wrapped at this many characters (a common broadcast limit).
-SUBTITLE_WIDTH = 42
-
-
-def timestamp(seconds: float, separator: str = ".") -> str:
-    """00:01:02.345 (WebVTT) or 00:01:02,345 (SRT, separator ",")."""
-    millis = max(0, round(seconds * 1000))
-    hours, millis = divmod(millis, 3_600_000)
-    minutes, millis = divmod(millis, 60_000)
-    secs, millis = divmod(millis, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
-
-
-def _cue_times(start: float, end: float) -> tuple[float, float]:
-    return start, end if end > start else start + 0.5
+from speechmesh.dsp.subtitles import VTT_HEADER, srt_cue, vtt_cue
 
 
 def _cues(segment: Segment, words: bool) -> list[tuple[float, float, str]]:
     if words and segment.words:
         return [(w.start, w.end, w.word) for w in segment.words]
     return [(segment.start, segment.end, segment.text)]
-
-
-def srt_cue(index: int, start: float, end: float, text: str) -> str:
-    start, end = _cue_times(start, end)
-    body = "\n".join(textwrap.wrap(text, SUBTITLE_WIDTH)) or text
-    return f"{index}\n{timestamp(start, ',')} --> {timestamp(end, ',')}\n{body}\n\n"
-
-
-def vtt_cue(start: float, end: float, text: str) -> str:
-    start, end = _cue_times(start, end)
-    body = "\n".join(textwrap.wrap(text, SUBTITLE_WIDTH)) or text
-    return f"{timestamp(start)} --> {timestamp(end)}\n{body}\n\n"
-
-
-VTT_HEADER = "WEBVTT\n\n"
 
 
 class SubtitleWriter:

@@ -1,4 +1,4 @@
 """Signal and text processing.
 
-Audio I/O, voice activity, endpointing, tempo, stream encoding, sentence splitting.
+Audio I/O, voice activity, endpointing, tempo, stream encoding, sentence splitting, subtitles.
 """

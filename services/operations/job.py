@@ -85,3 +85,14 @@ class JobKind:
     #: The inputs of a request (AudioInput messages) that the runner checks at creation and
     #: that `JobContext.read` reads; empty for text jobs.
     inputs: Callable[[Message], list[ops_pb2.AudioInput]] = lambda request: []
+    #: Like `check`, for kinds whose check needs the creating identity or I/O (a stored voice
+    #: must exist and be the caller's: BatchSynthesize): when set, it is what `validate`
+    #: awaits, with the owner, instead of calling `check`.
+    check_for_owner: Callable[[Message, str], Awaitable[int]] | None = None
+
+    async def validate(self, request: Message, owner: str) -> int:
+        """What the runner calls when a job is created by `owner`: `check_for_owner` when the
+        kind has one, else `check`. Raises ApiError; returns the number of items."""
+        if self.check_for_owner is not None:
+            return await self.check_for_owner(request, owner)
+        return self.check(request)

@@ -26,15 +26,18 @@ class ApiError(Exception):
         self.details = details or []
 
     def to_status(self) -> grpc.Status:
+        return rpc_status.to_status(self.to_proto())
+
+    def to_proto(self) -> status_pb2.Status:
+        """The error as a google.rpc.Status message (e.g. one file's error in a job's result)."""
         packed = []
         for detail in self.details:
             any_msg = any_pb2.Any()
             any_msg.Pack(detail)
             packed.append(any_msg)
-        proto = status_pb2.Status(
+        return status_pb2.Status(
             code=getattr(code_pb2, self.code.name), message=self.message, details=packed
         )
-        return rpc_status.to_status(proto)
 
 
 def invalid_argument(field: str, description: str) -> ApiError:

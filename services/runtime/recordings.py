@@ -29,6 +29,10 @@ class _Text(Protocol):
 
 R = TypeVar("R", bound=_Text)
 
+#: Told how far the work on a recording has come: (seconds of it done, its length). Called
+#: once the recording is decoded (0.0), then as its windows finish (the length at the end).
+ProgressHook = Callable[[float, float], None]
+
 
 async def on_recording(
     data: bytes,
@@ -89,3 +93,36 @@ def meter(service: str, method: str, started: float, audio_seconds: float, text:
             (time.perf_counter() - started) / audio_seconds
         )
     call_stats().characters = len(text)
+
+
+class WindowProgress:
+    """Tells a ProgressHook (if any) how far the work on a recording of `duration` seconds has
+    come, by the speech of its windows done: each window's work is `jobs` batcher jobs (a
+    translation and a transcript, say); `done` is told as each finishes."""
+
+    def __init__(self, duration: float, hook: ProgressHook | None):
+        self.duration = duration
+        self.hook = hook
+        self.work = 0.0
+        self.worked = 0.0
+        self.left = 0
+        if hook is not None:
+            hook(0.0, duration)
+
+    def expect(self, windows: list[tuple[float, float]], jobs: int = 1) -> None:
+        """The windows to work on, `jobs` batcher jobs each."""
+        self.work = jobs * sum(end - start for start, end in windows)
+        self.left = jobs * len(windows)
+        if not self.left and self.hook is not None:
+            self.hook(self.duration, self.duration)
+
+    def done(self, seconds: float) -> None:
+        """One job over a window of `seconds` finished."""
+        self.worked += seconds
+        self.left -= 1
+        if self.hook is None:
+            return
+        if self.left <= 0 or self.work <= 0:
+            self.hook(self.duration, self.duration)
+        else:
+            self.hook(self.duration * min(self.worked / self.work, 1.0), self.duration)

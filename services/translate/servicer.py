@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import grpc
-import numpy as np
 from google.api import httpbody_pb2
 
 from speechmesh.common.v1 import common_pb2
@@ -16,7 +13,6 @@ from speechmesh.runtime.interceptor import call_stats
 from speechmesh.runtime.proto_mapping import (
     body_content_type,
     duration,
-    encode_output,
     model_info,
     output_format,
     raw_format,
@@ -25,7 +21,18 @@ from speechmesh.runtime.proto_mapping import (
 )
 from speechmesh.runtime.streams import StreamSlots, first_config, stream_inputs
 from speechmesh.translate.config import TranslateSettings
-from speechmesh.translate.engines.base import TASK_MODALITIES, InvalidOptionError
+from speechmesh.translate.engines.base import TASK_MODALITIES
+from speechmesh.translate.mapping import (
+    SPEECH_FIELDS,
+    add_speech,
+    encode_speech,
+    option_fields,
+    output_modalities,
+    speech_options,
+    speech_plan,
+    speech_response,
+    speech_seconds,
+)
 from speechmesh.translate.models import TranslateModel, TranslateModels
 from speechmesh.translate.streaming import (
     SegmentDone,
@@ -34,7 +41,6 @@ from speechmesh.translate.streaming import (
     SegmentTranscript,
     TranslationStream,
 )
-from speechmesh.translate.translator import GAP_SECONDS, SpeechTranslation
 from speechmesh.translate.translator import supports_language_detection as detects
 from speechmesh.translate.v1 import translate_pb2, translate_pb2_grpc
 
@@ -47,14 +53,6 @@ _TEXT_FIELDS = {
     "modality": "model",
     "task": "model",
 }
-_SPEECH_FIELDS = {
-    "source_language": "config.source_language_code",
-    "target_language": "config.target_language_code",
-    "voice": "config.voice",
-    "audio": "audio",
-    "modality": "config.model",
-    "task": "config.model",
-}
 _TTS_FIELDS = {
     "source_language": "config.source_language_code",
     "target_language": "config.target_language_code",
@@ -63,7 +61,6 @@ _TTS_FIELDS = {
     "modality": "config.model",
     "task": "config.model",
 }
-_LANGUAGE_OPTIONS = ("source_language", "target_language")
 
 
 class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
@@ -77,7 +74,7 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
     async def TranslateText(self, request, context):
         start_call(request.request_id)
         model = self.models.for_task(request.model, "t2tt", "model")
-        with _fields(_TEXT_FIELDS):
+        with option_fields(_TEXT_FIELDS):
             translated = await model.translator.translate_texts(
                 list(request.texts), request.source_language_code, request.target_language_code
             )
@@ -127,23 +124,15 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
         self, method: str, request_id: str, config, data: bytes, *, speech_only: bool = False
     ) -> translate_pb2.TranslateSpeechResponse:
         start_call(request_id)
-        if speech_only:
-            want_text, want_speech, want_transcript = False, True, False
-        else:
-            want_text, want_speech = _output_modalities(config.output_modalities)
-            want_transcript = config.enable_source_transcript
-        tasks = ["s2st" if want_speech else "s2tt"] + (["s2tt"] if want_transcript else [])
-        model = self.models.for_task(config.model, tasks, "config.model")
-        output = None
-        if want_speech:
-            output = output_format(config.output_audio_config, "config.output_audio_config")
-        options = _speech_options(model, config, want_text, want_speech, want_transcript)
-        raw = raw_format(config.audio_format, "config.audio_format")
-        with _fields(_SPEECH_FIELDS):
-            result = await model.translator.translate_recording(data, raw, options, method=method)
-        response = _speech_response(request_id, config, model, result)
-        if output is not None:
-            _add_speech(response, result, *output)
+        plan = speech_plan(self.models, config, speech_only=speech_only)
+        model = plan.model
+        with option_fields(SPEECH_FIELDS):
+            result = await model.translator.translate_recording(
+                data, plan.raw, plan.options, method=method
+            )
+        response = speech_response(request_id, config, model, result)
+        if plan.output is not None:
+            add_speech(response, result, *plan.output)
         return response
 
     async def StreamingTranslateSpeech(self, request_iterator, context):
@@ -152,13 +141,13 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
             return
         start_call(cfg.request_id, "streaming_config.request_id")
         config, at = cfg.config, "streaming_config.config."
-        want_text, want_speech = _output_modalities(
+        want_text, want_speech = output_modalities(
             config.output_modalities, at + "output_modalities"
         )
         want_transcript = config.enable_source_transcript
         tasks = ["s2st" if want_speech else "s2tt"] + (["s2tt"] if want_transcript else [])
         model = self.models.for_task(config.model, tasks, at + "model")
-        options = _speech_options(
+        options = speech_options(
             model, config, want_text, want_speech, want_transcript, "streaming_config."
         )
         encoder = None
@@ -204,18 +193,18 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
         config = request.config
         model = self.models.for_task(config.model, "t2st", "config.model")
         encoding, rate = output_format(config.output_audio_config, "config.output_audio_config")
-        with _fields(_TTS_FIELDS):
+        with option_fields(_TTS_FIELDS):
             speech = await model.translator.text_to_speech(
                 request.text, config.source_language_code, config.target_language_code, config.voice
             )
-        encoded, out_rate = _encode(speech.audio, speech.sample_rate, encoding, rate)
+        encoded, out_rate = encode_speech(speech.audio, speech.sample_rate, encoding, rate)
         return translate_pb2.TranslateTextToSpeechResponse(
             request_id=request.request_id,
             source_language_code=config.source_language_code,
             translated_text=speech.text,
             audio=encoded,
             sample_rate_hertz=out_rate,
-            audio_duration=duration(_seconds(speech.audio, speech.sample_rate)),
+            audio_duration=duration(speech_seconds(speech.audio, speech.sample_rate)),
             model=model.name,
             voice=speech.voice,
         )
@@ -254,35 +243,6 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
 # -- requests -> domain ----------------------------------------------------
 
 
-@contextlib.contextmanager
-def _fields(table: dict[str, str], prefix: str = ""):
-    """Turns an engine's InvalidOptionError into INVALID_ARGUMENT naming the request field
-    (`prefix` + its name in `table`)."""
-    try:
-        yield
-    except InvalidOptionError as error:
-        message = str(error)
-        if error.option in _LANGUAGE_OPTIONS and "ListLanguages" not in message:
-            message += "; ListLanguages lists the languages of each model"
-        raise errors.invalid_argument(
-            prefix + table.get(error.option, error.option), message
-        ) from None
-
-
-def _speech_options(
-    model: TranslateModel, config, want_text, want_speech, want_transcript, prefix: str = ""
-):
-    with _fields(_SPEECH_FIELDS, prefix):
-        return model.translator.speech_options(
-            config.source_language_code,
-            config.target_language_code,
-            want_text=want_text,
-            want_speech=want_speech,
-            want_source_transcript=want_transcript,
-            voice=config.voice,
-        )
-
-
 def _endpointing(cfg, window: float) -> EndpointSettings:
     threshold = cfg.vad_threshold or 0.5
     if not 0.05 <= threshold <= 0.95:
@@ -305,20 +265,6 @@ def _endpointing(cfg, window: float) -> EndpointSettings:
     )
 
 
-def _output_modalities(values, field: str = "config.output_modalities") -> tuple[bool, bool]:
-    """(text, speech) from `output_modalities`; empty means text."""
-    if not values:
-        return True, False
-    for value in values:
-        if value not in (translate_pb2.MODALITY_TEXT, translate_pb2.MODALITY_SPEECH):
-            raise errors.invalid_argument(
-                field,
-                f"holds {translate_pb2.Modality.Name(value) if value == 0 else value};"
-                " use MODALITY_TEXT and/or MODALITY_SPEECH",
-            )
-    return translate_pb2.MODALITY_TEXT in values, translate_pb2.MODALITY_SPEECH in values
-
-
 # -- domain -> responses ---------------------------------------------------
 
 
@@ -333,64 +279,6 @@ def _model_info(model: TranslateModel, default: TranslateModel) -> translate_pb2
         info.supports_language_detection = detects(engine)
         info.native_sample_rate_hertz = engine.output_sample_rate if "speech" in outs else 0
     return info
-
-
-def _encode(
-    samples: np.ndarray | None, rate: int, encoding: str, output_rate: int | None
-) -> tuple[bytes, int]:
-    """Encoded audio and its sample rate. Nothing said (no speech found): a short silence."""
-    if samples is None or not len(samples):
-        samples = np.zeros(int(GAP_SECONDS * rate), dtype=np.float32)
-    return encode_output(samples, rate, encoding, output_rate, "config.output_audio_config")
-
-
-def _seconds(samples: np.ndarray | None, rate: int) -> float:
-    """Length of the audio _encode encodes."""
-    return len(samples) / rate if samples is not None and len(samples) else GAP_SECONDS
-
-
-def _add_speech(
-    response: translate_pb2.TranslateSpeechResponse,
-    result: SpeechTranslation,
-    encoding: str,
-    output_rate: int | None,
-) -> None:
-    """The translated speech, encoded as the request asks, into `response`."""
-    encoded, rate = _encode(result.audio, result.sample_rate, encoding, output_rate)
-    response.translated_audio = encoded
-    response.translated_audio_sample_rate_hertz = rate
-    response.translated_audio_duration.CopyFrom(
-        duration(_seconds(result.audio, result.sample_rate))
-    )
-    response.voice = result.voice
-
-
-def _speech_response(
-    request_id: str, config, model: TranslateModel, result: SpeechTranslation
-) -> translate_pb2.TranslateSpeechResponse:
-    given = bool(config.source_language_code.strip())
-    speech = result.audio is not None
-    return translate_pb2.TranslateSpeechResponse(
-        request_id=request_id,
-        source_language_code=config.source_language_code if given else "",
-        source_language_probability=1.0 if given else 0.0,
-        target_language_code=config.target_language_code,
-        source_transcript=result.transcript,
-        translated_text=result.text,
-        segments=[
-            translate_pb2.TranslatedSegment(
-                start_offset=duration(s.start),
-                end_offset=duration(s.end),
-                source_transcript=s.transcript,
-                translated_text=s.text,
-                translated_audio_start_offset=duration(s.audio_start) if speech else None,
-                translated_audio_end_offset=duration(s.audio_end) if speech else None,
-            )
-            for s in result.segments
-        ],
-        audio_duration=duration(result.duration),
-        model=model.name,
-    )
 
 
 #: Translated speech goes out in chunks of at most this much audio.

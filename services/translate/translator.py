@@ -28,9 +28,10 @@ import numpy as np
 from speechmesh.dsp.audio import RawFormat
 from speechmesh.dsp.text_split import join_pieces, split_text
 from speechmesh.dsp.vad import SileroVad, speech_windows
-from speechmesh.inference.batcher import MicroBatcher, gather_all
+from speechmesh.inference import background
+from speechmesh.inference.batcher import PRIORITY_HIGH, MicroBatcher, gather_all
 from speechmesh.runtime.interceptor import call_stats
-from speechmesh.runtime.recordings import on_recording
+from speechmesh.runtime.recordings import ProgressHook, WindowProgress, on_recording
 from speechmesh.translate.engines.base import (
     InvalidOptionError,
     Task,
@@ -285,27 +286,45 @@ class Translator:
         )
 
     async def translate_recording(
-        self, data: bytes, raw: RawFormat | None, options: SpeechOptions, *, method: str
+        self,
+        data: bytes,
+        raw: RawFormat | None,
+        options: SpeechOptions,
+        *,
+        method: str,
+        field: str = "audio",
+        priority: int = PRIORITY_HIGH,
+        on_progress: ProgressHook | None = None,
     ) -> SpeechTranslation:
         """`translate_speech` of the recording a call sent, decoded, held to the audio limit
-        and metered by runtime.recordings.on_recording (errors name `audio`)."""
+        and metered by runtime.recordings.on_recording (errors name `field`)."""
         return await on_recording(
             data,
             raw,
             self.engine.input_sample_rate,
-            lambda samples: self.translate_speech(samples, options),
+            lambda samples: self.translate_speech(
+                samples, options, priority=priority, on_progress=on_progress
+            ),
             service="translate",
             method=method,
             max_seconds=self.limits.max_audio_seconds,
+            field=field,
         )
 
     async def translate_speech(
-        self, audio: np.ndarray, options: SpeechOptions
+        self,
+        audio: np.ndarray,
+        options: SpeechOptions,
+        *,
+        priority: int = PRIORITY_HIGH,
+        on_progress: ProgressHook | None = None,
     ) -> SpeechTranslation:
-        """Translates a recording (float32 mono at `engine.input_sample_rate`) of any length."""
+        """Translates a recording (float32 mono at `engine.input_sample_rate`) of any length,
+        its segments at `priority`; `on_progress` follows them (runtime.recordings)."""
         engine = self.engine
         rate = engine.input_sample_rate
         duration = len(audio) / rate
+        progress = WindowProgress(duration, on_progress)
         windows = await speech_windows(self.vad, audio, duration, self.engine.max_speech_seconds)
         task: Task = "s2st" if options.want_speech else "s2tt"
         pieces = [audio[int(start * rate) : int(end * rate)] for start, end in windows]
@@ -315,7 +334,19 @@ class Translator:
         ]
         if options.transcript_code is not None:
             jobs += [TranslationJob("s2tt", options.transcript_code, audio=p) for p in pieces]
-        outputs = await gather_all(self.batcher.submit(job) for job in jobs)
+        # Each window's translation, then (when asked) each window's transcript.
+        per_window = len(jobs) // len(windows) if windows else 1
+        progress.expect(windows, per_window)
+
+        async def translate(job: TranslationJob, seconds: float) -> TranslationOutput:
+            output = await background.submit(self.batcher, job, priority)
+            progress.done(seconds)
+            return output
+
+        lengths = [end - start for start, end in windows] * per_window
+        outputs = await gather_all(
+            translate(job, seconds) for job, seconds in zip(jobs, lengths, strict=True)
+        )
         translations = outputs[: len(windows)]
         transcripts = outputs[len(windows) :] or [None] * len(windows)
         segments = [

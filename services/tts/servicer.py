@@ -9,23 +9,21 @@ from google.protobuf import empty_pb2, timestamp_pb2
 
 from speechmesh.common.v1 import common_pb2
 from speechmesh.inference.model_state import state_proto
-from speechmesh.runtime import errors
 from speechmesh.runtime.identity import IdentityPolicy
 from speechmesh.runtime.proto_mapping import (
     body_content_type,
     duration,
-    output_format,
     raw_format,
     start_call,
 )
 from speechmesh.runtime.streams import StreamSlots, first_config
 from speechmesh.tts import openai
 from speechmesh.tts.config import TtsSettings
+from speechmesh.tts.mapping import sentence_protos, synthesis_request
 from speechmesh.tts.models import TtsModels
-from speechmesh.tts.resolver import Reference, VoiceRequest, VoiceResolver
-from speechmesh.tts.speaker import Speaker, SynthesisRequest
+from speechmesh.tts.resolver import VoiceResolver
+from speechmesh.tts.speaker import Speaker
 from speechmesh.tts.streaming import AudioChunk, stream_inputs
-from speechmesh.tts.synthesizer import Style, new_seed
 from speechmesh.tts.v1 import tts_pb2, tts_pb2_grpc
 from speechmesh.tts.voice_library import NewVoice, VoiceLibrary
 from speechmesh.tts.voices.records import StoredVoice
@@ -52,7 +50,7 @@ class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
 
     async def Synthesize(self, request, context):
         start_call(request.request_id)
-        asked = _synthesis_request(request.config, "config.")
+        asked = synthesis_request(request.config, "config.")
         result = await self.speaker.synthesize(request.text, asked, self._caller(context))
         speech = result.speech
         return tts_pb2.SynthesizeResponse(
@@ -60,19 +58,14 @@ class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
             audio=result.audio,
             audio_duration=duration(speech.seconds),
             sample_rate_hertz=result.sample_rate,
-            sentences=[
-                tts_pb2.SynthesizedSentence(
-                    text=s.text, start_offset=duration(s.start), end_offset=duration(s.end)
-                )
-                for s in speech.sentences
-            ],
+            sentences=sentence_protos(speech),
             model=result.model,
             seed=result.seed,
         )
 
     async def SynthesizeAudio(self, request, context):
         start_call(request.request_id)
-        asked = _synthesis_request(request.config, "config.")
+        asked = synthesis_request(request.config, "config.")
         result = await self.speaker.synthesize(request.text, asked, self._caller(context))
         content_type = body_content_type(result.encoding, result.sample_rate)
         return httpbody_pb2.HttpBody(content_type=content_type, data=result.audio)
@@ -82,7 +75,7 @@ class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
         if cfg is None:
             return
         start_call(cfg.request_id, "streaming_config.request_id")
-        asked = _synthesis_request(cfg.config, _STREAM_AT)
+        asked = synthesis_request(cfg.config, _STREAM_AT)
         stream = await self.speaker.open_stream(asked, self._caller(context))
         with self._streams.hold():
             async for chunk in stream.chunks(stream_inputs(request_iterator)):
@@ -180,44 +173,6 @@ class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
 
 
 # -- requests -> domain ----------------------------------------------------------
-
-
-def _synthesis_request(config: tts_pb2.SynthesisConfig, at: str) -> SynthesisRequest:
-    """A SynthesisConfig as the domain takes it; `at` is its path in the request."""
-    encoding, rate = output_format(config.output_audio_config, at + "output_audio_config")
-    source = config.WhichOneof("voice_source")
-    reference = None
-    if source == "reference_audio":
-        ref = config.reference_audio
-        raw = raw_format(ref.audio_format, at + "reference_audio.audio_format")
-        reference = Reference(ref.audio, ref.transcript, raw, ref.language_code)
-    voice = VoiceRequest(
-        model=config.model,
-        language=config.language_code,
-        voice=config.voice if source == "voice" else None,
-        reference=reference,
-        preset=config.preset_voice if source == "preset_voice" else None,
-    )
-    return SynthesisRequest(
-        voice,
-        _style(config, at),
-        encoding,
-        rate,
-        at=at,
-        output_field=at + "output_audio_config",
-    )
-
-
-def _style(config: tts_pb2.SynthesisConfig, at: str) -> Style:
-    speed = config.speed or 1.0
-    if not 0.5 <= speed <= 2.0:
-        raise errors.invalid_argument(at + "speed", f"is {config.speed:g}; use 0.5 to 2.0")
-    temperature = None
-    if config.HasField("temperature"):
-        temperature = config.temperature
-        if not 0.0 <= temperature <= 2.0:
-            raise errors.invalid_argument(at + "temperature", f"is {temperature:g}; use 0.0 to 2.0")
-    return Style(temperature, config.seed or new_seed(), speed)
 
 
 def _new_voice(voice_id: str, voice: tts_pb2.Voice, data: bytes, fmt) -> NewVoice:

@@ -2,8 +2,9 @@
 
 A text is split into sentences (`split_sentences`, at most the engine's input length each);
 every sentence becomes a job and all jobs of a call go to the batcher at once, so they share
-forward passes with each other and with other calls. The sentences' audio is joined with a short
-pause between them. Speed is applied after synthesis (pitch kept).
+forward passes with each other and with other calls (a long-running job's, at background
+priority, a few at a time: speechmesh.inference.background). The sentences' audio is joined
+with a short pause between them. Speed is applied after synthesis (pitch kept).
 
 Seeds: sentence `i` of a request with seed `s` is spoken with its own seed derived from (s, i),
 so a text is reproducible sentence by sentence whatever else shares its batches, and a stream
@@ -14,16 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from speechmesh.dsp.tempo import change_tempo
 from speechmesh.dsp.text_split import split_sentences
+from speechmesh.inference import background
 from speechmesh.inference.batcher import PRIORITY_HIGH, MicroBatcher
 from speechmesh.tts.engines.base import SynthesisEngine, SynthesisJob, VoicePrompt
 
 _MASK = (1 << 63) - 1
+#: Texts up to this many characters are split on the event loop; longer ones on a thread.
+INLINE_SPLIT_CHARACTERS = 2000
+
+#: Told as each sentence of a text is spoken: (its index, the number of sentences, its seconds).
+SentenceHook = Callable[[int, int, float], None]
 
 
 @dataclass(frozen=True)
@@ -103,22 +111,38 @@ class Synthesizer:
             temperature=style.temperature,
             seed=sentence_seed(style.seed, index),
         )
-        audio = await self.batcher.submit(job, priority=priority)
+        audio = await background.submit(self.batcher, job, priority)
         if style.speed != 1.0:
             audio = await asyncio.to_thread(
                 change_tempo, audio, self.engine.sample_rate, style.speed
             )
         return audio
 
-    async def speak(self, text: str, voice: VoiceChoice, style: Style) -> Speech:
-        """A whole text: every sentence at once through the batcher, joined with pauses."""
-        sentences = self.sentences(text)
+    async def speak(
+        self,
+        text: str,
+        voice: VoiceChoice,
+        style: Style,
+        *,
+        priority: int = PRIORITY_HIGH,
+        on_sentence: SentenceHook | None = None,
+    ) -> Speech:
+        """A whole text: every sentence at once through the batcher (at `priority`), joined
+        with pauses; `on_sentence` hears of each sentence as it is spoken."""
+        if len(text) <= INLINE_SPLIT_CHARACTERS:
+            sentences = self.sentences(text)
+        else:
+            sentences = await asyncio.to_thread(self.sentences, text)
         if not sentences:
             raise ValueError("the text has nothing to speak")
-        tasks = [
-            asyncio.ensure_future(self.speak_sentence(s, i, voice, style))
-            for i, s in enumerate(sentences)
-        ]
+
+        async def speak(index: int, sentence: str) -> np.ndarray:
+            audio = await self.speak_sentence(sentence, index, voice, style, priority)
+            if on_sentence is not None:
+                on_sentence(index, len(sentences), len(audio) / self.engine.sample_rate)
+            return audio
+
+        tasks = [asyncio.ensure_future(speak(i, s)) for i, s in enumerate(sentences)]
         try:
             pieces = list(await asyncio.gather(*tasks))
         finally:

@@ -1,0 +1,99 @@
+"""RecognitionConfig -> DecodeOptions and Transcript -> RecognizeResponse: the mapping between
+the ASR protos and the domain that the servicer and the BatchRecognize jobs share."""
+
+from __future__ import annotations
+
+from speechmesh.asr.engines.base import DecodeOptions, InvalidOptionError, Segment, Word
+from speechmesh.asr.models import AsrModel
+from speechmesh.asr.recognizer import Transcript
+from speechmesh.asr.v1 import asr_pb2
+from speechmesh.runtime import errors
+from speechmesh.runtime.proto_mapping import duration
+
+TASKS = {
+    asr_pb2.RECOGNITION_TASK_UNSPECIFIED: "transcribe",
+    asr_pb2.RECOGNITION_TASK_TRANSCRIBE: "transcribe",
+    asr_pb2.RECOGNITION_TASK_TRANSLATE: "translate",
+}
+#: Engine option (InvalidOptionError.option) -> its field in a RecognitionConfig.
+OPTION_FIELDS = {
+    "language": "language_code",
+    "task": "task",
+    "word_timestamps": "enable_word_time_offsets",
+    "prompt": "prompt",
+}
+MAX_HOTWORDS = 50
+MAX_HOTWORD_CHARS = 50
+
+
+def decode_options(model: AsrModel, config, field: str = "config") -> DecodeOptions:
+    """Validates a RecognitionConfig; `field` is its path in the request, for error details."""
+    beam_size = config.beam_size or 1
+    if not 1 <= beam_size <= 8:
+        raise errors.invalid_argument(f"{field}.beam_size", f"is {config.beam_size}; use 1 to 8")
+    if not 0.0 <= config.temperature <= 1.0:
+        raise errors.invalid_argument(
+            f"{field}.temperature", f"is {config.temperature}; use 0.0 to 1.0"
+        )
+    if config.task not in TASKS:
+        raise errors.invalid_argument(f"{field}.task", f"unknown value {config.task}")
+    if len(config.hotwords) > MAX_HOTWORDS:
+        raise errors.invalid_argument(
+            f"{field}.hotwords", f"has {len(config.hotwords)} entries; at most {MAX_HOTWORDS}"
+        )
+    for word in config.hotwords:
+        if len(word) > MAX_HOTWORD_CHARS:
+            raise errors.invalid_argument(
+                f"{field}.hotwords",
+                f"{word[:20]!r}... is longer than {MAX_HOTWORD_CHARS} characters",
+            )
+    prompt = " ".join(p for p in (config.prompt.strip(), ", ".join(config.hotwords)) if p)
+    try:
+        return model.engine.options(
+            language=config.language_code,
+            task=TASKS[config.task],
+            word_timestamps=config.enable_word_time_offsets,
+            prompt=prompt,
+            beam_size=beam_size,
+            temperature=config.temperature,
+        )
+    except InvalidOptionError as error:
+        raise errors.invalid_argument(
+            f"{field}.{OPTION_FIELDS[error.option]}", str(error)
+        ) from None
+
+
+def word_protos(words: list[Word]) -> list[asr_pb2.WordInfo]:
+    return [
+        asr_pb2.WordInfo(
+            word=w.text,
+            start_offset=duration(w.start),
+            end_offset=duration(w.end),
+            confidence=w.probability,
+        )
+        for w in words
+    ]
+
+
+def segment_proto(segment: Segment) -> asr_pb2.SpeechSegment:
+    return asr_pb2.SpeechSegment(
+        text=segment.text,
+        start_offset=duration(segment.start),
+        end_offset=duration(segment.end),
+        words=word_protos(segment.words),
+        confidence=segment.probability,
+    )
+
+
+def recognize_response(
+    request_id: str, model: AsrModel, transcript: Transcript
+) -> asr_pb2.RecognizeResponse:
+    return asr_pb2.RecognizeResponse(
+        request_id=request_id,
+        segments=[segment_proto(s) for s in transcript.segments],
+        transcript=transcript.text,
+        language_code=transcript.language,
+        language_probability=transcript.language_probability,
+        audio_duration=duration(transcript.duration),
+        model=model.name,
+    )
