@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 from google.api import httpbody_pb2
 
+from speechmesh.asr import batch
 from speechmesh.asr.config import AsrSettings
 from speechmesh.asr.mapping import decode_options, recognize_response, word_protos
 from speechmesh.asr.models import AsrModel, AsrModels
@@ -16,6 +17,7 @@ from speechmesh.asr.streaming import (
     UtteranceResult,
 )
 from speechmesh.asr.v1 import asr_pb2, asr_pb2_grpc
+from speechmesh.operations.host import Jobs
 from speechmesh.runtime import errors
 from speechmesh.runtime.interceptor import call_stats
 from speechmesh.runtime.proto_mapping import (
@@ -35,10 +37,11 @@ _EVENTS = {
 
 
 class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
-    def __init__(self, models: AsrModels, settings: AsrSettings, openai: AsrOpenAi):
+    def __init__(self, models: AsrModels, settings: AsrSettings, openai: AsrOpenAi, jobs: Jobs):
         self.models = models
         self.settings = settings
         self.openai = openai
+        self.jobs = jobs
         self._streams = StreamSlots(settings.max_streams)
 
     async def Recognize(self, request, context):
@@ -54,6 +57,10 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
         raw = raw_format(config.audio_format, "config.audio_format")
         transcript = await model.recognizer.recognize_audio(data, raw, options, method="Recognize")
         return recognize_response(request_id, model, transcript)
+
+    async def BatchRecognize(self, request, context):
+        start_call(request.request_id)
+        return await self.jobs.submit(batch.METHOD, request, context)
 
     async def StreamingRecognize(self, request_iterator, context):
         cfg = await first_config(request_iterator)

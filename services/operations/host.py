@@ -8,7 +8,6 @@ are loaded (the runner only claims work it can run) and closes it before releasi
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 
 from google.longrunning import operations_pb2 as lro_pb2
@@ -44,6 +43,11 @@ class Jobs:
         self.inputs: Inputs | None = None
         self.runner: JobRunner | None = None
 
+    @classmethod
+    def for_service(cls, service: str, kinds: list[JobKind], settings) -> Jobs:
+        """The jobs of a service with its ServiceSettings (their `jobs` and identity)."""
+        return cls(service, kinds, settings.jobs, IdentityPolicy.from_settings(settings))
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -77,9 +81,7 @@ class Jobs:
         kind = self.kinds[method]
         owner = self.caller(context)
         store = self.ready_store()
-        total = kind.check(request, owner)
-        if inspect.isawaitable(total):
-            total = await total
+        total = await kind.validate(request, owner)
         uploads = await self.inputs.check(kind.inputs(request), owner, "files")
         try:
             record = await asyncio.to_thread(

@@ -87,7 +87,7 @@ class Inputs:
             expired = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(upload.expire_time))
             raise errors.failed_precondition(
                 f"upload {name} expired at {expired} (uploads are kept"
-                f" {self.settings.upload_ttl_hours:g} h); upload the file again",
+                f" {_span(self.settings.upload_ttl_s)}); upload the file again",
                 "UPLOAD_EXPIRED",
             )
         return upload.id
@@ -168,6 +168,12 @@ class Inputs:
                 "uri", f"{url[:200]} is larger than {self.settings.upload_max_mb} MiB"
             )
         return data
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 class _AllowedRedirects(urllib.request.HTTPRedirectHandler):

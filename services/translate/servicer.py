@@ -8,6 +8,7 @@ from google.api import httpbody_pb2
 from speechmesh.common.v1 import common_pb2
 from speechmesh.dsp.endpointing import EndpointSettings
 from speechmesh.dsp.stream_encoder import StreamEncoder
+from speechmesh.operations.host import Jobs
 from speechmesh.runtime import errors
 from speechmesh.runtime.interceptor import call_stats
 from speechmesh.runtime.proto_mapping import (
@@ -20,6 +21,7 @@ from speechmesh.runtime.proto_mapping import (
     start_call,
 )
 from speechmesh.runtime.streams import StreamSlots, first_config, stream_inputs
+from speechmesh.translate import batch
 from speechmesh.translate.config import TranslateSettings
 from speechmesh.translate.engines.base import TASK_MODALITIES
 from speechmesh.translate.mapping import (
@@ -64,9 +66,10 @@ _TTS_FIELDS = {
 
 
 class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
-    def __init__(self, models: TranslateModels, settings: TranslateSettings):
+    def __init__(self, models: TranslateModels, settings: TranslateSettings, jobs: Jobs):
         self.models = models
         self.settings = settings
+        self.jobs = jobs
         self._streams = StreamSlots(settings.max_streams)
 
     # -- text --------------------------------------------------------------
@@ -134,6 +137,10 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
         if plan.output is not None:
             add_speech(response, result, *plan.output)
         return response
+
+    async def BatchTranslateSpeech(self, request, context):
+        start_call(request.request_id)
+        return await self.jobs.submit(batch.METHOD, request, context)
 
     async def StreamingTranslateSpeech(self, request_iterator, context):
         cfg = await first_config(request_iterator)

@@ -9,6 +9,7 @@ from google.protobuf import empty_pb2, timestamp_pb2
 
 from speechmesh.common.v1 import common_pb2
 from speechmesh.inference.model_state import state_proto
+from speechmesh.operations.host import Jobs
 from speechmesh.runtime.identity import IdentityPolicy
 from speechmesh.runtime.proto_mapping import (
     body_content_type,
@@ -17,7 +18,7 @@ from speechmesh.runtime.proto_mapping import (
     start_call,
 )
 from speechmesh.runtime.streams import StreamSlots, first_config
-from speechmesh.tts import openai
+from speechmesh.tts import batch, openai
 from speechmesh.tts.config import TtsSettings
 from speechmesh.tts.mapping import sentence_protos, synthesis_request
 from speechmesh.tts.models import TtsModels
@@ -33,9 +34,10 @@ _STREAM_AT = "streaming_config.config."
 
 
 class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
-    def __init__(self, models: TtsModels, settings: TtsSettings):
+    def __init__(self, models: TtsModels, settings: TtsSettings, jobs: Jobs):
         self.models = models
         self.settings = settings
+        self.jobs = jobs
         self.identity = IdentityPolicy.from_settings(settings)
         self._streams = StreamSlots(settings.max_streams)
         resolver = VoiceResolver(models, settings)
@@ -69,6 +71,10 @@ class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
         result = await self.speaker.synthesize(request.text, asked, self._caller(context))
         content_type = body_content_type(result.encoding, result.sample_rate)
         return httpbody_pb2.HttpBody(content_type=content_type, data=result.audio)
+
+    async def BatchSynthesize(self, request, context):
+        start_call(request.request_id)
+        return await self.jobs.submit(batch.METHOD, request, context)
 
     async def StreamingSynthesize(self, request_iterator, context):
         cfg = await first_config(request_iterator)
