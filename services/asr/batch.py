@@ -8,6 +8,7 @@ Recognize would, a file that fails keeping its error in its result while the oth
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from speechmesh.asr.config import AsrSettings
@@ -16,6 +17,7 @@ from speechmesh.asr.models import AsrModels
 from speechmesh.asr.v1 import asr_pb2
 from speechmesh.common.v1 import operations_pb2 as ops_pb2
 from speechmesh.dsp.audio import AudioError
+from speechmesh.inference.batcher import gather_all
 from speechmesh.operations import results
 from speechmesh.operations.files import FileProgress, check_files, file_error, source_labels
 from speechmesh.operations.job import Blob, JobContext, JobKind, JobOutcome
@@ -25,6 +27,8 @@ from speechmesh.runtime.proto_mapping import check_request_id, duration, raw_for
 METHOD = "speechmesh.asr.v1.AsrService/BatchRecognize"
 #: Its name in metrics (the real-time factor's `method` label).
 METRIC_METHOD = "BatchRecognize"
+#: Files of one job recognized at once (each holds its decoded audio in memory meanwhile).
+FILES_AT_ONCE = 8
 
 
 def batch_recognize_kind(models: AsrModels, settings: AsrSettings) -> JobKind:
@@ -45,28 +49,34 @@ def batch_recognize_kind(models: AsrModels, settings: AsrSettings) -> JobKind:
         raw = raw_format(config.audio_format, "config.audio_format")
         progress = FileProgress(ctx.progress, len(request.files))
         response = asr_pb2.BatchRecognizeResponse()
-        total = 0.0
-        for index, (file, label) in enumerate(
-            zip(request.files, source_labels(request.files), strict=True)
-        ):
+        results = [response.results.add(source=label) for label in source_labels(request.files)]
+        durations = [0.0] * len(results)
+        # Several files at once, so that short recordings fill batches as concurrent calls do.
+        slots = asyncio.Semaphore(FILES_AT_ONCE)
+
+        async def recognize(index: int, file) -> None:
             field = f"files[{index}]"
-            result = response.results.add(source=label)
-            try:
-                transcript = await model.recognizer.recognize_audio(
-                    await ctx.read(file),
-                    raw,
-                    options,
-                    method=METRIC_METHOD,
-                    field=field,
-                    priority=ctx.priority,
-                    on_progress=progress.hook(index),
-                )
-            except (errors.ApiError, AudioError) as error:
-                result.error.CopyFrom(file_error(error, field))
-            else:
-                result.response.CopyFrom(recognize_response(request.request_id, model, transcript))
-                total += transcript.duration
-            progress.file_done(index)
+            async with slots:
+                try:
+                    transcript = await model.recognizer.recognize_audio(
+                        await ctx.read(file),
+                        raw,
+                        options,
+                        method=METRIC_METHOD,
+                        field=field,
+                        priority=ctx.priority,
+                        on_progress=progress.hook(index),
+                    )
+                except (errors.ApiError, AudioError) as error:
+                    results[index].error.CopyFrom(file_error(error, field))
+                else:
+                    response_proto = recognize_response(request.request_id, model, transcript)
+                    results[index].response.CopyFrom(response_proto)
+                    durations[index] = transcript.duration
+                progress.file_done(index)
+
+        await gather_all(recognize(i, file) for i, file in enumerate(request.files))
+        total = sum(durations)
         response.total_audio_duration.CopyFrom(duration(total))
         return JobOutcome(response)
 

@@ -57,16 +57,17 @@ def file_error(error: errors.ApiError | AudioError, field: str) -> status_pb2.St
 
 
 class FileProgress:
-    """A job's progress over its files, taken in order: `processed_items` counts the files done
-    (failed ones too), audio seconds and percent advance as each file's windows finish; the
-    total audio is known once the last file is decoded. Every figure only grows."""
+    """A job's progress over its files, several of which may be in work at once:
+    `processed_items` counts the files done (failed ones too); audio seconds and percent advance
+    as each file's windows finish; the total audio is known once every file was decoded (or
+    failed). Every figure only grows."""
 
     def __init__(self, progress: Progress, files: int):
         self.progress = progress
         self.files = files
-        #: Audio seconds of the files done, and the most heard of the current one.
-        self.done_audio = 0.0
-        self.current = 0.0
+        self.lengths: dict[int, float] = {}  # seconds of each file decoded so far
+        self.heard: dict[int, float] = {}  # seconds of each file processed
+        self.finished: set[int] = set()
         progress.total_items = files
         progress.processed_items = 0
         progress.processed_audio_s = 0.0
@@ -77,24 +78,27 @@ class FileProgress:
         """The progress hook of file `index` (seconds of it processed, its length)."""
 
         def on_progress(done: float, length: float) -> None:
-            self.current = max(self.current, done)
-            self.progress.processed_audio_s = self.done_audio + self.current
-            fraction = min(self.current / length, 1.0) if length > 0 else 1.0
-            self.progress.percent = max(
-                self.progress.percent, 100.0 * (index + fraction) / self.files
-            )
-            if index == self.files - 1:
-                self.progress.total_audio_s = self.done_audio + length
+            self.lengths[index] = length
+            self.heard[index] = max(self.heard.get(index, 0.0), done)
+            self._update()
 
         return on_progress
 
     def file_done(self, index: int) -> None:
         """File `index` is finished (or failed: what was processed of it still counts)."""
-        self.done_audio += self.current
-        self.current = 0.0
+        self.finished.add(index)
+        self._update()
+
+    def _update(self) -> None:
         progress = self.progress
-        progress.processed_items = index + 1
-        progress.processed_audio_s = self.done_audio
-        progress.percent = 100.0 * (index + 1) / self.files
-        if index == self.files - 1:
-            progress.total_audio_s = self.done_audio
+        fractions = 0.0
+        for index in range(self.files):
+            if index in self.finished:
+                fractions += 1.0
+            elif self.lengths.get(index):
+                fractions += min(self.heard.get(index, 0.0) / self.lengths[index], 1.0)
+        progress.processed_items = len(self.finished)
+        progress.processed_audio_s = max(progress.processed_audio_s, sum(self.heard.values()))
+        progress.percent = max(progress.percent, 100.0 * fractions / self.files)
+        if all(i in self.lengths or i in self.finished for i in range(self.files)):
+            progress.total_audio_s = sum(self.lengths.values())

@@ -45,7 +45,7 @@ async def tts(tiny_tts_models):
     yield (
         models,
         batch_synthesize_kind(models, models.settings),
-        TtsServicer(models, models.settings),
+        TtsServicer(models, models.settings, None),
     )
     await library.delete("voices/batch-voice", "alice")
 
