@@ -23,6 +23,7 @@ R = TypeVar("R")
 #: The longest a background job waits before trying a full queue again, seconds.
 MAX_RETRY_S = 1.0
 
+
 _SLOTS: weakref.WeakKeyDictionary[MicroBatcher, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
 

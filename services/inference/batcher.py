@@ -12,6 +12,13 @@ worker is busy, new jobs queue up and form the next batch; when the model is
 idle, the first job waits at most `max_wait_s` for as many jobs as the last
 batch had (see `_fill`). A full queue refuses at once (QueueFullError) rather
 than letting latency or memory grow without bound.
+
+Background batches (long-running jobs, PRIORITY_BACKGROUND) never take a live
+worker: they run on `background_workers` threads of their own, at the lowest CPU
+priority (speechmesh.inference.cpu_priority), and start only while no
+high-priority batch runs. A live call that arrives while a background batch runs
+starts at once on a live worker and gets the cores first; the background batch
+goes on with what is left.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from speechmesh.inference import cpu_priority
 from speechmesh.runtime import metrics
 
 J = TypeVar("J")
@@ -73,6 +81,7 @@ class MicroBatcher(Generic[J, R]):
         max_queue: int = DEFAULT_MAX_QUEUE,
         key: Callable[[J], Hashable] = lambda job: None,
         workers: int = 1,
+        background_workers: int | None = None,
     ):
         self.name = name
         self._run_batch = run_batch
@@ -85,6 +94,13 @@ class MicroBatcher(Generic[J, R]):
         self._wakeup = asyncio.Event()
         self.workers = workers
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix=f"batch-{name}")
+        #: Threads for background batches (default: as many as live workers).
+        self.background_workers = workers if background_workers is None else background_workers
+        self._background_executor = ThreadPoolExecutor(
+            max(1, self.background_workers),
+            thread_name_prefix=f"batch-{name}-bg",
+            initializer=cpu_priority.enter_background_thread,
+        )
         self._loop_task: asyncio.Task | None = None
         self._running: dict[int, list[_Entry]] = {}  # the batches on worker threads now
         self._batch_ids = itertools.count()
@@ -130,8 +146,9 @@ class MicroBatcher(Generic[J, R]):
         for entry in waiting:
             entry.future.cancel()
         self._pending.clear()
-        # Waits for a batch still on the worker thread, without blocking the event loop.
-        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        # Waits for batches still on worker threads, without blocking the event loop.
+        for executor in (self._executor, self._background_executor):
+            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -139,36 +156,75 @@ class MicroBatcher(Generic[J, R]):
             await self._wakeup.wait()
             self._wakeup.clear()
             self._drop_cancelled()
-            while self._pending and len(self._running) < self.workers:
-                if self._reserved_for_high_priority():
-                    break
-                if not self._running:
-                    await self._fill(loop)
-                batch = self._take()
-                if not batch:
-                    break
-                number = next(self._batch_ids)
-                self._running[number] = batch
-                task = loop.create_task(self._run(loop, number, batch))
-                self._batch_tasks.add(task)
-                task.add_done_callback(self._batch_tasks.discard)
+            started = True
+            while started:
+                started = await self._start_live(loop) | self._start_background(loop)
 
-    async def _run(self, loop: asyncio.AbstractEventLoop, number: int, batch: list[_Entry]):
+    async def _start_live(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Starts the next live batch on a free live worker, if any; whether it did."""
+        live = [e for e in self._pending if e.priority < PRIORITY_BACKGROUND]
+        if not live or self._live_running() >= self.workers:
+            return False
+        if self._reserved_for_high_priority(min(live).priority):
+            return False
+        if not self._live_running():
+            await self._fill(loop)
+        batch = self._take(background_batch=False)
+        if not batch:
+            return False
+        self._start(loop, batch, self._executor)
+        return True
+
+    def _start_background(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Starts the next background batch on a free background worker, unless a
+        high-priority batch runs; whether it did."""
+        if self.background_workers < 1 or not any(
+            e.priority >= PRIORITY_BACKGROUND for e in self._pending
+        ):
+            return False
+        running = [b[0].priority for b in self._running.values() if b]
+        if sum(p >= PRIORITY_BACKGROUND for p in running) >= self.background_workers:
+            return False
+        if any(p <= PRIORITY_HIGH for p in running):
+            return False  # it starts when the live batch is done (`_run` wakes the loop)
+        batch = self._take(background_batch=True)
+        if not batch:
+            return False
+        self._start(loop, batch, self._background_executor)
+        return True
+
+    def _start(self, loop, batch: list[_Entry], executor: ThreadPoolExecutor) -> None:
+        number = next(self._batch_ids)
+        self._running[number] = batch
+        task = loop.create_task(self._run(loop, number, batch, executor))
+        self._batch_tasks.add(task)
+        task.add_done_callback(self._batch_tasks.discard)
+
+    def _live_running(self) -> int:
+        return sum(1 for b in self._running.values() if b and b[0].priority < PRIORITY_BACKGROUND)
+
+    async def _run(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        number: int,
+        batch: list[_Entry],
+        executor: ThreadPoolExecutor,
+    ):
         """One batch on a worker thread; its results go to its callers."""
         started = time.perf_counter()
         try:
-            results = await loop.run_in_executor(
-                self._executor, self._run_batch, [e.job for e in batch]
-            )
+            results = await loop.run_in_executor(executor, self._run_batch, [e.job for e in batch])
         except Exception as error:  # the whole batch failed: every job sees why
             results = [error] * len(batch)
         finally:
             self._running.pop(number, None)
             self._wakeup.set()
-        self._last_batch_s = time.perf_counter() - started
-        self._durations.observe(self._last_batch_s)
+        seconds = time.perf_counter() - started
+        self._durations.observe(seconds)
         self._sizes.observe(len(batch))
-        self._last_batch_size = len(batch)
+        if batch[0].priority < PRIORITY_BACKGROUND:  # what live callers can expect
+            self._last_batch_s = seconds
+            self._last_batch_size = len(batch)
         for entry, result in zip(batch, results, strict=True):
             if entry.future.done():
                 continue
@@ -196,27 +252,30 @@ class MicroBatcher(Generic[J, R]):
                 return
             self._wakeup.clear()
 
-    def _reserved_for_high_priority(self) -> bool:
-        """Whether the next batch, being low priority, must wait: it never takes the last
-        free worker (a high-priority job arriving meanwhile starts at once), nor starts while
-        a high-priority batch runs (the workers share the cores: a final decodes faster with
-        no interim hypothesis beside it)."""
-        if min(self._pending).priority <= PRIORITY_HIGH:
+    def _reserved_for_high_priority(self, priority: int) -> bool:
+        """Whether the next live batch, being of low `priority` (interim hypotheses), must
+        wait: it never takes the last free live worker (a high-priority job arriving meanwhile
+        starts at once), nor starts while a high-priority batch runs (the workers share the
+        cores: a final decodes faster with no interim hypothesis beside it)."""
+        if priority <= PRIORITY_HIGH:
             return False
         high_running = any(
             batch[0].priority <= PRIORITY_HIGH for batch in self._running.values() if batch
         )
-        return high_running or (self.workers > 1 and len(self._running) >= self.workers - 1)
+        return high_running or (self.workers > 1 and self._live_running() >= self.workers - 1)
 
     def _drop_cancelled(self) -> None:
         self._pending = [e for e in self._pending if not e.future.done()]
         self._depth.set(len(self._pending))
 
-    def _take(self) -> list[_Entry]:
+    def _take(self, *, background_batch: bool) -> list[_Entry]:
+        """The next batch of live jobs, or of background ones."""
         self._drop_cancelled()
-        if not self._pending:
+        ordered = sorted(
+            e for e in self._pending if (e.priority >= PRIORITY_BACKGROUND) == background_batch
+        )
+        if not ordered:
             return []
-        ordered = sorted(self._pending)
         key, priority = ordered[0].key, ordered[0].priority
         # One priority a batch: low-priority jobs never slow down a batch of high ones.
         batch = [e for e in ordered if e.key == key and e.priority == priority]

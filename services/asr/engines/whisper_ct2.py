@@ -41,6 +41,7 @@ from speechmesh.asr.engines.packing import (
 )
 from speechmesh.asr.engines.vocabulary import TIME_PRECISION, WhisperVocabulary
 from speechmesh.asr.engines.words import word_spans
+from speechmesh.inference.cpu_priority import in_background_thread
 from speechmesh.inference.model_source import is_random_checkpoint
 
 SAMPLE_RATE = 16000
@@ -117,6 +118,12 @@ class CTranslate2WhisperEngine:
         # whisper-tiny.en, 2 cores); a second copy with one replica runs a batch that has the
         # machine to itself (one caller at a time), the replicas run batches side by side.
         self._solo = load(1) if workers > 1 and device == "cpu" else None
+        # Background batches (jobs) on a CPU run on a copy of their own, created on first use
+        # from a background thread: its compute threads inherit that thread's lowest CPU
+        # priority (speechmesh.inference.cpu_priority), so live batches get the cores first.
+        self._load = load
+        self._background = None
+        self._background_wanted = device == "cpu"
         self._running = 0
         self._lock = threading.Lock()
         self.workers = workers
@@ -127,7 +134,8 @@ class CTranslate2WhisperEngine:
         self.supports_word_timestamps = self.vocab.supports_word_timestamps
         self.device = device if device == "cpu" else f"{device}:{device_index}"
         self.dtype = self.model.compute_type
-        self.memory_bytes = _weight_bytes(converted, self.dtype) * (2 if self._solo else 1)
+        self._copy_bytes = _weight_bytes(converted, self.dtype)  # one loaded copy's weights
+        self.memory_bytes = self._copy_bytes * (2 if self._solo else 1)
         self.random_weights = is_random_checkpoint(source)
         self._max_length = int(self.vocab.generation.max_length or 448)
 
@@ -142,6 +150,8 @@ class CTranslate2WhisperEngine:
     # -- a batch ---------------------------------------------------------
 
     def decode_batch(self, jobs: list[DecodeJob]) -> list[WindowResult | BaseException]:
+        if self._background_wanted and in_background_thread():
+            return self._decode_batch(self._background_model(), jobs)
         with self._lock:
             self._running += 1
             model = self._solo if self._solo is not None and self._running == 1 else self.model
@@ -150,6 +160,13 @@ class CTranslate2WhisperEngine:
         finally:
             with self._lock:
                 self._running -= 1
+
+    def _background_model(self):
+        with self._lock:
+            if self._background is None:
+                self._background = self._load(1)
+                self.memory_bytes += self._copy_bytes
+            return self._background
 
     def _decode_batch(self, model, jobs: list[DecodeJob]) -> list[WindowResult | BaseException]:
         options = jobs[0].options  # equal batch keys: everything but the language is shared
