@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from speechmesh.inference.batcher import (
+    PRIORITY_BACKGROUND,
     PRIORITY_HIGH,
     PRIORITY_LOW,
     MicroBatcher,
@@ -277,6 +278,43 @@ async def test_low_priority_waits_while_high_priority_runs(two_workers):
     )
     assert await release(model, "wait1", high, low) == ["done:wait1", "done:low"]
     assert model.seen == ["wait1", "low"]
+
+
+def _thread_nice() -> int:
+    """The nice value of the calling thread (Linux)."""
+
+    stat = open(f"/proc/self/task/{threading.get_native_id()}/stat").read()  # noqa: SIM115
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+async def test_background_batches_run_on_their_own_low_priority_threads(two_workers):
+    from speechmesh.inference.cpu_priority import in_background_thread
+
+    model, batcher = two_workers
+    seen = {}
+    run = model.run_batch
+
+    def recording(jobs):
+        seen[jobs[0]] = (in_background_thread(), _thread_nice())
+        return run(jobs)
+
+    batcher._run_batch = recording
+    job = await running(batcher, model, "wait1", "a background batch", priority=PRIORITY_BACKGROUND)
+    # Both live workers are still free: live batches start at once beside it.
+    live = [asyncio.create_task(batcher.submit(f"live{i}")) for i in range(2)]
+    assert await finished(*live) == ["done:live0", "done:live1"]
+    assert await release(model, "wait1", job) == ["done:wait1"]
+    assert seen["wait1"] == (True, 19)
+    assert seen["live0"] == (False, _thread_nice())
+
+
+async def test_background_waits_while_high_priority_runs(two_workers):
+    model, _ = two_workers
+    high, background = await running_then_waiting(
+        two_workers, PRIORITY_HIGH, "bg", PRIORITY_BACKGROUND, "a final is decoding"
+    )
+    assert await release(model, "wait1", high, background) == ["done:wait1", "done:bg"]
+    assert model.seen == ["wait1", "bg"]
 
 
 async def test_full_queue_refuses_at_once_with_a_retry_delay():
