@@ -31,19 +31,25 @@ class Served(ServedBench):
     """One ASR service served in this process with one engine setting, plus direct handles on
     the model it loaded."""
 
-    def __init__(self, args: argparse.Namespace, engine: str):
+    def __init__(self, args: argparse.Namespace, engine: str, **fields):
         self.args = args
         self.engine_setting = engine
+        #: More AsrSettings fields (e.g. bench.jobs's `jobs`), the same for the whole run.
+        self.fields = fields
 
     async def start(self) -> None:
-        from speechmesh.asr import servicer
         from speechmesh.asr.app import build_app
         from speechmesh.asr.config import AsrSettings
+        from speechmesh.asr.mapping import decode_options
         from speechmesh.asr.models import AsrModels
         from speechmesh.asr.v1 import asr_pb2, asr_pb2_grpc
 
         settings = service_settings(
-            AsrSettings, self.args, model=str(self.args.model), engine=self.engine_setting
+            AsrSettings,
+            self.args,
+            model=str(self.args.model),
+            engine=self.engine_setting,
+            **self.fields,
         )
         await self.serve(build_app, settings, AsrModels)
         self.recognizer = self.model.recognizer
@@ -52,7 +58,7 @@ class Served(ServedBench):
         self.pb = asr_pb2
         # Both paths decode with the very options the servicer derives from this config.
         self.config = asr_pb2.RecognitionConfig(language_code="en")
-        self.options = servicer._options(self.model, self.config)
+        self.options = decode_options(self.model, self.config)
 
     def describe(self) -> dict:
         engine = self.engine

@@ -72,21 +72,34 @@ def _build_tiny(arch: str, dest: str) -> None:
     build_tiny(arch, pathlib.Path(dest))
 
 
+def loaded_by(load: Callable, kind: type):
+    """The object of `kind` an app's load hook loads: the one it is a bound method of, or one
+    it closes over (a service with jobs loads its models, then starts its jobs); else None."""
+    found = [getattr(load, "__self__", None)]
+    for cell in getattr(load, "__closure__", None) or ():
+        with contextlib.suppress(ValueError):  # an empty cell
+            found.append(cell.cell_contents)
+    return next((x for x in found if isinstance(x, kind)), None)
+
+
 class InProcessService:
     """A service app served in this process on port 0, as a client sees it (a grpc.aio
     channel), with a handle on the models object its `build_app` made."""
 
     def __init__(self, build_app, settings, models_type: type):
+        from speechmesh.operations.host import Jobs
         from speechmesh.runtime.server import ServiceHost
 
         self.settings = settings
         app = build_app(settings)
-        # build_app keeps the models to itself; its load hook is the models' load, bound.
-        self.models = getattr(app.load, "__self__", None)
-        if not isinstance(self.models, models_type):
+        # build_app keeps the models (and the jobs) to itself; its load hook loads them.
+        self.models = loaded_by(app.load, models_type)
+        if self.models is None:
             raise SystemExit(
                 f"bench: build_app no longer exposes {models_type.__name__} through app.load"
             )
+        #: The service's jobs (store and runner), None for a service without them.
+        self.jobs = loaded_by(app.load, Jobs)
         self.host = ServiceHost(app, settings)
         self.channel = None
         self.load_s = 0.0
@@ -128,6 +141,7 @@ class ServedBench:
         self.service = InProcessService(build_app, settings, models_type)
         self.channel = await self.service.start()
         self.models = self.service.models
+        self.jobs = self.service.jobs
         self.load_s = self.service.load_s
         self.rss_after_load_mib = rss_mib()
         self.model = self.models.default
