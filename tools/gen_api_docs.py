@@ -225,9 +225,10 @@ def anchor(full_name: str) -> str:
     return full_name.replace(".", "-").lower()
 
 
-def emit_heading(emit, name: str, heading: str, text: str = "") -> None:
-    """`heading` (with its # marks) under an anchor for `name`, then `text` when there is any."""
-    emit(f'<a id="{anchor(name)}"></a>')
+def emit_heading(emit, name: str, heading: str, text: str = "", anchor_id: str = "") -> None:
+    """`heading` (with its # marks) under an anchor for `name` (or `anchor_id`), then `text`
+    when there is any."""
+    emit(f'<a id="{anchor_id or anchor(name)}"></a>')
     emit("")
     emit(heading)
     emit("")
@@ -296,7 +297,7 @@ class Renderer:
         emit("## Contents")
         emit("")
         for file in self.own:
-            emit(f"- [{file.package}](#{anchor(file.package)}) (`protos/{file.name}`)")
+            emit(f"- [{file.package}](#{self.file_anchor(file)}) (`protos/{file.name}`)")
             for service in file.service:
                 full = f"{file.package}.{service.name}"
                 emit(f"  - [{service.name}](#{anchor(full)})")
@@ -311,9 +312,18 @@ class Renderer:
             emit_heading(emit, name, f"### {name}", text)
         return "\n".join(out).rstrip("\n") + "\n"
 
+    def file_anchor(self, file: descriptor_pb2.FileDescriptorProto) -> str:
+        """The package's anchor, or the file's when its package spans several files (the
+        first file keeps the package's)."""
+        first = next(f for f in self.own if f.package == file.package)
+        if first is file:
+            return anchor(file.package)
+        return anchor(f"{file.package}.{pathlib.PurePosixPath(file.name).stem}-proto")
+
     def render_file(self, file: descriptor_pb2.FileDescriptorProto, emit) -> None:
         comments = Comments(file)
-        emit_heading(emit, file.package, f"## {file.package}", f"`protos/{file.name}`")
+        source = f"`protos/{file.name}`"
+        emit_heading(emit, file.package, f"## {file.package}", source, self.file_anchor(file))
         overview = comments.get(FILE_SYNTAX)
         if overview:
             emit(overview)

@@ -265,9 +265,10 @@ class Generator:
         text = comments.get(api.FILE_SERVICE, s_index, api.SERVICE_METHOD, m_index)
         path, path_params = openapi_path(route.path)
         grpc_path = f"/{file.package}.{service.name}/{method.name}"
+        label = self.service_label(file, service)
         op: dict[str, Any] = {
-            "operationId": f"{service.name}_{method.name}",
-            "tags": [service.name],
+            "operationId": f"{label.replace('.', '_')}_{method.name}",
+            "tags": [label],
             "summary": api.first_sentence(text) if text else method.name,
             "description": text,
             "x-grpc-method": grpc_path,
@@ -369,6 +370,14 @@ class Generator:
 
     # -- the document ------------------------------------------------------------------------
 
+    def service_label(self, file, service) -> str:
+        """A service's tag: its name, or "area.Name" when several packages have a service of
+        that name (every service's OperationsService)."""
+        names = [s.name for f in self.own for s in f.service]
+        if names.count(service.name) == 1:
+            return service.name
+        return f"{file.package.split('.')[1]}.{service.name}"
+
     def document(self) -> dict[str, Any]:
         paths: dict[str, dict[str, Any]] = {}
         tags = []
@@ -377,7 +386,7 @@ class Generator:
             for s_index, service in enumerate(file.service):
                 tags.append(
                     {
-                        "name": service.name,
+                        "name": self.service_label(file, service),
                         "description": comments.get(api.FILE_SERVICE, s_index)
                         + f"\n\ngRPC service `{file.package}.{service.name}`.",
                     }

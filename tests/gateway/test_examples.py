@@ -366,6 +366,34 @@ def check_readme_openai(runner, audio, out) -> None:
     assert out.endswith("\n"), out  # one transcript printed; its words are noise here
 
 
+def check_readme_jobs(runner, audio, out) -> None:
+    state, header, *cues = out.splitlines()
+    assert state == "OPERATION_STATE_SUCCEEDED" and header == "WEBVTT", out
+    assert not cues or " --> " in cues[1], out
+
+
+def check_jobs_curl(runner, audio, out) -> None:
+    state, *srt = out.splitlines()
+    assert json.loads(state) == {
+        "done": True,
+        "state": "OPERATION_STATE_SUCCEEDED",
+        "progress": 100,
+    }, out
+    assert not srt or (srt[0] == "1" and " --> " in srt[1]), out  # no cue when nothing is heard
+
+
+def check_jobs_grpcurl(runner, audio, out) -> None:
+    reply = json.loads(out)
+    assert reply["done"] is True and reply["state"] == "OPERATION_STATE_SUCCEEDED", out
+    assert isinstance(reply["transcript"], str)
+
+
+def check_jobs_tts(runner, audio, out) -> None:
+    assert out.strip() == "3", out  # three sentences spoken
+    samples, rate = decoded(runner.workdir / "chapter.wav")
+    assert rate > 0 and len(samples) > 0
+
+
 CHECKS = {
     name.removeprefix("check_").replace("_", "-"): check
     for name, check in dict(globals()).items()
