@@ -86,7 +86,9 @@ def split(
     word over the silence after it, so its middle can fall in the next clip); a segment whose
     words fall in two clips is cut between them. `resume_at` is where the decode stopped short
     of the window's end (None when it finished): a clip that reaches past it is returned to be
-    decoded alone, and none of its words are kept.
+    decoded alone, and none of its words are kept. So is a clip that got no words while others
+    did: Whisper sometimes runs two clips that say the same thing into one segment, or skips a
+    clip, and the clip alone is decoded right (silence alone costs one short decode).
     """
     unfinished = [p.job for p in placements if resume_at is not None and p.end > resume_at + 0.02]
     out: dict[int, list[Segment]] = {p.job: [] for p in placements if p.job not in unfinished}
@@ -103,6 +105,11 @@ def split(
                 continue
             place = next(p for p in placements if p.job == job)
             out[job].append(_piece(timed, words, place, whole=len(groups) == 1))
+    if len(out) > 1 and any(out.values()):
+        skipped = [job for job, pieces in out.items() if not pieces]
+        unfinished += skipped
+        for job in skipped:
+            del out[job]
     return out, unfinished
 
 
