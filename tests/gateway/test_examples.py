@@ -388,6 +388,16 @@ def check_jobs_grpcurl(runner, audio, out) -> None:
     assert isinstance(reply["transcript"], str)
 
 
+def check_jobs_python(runner, audio, out) -> None:
+    # The state and progress, the transcript (noise here, maybe over lines), the first cue.
+    assert out.startswith("SUCCEEDED 100.0 "), out
+    assert " --> " in out.splitlines()[-1], out
+
+
+def check_jobs_cli(runner, audio, out) -> None:
+    assert out == "" or (out.startswith("1\n") and " --> " in out), out
+
+
 def check_jobs_tts(runner, audio, out) -> None:
     assert out.strip() == "3", out  # three sentences spoken
     samples, rate = decoded(runner.workdir / "chapter.wav")
