@@ -273,7 +273,8 @@ def _live_markdown(live: dict) -> list[str]:
         f" calls: {', '.join(f'{k} {v}' for k, v in q['states_after_live'].items())}). Jobs'"
         " audio s/s: the audio of the background forward passes, pro rata of their time within"
         " the stretch; background share: of each call's time (of the stretch, for the queue"
-        " alone), the part a background pass ran."
+        " alone), the part a background pass ran. A call's forward pass: the live pass that ran"
+        " within it; the rest: gRPC, decoding the WAV file, features and the batcher."
     )
     rows = []
     for key, label in (
@@ -293,6 +294,8 @@ def _live_markdown(live: dict) -> list[str]:
                 fmt(lat["p90"], 3),
                 fmt(lat["mean"], 3),
                 fmt(lat["max"], 3),
+                fmt(r["forward_pass_s"]["p50"], 3),
+                fmt(r["outside_pass_s"]["p50"], 3),
                 fmt(r["background_running_share"]),
                 fmt(jobs_rate),
                 fmt(r["cpu"]["other_processes_cores"]),
@@ -306,13 +309,16 @@ def _live_markdown(live: dict) -> list[str]:
             "–",
             "–",
             "–",
+            "–",
+            "–",
             fmt(q["alone"]["background_running_share"]),
             fmt(q["alone"]["audio_s_per_s"]),
             "–",
         ]
     )
     header = (
-        "stretch | calls | p50 s | p90 s | mean s | max s | background share"
+        "stretch | calls | p50 s | p90 s | mean s | max s | its forward pass p50 s"
+        " | the rest p50 s | background share"
         " | jobs' audio s/s | other processes, cores"
     )
     ratios = (

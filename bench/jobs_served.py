@@ -285,10 +285,18 @@ class Bench(Served):
         calls, wall = pooled(blocks)
         spans = self.recorder.spans
         shares = [background_share(spans, a, b) for a, b in calls]
+        # each call's own forward pass (the live pass within its time), and the rest: gRPC,
+        # decoding the file, features, the batcher
+        passes = [
+            sum(e - s for s, e, _n, _a, bg in spans if not bg and s >= a and e <= b)
+            for a, b in calls
+        ]
         return {
             "calls": len(calls),
             "wall_s": wall,
             "latency_s": summary([b - a for a, b in calls]),
+            "forward_pass_s": summary(passes),
+            "outside_pass_s": summary([b - a - p for (a, b), p in zip(calls, passes, strict=True)]),
             "background_running_share": summary(shares)["mean"],
             **costs(blocks, wall),
         }
