@@ -62,7 +62,11 @@ class _Entry:
     job: Any = field(compare=False)
     key: Hashable = field(compare=False)
     future: asyncio.Future = field(compare=False)
+    queued_at: float = field(compare=False, default=0.0)  # loop time
 
+
+#: How long a background batch waits for as many jobs as a batch holds, seconds.
+BACKGROUND_FILL_S = 0.1
 
 #: The defaults of every batcher, and of the services' max_batch_* / max_queue settings.
 DEFAULT_MAX_BATCH_SIZE = 8
@@ -124,8 +128,10 @@ class MicroBatcher(Generic[J, R]):
             raise QueueFullError(self.name, len(self._pending), batches_ahead * self._last_batch_s)
         if self._loop_task is None:
             self._loop_task = asyncio.get_running_loop().create_task(self._loop())
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._pending.append(_Entry(priority, next(self._seq), job, self._key(job), future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+        entry = _Entry(priority, next(self._seq), job, self._key(job), future, loop.time())
+        self._pending.append(entry)
         self._depth.set(len(self._pending))
         self._wakeup.set()
         return await future
@@ -187,6 +193,14 @@ class MicroBatcher(Generic[J, R]):
             return False
         if any(p <= PRIORITY_HIGH for p in running):
             return False  # it starts when the live batch is done (`_run` wakes the loop)
+        waiting = [e for e in self._pending if e.priority >= PRIORITY_BACKGROUND]
+        if len(waiting) < self.max_batch_size:
+            # Jobs feed windows as their files decode: a short wait fills the batch (nobody
+            # waits on a job's window but the job).
+            ready_at = min(e.queued_at for e in waiting) + BACKGROUND_FILL_S
+            if loop.time() < ready_at:
+                loop.call_at(ready_at, self._wakeup.set)
+                return False
         batch = self._take(background_batch=True)
         if not batch:
             return False

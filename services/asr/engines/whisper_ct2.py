@@ -164,7 +164,8 @@ class CTranslate2WhisperEngine:
     def _background_model(self):
         with self._lock:
             if self._background is None:
-                self._background = self._load(1)
+                # As many replicas as live ones: background batches run side by side too.
+                self._background = self._load(self.workers)
                 self.memory_bytes += self._copy_bytes
             return self._background
 
