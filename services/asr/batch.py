@@ -27,8 +27,10 @@ from speechmesh.runtime.proto_mapping import check_request_id, duration, raw_for
 METHOD = "speechmesh.asr.v1.AsrService/BatchRecognize"
 #: Its name in metrics (the real-time factor's `method` label).
 METRIC_METHOD = "BatchRecognize"
-#: Files of one job recognized at once (each holds its decoded audio in memory meanwhile).
-FILES_AT_ONCE = 8
+#: Files of one job recognized at once: two batches' worth of short clips, so that both of the
+#: batcher's background workers have a batch (bench/results/jobs.md). Each holds its decoded
+#: audio meanwhile (an hour at 16 kHz is 230 MB); one long file alone keeps the model busy.
+FILES_AT_ONCE = 16
 
 
 def batch_recognize_kind(models: AsrModels, settings: AsrSettings) -> JobKind:
