@@ -93,7 +93,8 @@ def test_tts_and_translate_jobs_answer_with_raw_audio(up):
     assert len(done["response"]["sentences"]) == 2
     audio = gateway.get(f"/v1/{name}:result")
     assert audio.status == 200 and audio.headers["content-type"] == "audio/wav"
-    assert audio.body[:4] == b"RIFF" and len(audio.body) == int(done["response"]["audio_size_bytes"])
+    assert audio.body[:4] == b"RIFF"
+    assert len(audio.body) == int(done["response"]["audio_size_bytes"])
 
     reply = gateway.post_json(
         "/v1/translate:batchTranslateSpeech",
