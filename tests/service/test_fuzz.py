@@ -37,7 +37,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 from google.api import httpbody_pb2
-from google.protobuf import descriptor, message_factory
+from google.longrunning import operations_pb2 as lro_pb2
+from google.protobuf import descriptor, empty_pb2, message_factory
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -45,6 +46,7 @@ from prometheus_client import REGISTRY
 
 from speechmesh.asr.v1 import asr_pb2
 from speechmesh.audio.v1 import audio_pb2
+from speechmesh.common.v1.operations_pb2 import AudioInput
 from speechmesh.dsp.audio import decode_audio
 from speechmesh.runtime.proto_mapping import raw_format
 from speechmesh.translate.v1 import translate_pb2
@@ -211,6 +213,21 @@ def asr_plan(model: str, engine: str) -> Plan:
                 ),
             ],
             "ListModels": [asr_pb2.ListModelsRequest(request_id="fuzz")],
+            "BatchRecognize": [
+                asr_pb2.BatchRecognizeRequest(
+                    config=config(language_code="en"), files=[AudioInput(content=SHORT_WAV)]
+                ),
+                asr_pb2.BatchRecognizeRequest(
+                    config=full,
+                    files=[
+                        AudioInput(upload="uploads/fuzz"),
+                        AudioInput(uri="file:///etc/passwd"),
+                        AudioInput(uri="https://169.254.169.254/"),
+                        AudioInput(content=GARBAGE),
+                    ],
+                    request_id="fuzz",
+                ),
+            ],
             "CreateTranscription": [
                 httpbody_pb2.HttpBody(
                     content_type=CONTENT_TYPE, data=form_body(("file", SHORT_WAV), *form)
@@ -250,6 +267,7 @@ def asr_plan(model: str, engine: str) -> Plan:
             "CreateTranscription": lambda m: b"RIFF" in m.data,
             "CreateTranslation": lambda m: b"RIFF" in m.data,
             "StreamingRecognize": _stream_costly(len(QUIET_PCM) * 4),
+            "BatchRecognize": lambda m: len(m.files) > 0,  # a job that may run
         },
         # The transformers engine decodes a tiny random Whisper for seconds; CTranslate2 for
         # about a tenth of one.
@@ -322,6 +340,15 @@ def translate_plan(model: str, text_model: str) -> Plan:
             ],
             "ListLanguages": [t.ListLanguagesRequest(model=model)],
             "ListModels": [t.ListModelsRequest()],
+            "BatchTranslateSpeech": [
+                t.BatchTranslateSpeechRequest(
+                    config=raw_speech, files=[AudioInput(content=QUIET_PCM)], request_id="fuzz"
+                ),
+                t.BatchTranslateSpeechRequest(
+                    config=t.SpeechTranslationConfig(target_language_code="fr"),
+                    files=[AudioInput(upload="uploads/x"), AudioInput(uri="file:///x")],
+                ),
+            ],
         },
         stream_seeds={
             "StreamingTranslateSpeech": [
@@ -338,6 +365,7 @@ def translate_plan(model: str, text_model: str) -> Plan:
             "TranslateTextToSpeech": lambda m: bool(m.text.strip()),
             "TranslateTextToSpeechAudio": lambda m: bool(m.text.strip()),
             "StreamingTranslateSpeech": _stream_costly(len(QUIET_PCM) * 4),
+            "BatchTranslateSpeech": lambda m: len(m.files) > 0,
         },
         model_budget=200,
         words=[model, text_model, "en", "fr", "de", "eng", "fra", "default"],
@@ -404,6 +432,12 @@ def tts_plan(model: str, preset_model: str) -> Plan:
             "ListVoices": [t.ListVoicesRequest(page_size=2), t.ListVoicesRequest(page_token="abc")],
             "DeleteVoice": [t.DeleteVoiceRequest(name="voices/fuzz-nothing")],
             "ListModels": [t.ListModelsRequest()],
+            "BatchSynthesize": [
+                t.BatchSynthesizeRequest(text="A first sentence. A second.", request_id="fuzz"),
+                t.BatchSynthesizeRequest(
+                    text="Hi.", config=t.SynthesisConfig(voice="voices/fuzz-nothing")
+                ),
+            ],
             "CreateSpeech": [
                 httpbody_pb2.HttpBody(
                     content_type="application/json", data=json.dumps(body).encode()
@@ -420,6 +454,7 @@ def tts_plan(model: str, preset_model: str) -> Plan:
         },
         costly={
             "Synthesize": lambda m: bool(m.text.strip()),
+            "BatchSynthesize": lambda m: bool(m.text.strip()),
             "SynthesizeAudio": lambda m: bool(m.text.strip()),
             "StreamingSynthesize": lambda ms: (
                 ms[0].WhichOneof("streaming_request") == "streaming_config"
@@ -807,6 +842,30 @@ def _requests_counted(service: str, method: str, code: str) -> float:
     return REGISTRY.get_sample_value("speechmesh_requests_total", labels) or 0.0
 
 
+async def delete_jobs(channel: grpc.aio.Channel, service: str) -> None:
+    """Deletes the jobs the fuzz created (a running one is cancelled), so that the shared
+    server runs none of them after this test."""
+    prefix = f"/speechmesh.{service}.v1.OperationsService/"
+    list_jobs = channel.unary_unary(
+        prefix + "ListOperations",
+        request_serializer=lro_pb2.ListOperationsRequest.SerializeToString,
+        response_deserializer=lro_pb2.ListOperationsResponse.FromString,
+    )
+    delete = channel.unary_unary(
+        prefix + "DeleteOperation",
+        request_serializer=lro_pb2.DeleteOperationRequest.SerializeToString,
+        response_deserializer=empty_pb2.Empty.FromString,
+    )
+    while True:
+        page = await list_jobs(
+            lro_pb2.ListOperationsRequest(name=f"operations/{service}", page_size=1000)
+        )
+        if not page.operations:
+            return
+        for op in page.operations:
+            await delete(lro_pb2.DeleteOperationRequest(name=op.name))
+
+
 async def fuzz_service(host, channel, plan: Plan, label: str) -> None:
     """Sends a service's jobs, checks every answer and the host after; prints a summary."""
     service_label = host.app.name
@@ -843,6 +902,7 @@ async def fuzz_service(host, channel, plan: Plan, label: str) -> None:
         client.sync_channel.close()
         client.threads.shutdown()
     elapsed = time.perf_counter() - started
+    await delete_jobs(channel, service_label)
     await asyncio.sleep(0.2)  # the handlers' last bookkeeping after the answers left
 
     problems = []

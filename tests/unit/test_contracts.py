@@ -98,13 +98,16 @@ def test_request_id_is_field_100_everywhere(api, files):
 
 
 def test_shared_types_are_defined_once_in_common(api, files):
+    in_common = set()
     for file in files:
         defined = {message.name for message in file.message_type}
         defined |= {enum.name for enum in file.enum_type}
         if file.package == "speechmesh.common.v1":
-            assert defined >= SHARED
+            assert not in_common & defined, file.name  # once, in one of its files
+            in_common |= defined
         else:
             assert not SHARED & defined, file.name
+    assert in_common >= SHARED
 
 
 def test_every_model_info_has_the_common_fields(api, files):
