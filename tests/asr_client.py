@@ -48,3 +48,17 @@ async def chunked(
         yield asr_pb2.StreamingRecognizeRequest(audio=data[offset : offset + step])
         if speed:
             await asyncio.sleep(chunk_s / speed)
+
+
+def normalize(text: str) -> str:
+    """Whisper's English normalizer: case, punctuation, numbers and spellings made alike."""
+    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+
+    return EnglishTextNormalizer({})(text)
+
+
+def wer(references: list[str], hypotheses: list[str]) -> float:
+    """Word error rate after `normalize`."""
+    import jiwer
+
+    return jiwer.wer([normalize(r) for r in references], [normalize(h) for h in hypotheses])

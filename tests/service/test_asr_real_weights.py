@@ -6,16 +6,13 @@ import asyncio
 import csv
 import itertools
 
-import jiwer
 import pytest
-from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
 
 from speechmesh.asr.v1 import asr_pb2
-from tests.asr_client import chunked, pcm16, stream_config, stub
+from tests.asr_client import chunked, normalize, pcm16, stream_config, stub, wer
 from tests.conftest import AUDIO, requires_shared
 
 pytestmark = [requires_shared, pytest.mark.real_weights]
-normalize = EnglishTextNormalizer({})
 
 
 def manifest() -> dict[str, str]:
@@ -25,10 +22,6 @@ def manifest() -> dict[str, str]:
 
 def clips() -> list[str]:
     return [*sorted(p for p in manifest() if p.startswith("librivox/")), "goforward.wav"]
-
-
-def wer(references: list[str], hypotheses: list[str]) -> float:
-    return jiwer.wer([normalize(r) for r in references], [normalize(h) for h in hypotheses])
 
 
 async def recognize(channel, path: str) -> asr_pb2.RecognizeResponse:
