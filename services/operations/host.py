@@ -11,7 +11,6 @@ import asyncio
 import time
 
 from google.longrunning import operations_pb2 as lro_pb2
-from google.protobuf import duration_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
 from speechmesh.common.v1 import operations_pb2 as ops_pb2
@@ -22,6 +21,7 @@ from speechmesh.operations.settings import JobsSettings
 from speechmesh.operations.store import SUCCEEDED, JobStore, OperationRecord, QueueFullError
 from speechmesh.runtime import errors
 from speechmesh.runtime.identity import IdentityPolicy
+from speechmesh.runtime.proto_mapping import duration, timestamp
 
 #: RetryInfo of a full queue when no job has finished yet to estimate from.
 DEFAULT_RETRY_S = 30.0
@@ -132,7 +132,7 @@ class Jobs:
         meta = ops_pb2.OperationMetadata(
             state=ops_pb2.OperationState.Value(f"OPERATION_STATE_{record.state}"),
             progress_percent=record.progress_percent,
-            processed_audio=_duration(record.processed_audio_s),
+            processed_audio=duration(record.processed_audio_s),
             processed_items=record.processed_items,
             total_items=record.total_items,
             create_time=timestamp(record.create_time),
@@ -143,22 +143,10 @@ class Jobs:
             request_id=record.request_id,
         )
         if record.total_audio_s is not None:
-            meta.total_audio.CopyFrom(_duration(record.total_audio_s))
+            meta.total_audio.CopyFrom(duration(record.total_audio_s))
         if record.start_time is not None:
             meta.start_time.CopyFrom(timestamp(record.start_time))
         if record.end_time is not None:
             meta.end_time.CopyFrom(timestamp(record.end_time))
             meta.expire_time.CopyFrom(timestamp(record.end_time + self.settings.retention_s))
         return meta
-
-
-def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromNanoseconds(int(seconds * 1e9))
-    return stamp
-
-
-def _duration(seconds: float) -> duration_pb2.Duration:
-    value = duration_pb2.Duration()
-    value.FromMilliseconds(round(seconds * 1000))
-    return value

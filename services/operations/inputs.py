@@ -37,15 +37,13 @@ class Inputs:
 
     async def check(self, sources: list[ops_pb2.AudioInput], owner: str, field: str) -> list[str]:
         """Checks every input of a new job (`field` is their path in the request, e.g.
-        "files"); returns the ids of the uploads they read. Raises ApiError."""
+        "files"); returns the ids of the uploads they read. Raises ApiError. That each input
+        has a source is the job kind's check (speechmesh.operations.files.check_files); this
+        one checks what takes the store or the settings."""
         uploads = []
         for index, source in enumerate(sources):
             at = f"{field}[{index}]"
             kind = source.WhichOneof("source")
-            if kind is None:
-                raise errors.invalid_argument(at, "set one of content, upload or uri")
-            if kind == "content" and not source.content:
-                raise errors.invalid_argument(f"{at}.content", "is empty")
             if kind == "upload":
                 uploads.append(await self._ready_upload(source.upload, owner, f"{at}.upload"))
             if kind == "uri":

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 
 import grpc
 import structlog
-from google.rpc import code_pb2, status_pb2
 
 from speechmesh.inference.batcher import PRIORITY_BACKGROUND, QueueFullError
 from speechmesh.operations.inputs import Inputs
@@ -47,15 +46,8 @@ ABANDONED_UPLOAD_S = 6 * 3600.0
 
 
 def status_bytes(code: grpc.StatusCode, message: str) -> bytes:
-    return status_pb2.Status(code=getattr(code_pb2, code.name), message=message).SerializeToString()
-
-
-def error_status(error: errors.ApiError) -> bytes:
-    """An ApiError as a serialized google.rpc.Status, details included."""
-    status = status_pb2.Status(code=getattr(code_pb2, error.code.name), message=error.message)
-    for detail in error.details:
-        status.details.add().Pack(detail)
-    return status.SerializeToString()
+    """A serialized google.rpc.Status, as the store keeps a job's error."""
+    return errors.ApiError(code, message).to_proto().SerializeToString()
 
 
 CANCELLED_STATUS = status_bytes(grpc.StatusCode.CANCELLED, "cancelled by CancelOperation")
@@ -261,6 +253,6 @@ def _failure(error: BaseException, op_id: str) -> bytes:
     if isinstance(error, QueueFullError):
         api_error = None  # the batcher was full: an internal condition for a job
     if api_error is not None:
-        return error_status(api_error)
+        return api_error.to_proto().SerializeToString()
     log.error("jobs.failed", operation=op_id, error=repr(error))
     return status_bytes(grpc.StatusCode.INTERNAL, "the job failed; the service's log has details")

@@ -21,12 +21,12 @@ from google.rpc import status_pb2
 
 from speechmesh.common.v1 import operations_pb2 as ops_pb2
 from speechmesh.operations import listing
-from speechmesh.operations.host import Jobs, timestamp
+from speechmesh.operations.host import Jobs
 from speechmesh.operations.job import Blob
 from speechmesh.operations.runner import CANCELLED_STATUS
 from speechmesh.operations.store import CANCELLED, SUCCEEDED, OperationRecord
 from speechmesh.runtime import errors
-from speechmesh.runtime.proto_mapping import start_call
+from speechmesh.runtime.proto_mapping import start_call, timestamp
 
 #: WaitOperation's default and longest wait; below the gateway's unary route timeout.
 MAX_WAIT_S = 60.0

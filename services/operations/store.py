@@ -584,20 +584,17 @@ class JobStore:
             ).rows
             _delete_chunks(s, expired)
             counts["uploads_expired"] = len(expired)
-        with self._db.write() as s:
-            deleted = s.execute(
-                "DELETE FROM lro_uploads WHERE state = 'EXPIRED' AND expire_time <= ? RETURNING id",
-                (now - retention_s,),
-            ).rows
-            _delete_chunks(s, deleted)
-            counts["uploads_deleted"] = len(deleted)
-        with self._db.write() as s:
-            abandoned = s.execute(
-                "DELETE FROM lro_uploads WHERE state = 'WRITING' AND create_time <= ? RETURNING id",
-                (now - abandoned_upload_s,),
-            ).rows
-            _delete_chunks(s, abandoned)
-            counts["uploads_abandoned"] = len(abandoned)
+        for kind, state, column, before in (
+            ("uploads_deleted", "EXPIRED", "expire_time", now - retention_s),
+            ("uploads_abandoned", "WRITING", "create_time", now - abandoned_upload_s),
+        ):
+            with self._db.write() as s:
+                gone = s.execute(
+                    f"DELETE FROM lro_uploads WHERE state = ? AND {column} <= ? RETURNING id",
+                    (state, before),
+                ).rows
+                _delete_chunks(s, gone)
+                counts[kind] = len(gone)
         return counts
 
 

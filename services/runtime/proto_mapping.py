@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from speechmesh.audio.v1 import audio_pb2
 from speechmesh.dsp.audio import AudioError, RawFormat, content_type, encode_audio
@@ -60,6 +60,13 @@ def raw_format(fmt: audio_pb2.AudioFormat, field: str) -> RawFormat | None:
         name = "channel_count" if "channel" in str(error) else "sample_rate_hertz"
         raise errors.invalid_argument(f"{field}.{name}", str(error)) from None
     return raw
+
+
+def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+    """POSIX seconds as a Timestamp."""
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1e9))
+    return stamp
 
 
 def duration(seconds: float) -> duration_pb2.Duration:
