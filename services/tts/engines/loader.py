@@ -21,11 +21,13 @@ def model_type(path: pathlib.Path) -> str:
 
 def load_engine(path: pathlib.Path, name: str, device: str, dtype: str) -> SynthesisEngine:
     """Blocking: loads the checkpoint in the folder `path` as the engine its model type calls
-    for, on `device` ("auto", "cpu", "cuda[:N]") in `dtype` ("auto", "float32", ...). `name` is
-    what callers call the model. Not warmed up."""
+    for, on `device` ("auto", "cpu", "cuda[:N]") in `dtype` ("auto", "float32", ...; `auto` is
+    the family's choice, `speechmesh.inference.devices.auto_dtype`). `name` is what callers call
+    the model. Not warmed up."""
     kind = model_type(path)
     torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, torch_device)
+    # `auto` per family: CSM bfloat16 and VITS float32 on CUDA (speechmesh.inference.devices).
+    torch_dtype = resolve_dtype(dtype, torch_device, ENGINE_TYPES.get(kind, ""))
     if kind == "csm":
         from speechmesh.tts.engines.csm import CsmEngine
 
