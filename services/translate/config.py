@@ -37,3 +37,10 @@ class TranslateSettings(model_service_settings("translate", DEFAULT_MODEL, MODEL
     max_audio_seconds: float = Field(
         2 * 3600, gt=0, description="Longest recording a speech translation call accepts, in s."
     )
+    beams: int = Field(
+        5,
+        ge=1,
+        le=16,
+        description="Beam width of SeamlessM4T v2's text decoding (5: its reference translator;"
+        " 1: greedy, the fastest). Each beam adds decoder work.",
+    )

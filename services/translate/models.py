@@ -87,7 +87,7 @@ class TranslateModels(ModelRegistry[TranslateModel]):
         if kind in SEAMLESS_TYPES:
             from speechmesh.translate.engines.seamless import SeamlessEngine
 
-            return SeamlessEngine(model.name, path, device, dtype)
+            return SeamlessEngine(model.name, path, device, dtype, num_beams=self.settings.beams)
         if kind in SEQ2SEQ_TYPES:
             from speechmesh.translate.engines.seq2seq import Seq2SeqEngine
 

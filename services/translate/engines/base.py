@@ -64,6 +64,9 @@ class TranslationOutput:
     text: str
     #: Translated speech for t2st/s2st: float32 mono at `engine.output_sample_rate`.
     audio: np.ndarray | None = None
+    #: The output reached the engine's length cap before the model ended it: the text (and
+    #: speech) may stop mid-sentence.
+    truncated: bool = False
 
 
 class TranslationEngine(Protocol):

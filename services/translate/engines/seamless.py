@@ -12,16 +12,36 @@ those also in `t2u_lang_code_to_id` and `vocoder_lang_code_to_id`. The speech en
 language without being told which (a speech source language is only reported, never used), so
 speech input languages are the model card's list. Tags are BCP-47 on the wire and Seamless
 codes here (speechmesh.translate.languages).
+
+Decoding. Text is decoded with beam search, `num_beams` wide (the service's `beams` setting;
+5 by default, as the reference `Translator` of seamless_communication; 1 is greedy and the
+fastest). Each row may write up to its source length plus 200 tokens (the reference's
+`soft_max_seq_len=(1, 200)`): source tokens for text input, speech-encoder frames (one per
+160 ms) for speech input, within the model's positions (`max_position_embeddings`). A row that
+reaches its own cap is ended there with </s> (a logits processor forces it, so a row ends
+where it would alone whatever the batch's longest budget) and its output is marked
+`truncated`.
+
+Speech output. The text-to-unit model's units are vocoded row by row, each up to its first pad
+unit (`_RowVocoder`): batched, transformers' vocoder runs every row over the batch's padding,
+and a shorter row got a tail (and a length) that differs from the same job alone.
 """
 
 from __future__ import annotations
 
-import math
 import pathlib
 
 import numpy as np
 import torch
-from transformers import SeamlessM4TProcessor, SeamlessM4Tv2Model
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    SeamlessM4TProcessor,
+    SeamlessM4Tv2Model,
+)
+from transformers.models.seamless_m4t_v2.modeling_seamless_m4t_v2 import (
+    _compute_new_attention_mask,
+)
 
 from speechmesh.inference.jobs import right_padded, run_jobs, run_one
 from speechmesh.inference.loading import load_pretrained, loaded
@@ -39,12 +59,11 @@ SAMPLE_RATE = 16000
 MAX_SPEECH_SECONDS = 30.0
 #: Seamless is trained on sentences; longer text is split above the engine.
 MAX_INPUT_TOKENS = 512
-#: Output length allowed for text input: this many tokens per input token, plus a constant.
-TOKENS_PER_TOKEN = 2.0
-#: And for speech input: this many tokens per second of audio (fast speech in a language of
-#: short tokens stays below it), plus the same constant.
-TOKENS_PER_SECOND = 10.0
-EXTRA_TOKENS = 16
+#: Beam width of text decoding unless told otherwise (the reference translator's).
+DEFAULT_BEAMS = 5
+#: Output tokens a row may write: its source length (tokens, or speech-encoder frames) plus
+#: this (the reference translator's soft_max_seq_len=(1, 200)), within the model's positions.
+EXTRA_TOKENS = 200
 #: The shortest audio the speech encoder is given; shorter input is padded with silence.
 MIN_SPEECH_SECONDS = 0.1
 
@@ -56,11 +75,26 @@ class SeamlessEngine:
     #: Text input needs its source language (the tokenizer's prefix token).
     supports_language_detection = False
 
-    def __init__(self, name: str, path: pathlib.Path, device: torch.device, dtype: torch.dtype):
+    def __init__(
+        self,
+        name: str,
+        path: pathlib.Path,
+        device: torch.device,
+        dtype: torch.dtype,
+        *,
+        num_beams: int = DEFAULT_BEAMS,
+    ):
+        if num_beams < 1:
+            raise ValueError(f"num_beams is {num_beams}; it must be 1 (greedy) or more")
         self.name = name
         self._device = device
         self._dtype = dtype
+        self.num_beams = num_beams
         self.model = load_pretrained(SeamlessM4Tv2Model, path, device, dtype)
+        # Each row of a batch vocoded alone, up to its first pad unit (see the module doc).
+        self.model.vocoder = _RowVocoder(
+            self.model.vocoder, int(self.model.config.t2u_pad_token_id)
+        )
         self.processor = SeamlessM4TProcessor.from_pretrained(path)
         self.tokenizer = self.processor.tokenizer
         self.feature_extractor = self.processor.feature_extractor
@@ -203,30 +237,104 @@ class SeamlessEngine:
                     f"is {seconds:.1f} s long; at most {self.max_speech_seconds:.0f} s per job",
                 )
 
+    def output_budget(self, source_length: int) -> int:
+        """The most tokens a row with `source_length` source tokens (or speech-encoder frames)
+        may write before it is ended and marked truncated."""
+        # The decoder also holds the start token, the language token and the </s> forced at
+        # the cap: all within max_position_embeddings.
+        return max(1, min(source_length + EXTRA_TOKENS, self._max_positions - 3))
+
     def _generate(self, jobs: list[TranslationJob]) -> list[TranslationOutput]:
         task, target, voice = jobs[0].task, jobs[0].target, jobs[0].voice
         source, out = TASK_MODALITIES[task]
         if source == "text":
-            inputs, max_new = self._encode_texts(jobs)
+            inputs, lengths = self._encode_texts(jobs)
         else:
-            inputs, max_new = self._encode_speech(jobs)
-        max_new = min(max_new, self._max_positions - 2)  # after </s> and the language token
-        kwargs = dict(inputs, tgt_lang=target, text_max_new_tokens=max_new)
-        if out == "text":
-            output = self.model.generate(**kwargs, generate_speech=False)
-            return [TranslationOutput(text) for text in self._decode(output.sequences)]
-        output = self.model.generate(
-            **kwargs, generate_speech=True, speaker_id=voice, return_intermediate_token_ids=True
+            inputs, lengths = self._encode_speech(jobs)
+        budgets = [self.output_budget(n) for n in lengths]
+        cap = _RowCaps(budgets, self.num_beams, self._eos, prefix=2)
+        kwargs = dict(
+            inputs,
+            tgt_lang=target,
+            text_max_new_tokens=max(budgets) + 1,  # and the </s> forced at a row's cap
+            text_num_beams=self.num_beams,
+            text_do_sample=False,
+            text_logits_processor=LogitsProcessorList([cap]),
         )
-        texts = self._decode(output.sequences)
-        waveforms = output.waveform.float().cpu().numpy()
-        lengths = output.waveform_lengths.reshape(-1).tolist()  # 0-d for a batch of one
+        # The text of every row in one (beam) search; for speech, each row's units and audio
+        # are then made alone (`_speak`), as generate() would for that job alone.
+        sequences = self.model.generate(**kwargs, generate_speech=False).sequences
+        texts = self._decode(sequences)
+        truncated = [cap.reached(row, seq) for row, seq in enumerate(sequences)]
+        if out == "text":
+            return [
+                TranslationOutput(text, truncated=cut)
+                for text, cut in zip(texts, truncated, strict=True)
+            ]
         return [
-            TranslationOutput(text, np.ascontiguousarray(wave[: min(int(n), wave.shape[-1])]))
-            for text, wave, n in zip(texts, waveforms, lengths, strict=True)
+            TranslationOutput(text, self._speak(job, sequence, target, voice), truncated=cut)
+            for job, text, sequence, cut in zip(jobs, texts, sequences, truncated, strict=True)
         ]
 
-    def _encode_texts(self, jobs: list[TranslationJob]) -> tuple[dict, int]:
+    def _speak(self, job: TranslationJob, sequence: torch.Tensor, target: str, voice: int):
+        """The speech of one row: the second half of SeamlessM4Tv2Model.generate() (text
+        decoder states, text-to-unit model, vocoder) for this row alone, given its text
+        `sequence` (start, language, tokens, </s>, then the batch's padding). Batched,
+        generate() runs the text-to-unit model over padded rows (with a shorter row's </s>
+        inside its mask), and a row's units changed with the batch."""
+        model, gen = self.model, self.model.generation_config
+        ends = (sequence[2:] == self._eos).nonzero()
+        length = 2 + (int(ends[0, 0]) + 1 if ends.numel() else sequence.shape[0] - 2)
+        sequence = sequence[None, :length]
+        if TASK_MODALITIES[job.task][0] == "text":
+            inputs, _ = self._encode_texts([job])
+            mask = inputs["attention_mask"]
+            encoded = model.text_encoder(input_ids=inputs["input_ids"], attention_mask=mask)
+            encoded = encoded.last_hidden_state
+        else:
+            inputs, _ = self._encode_speech([job])
+            mask = inputs["attention_mask"]
+            encoded = model.speech_encoder(
+                input_features=inputs["input_features"], attention_mask=mask
+            ).last_hidden_state
+            frames = model._compute_sub_sample_lengths_from_attention_mask(mask)
+            mask = _compute_new_attention_mask(encoded, frames.to(encoded.device))
+        states = model.text_decoder(
+            input_ids=sequence[:, :-1],  # less the final </s>
+            encoder_hidden_states=encoded,
+            encoder_attention_mask=mask,
+        ).last_hidden_state
+        pad = gen.pad_token_id
+        t2u_mask = _compute_new_attention_mask(states, (sequence[:, :-1] != pad).int().sum(1))
+        ids = sequence[:, 2:-1]  # less the start, language and </s>
+        ids = ids.masked_fill(ids == gen.eos_token_id, pad)
+        subwords = model._indices_to_subwords(ids)
+        counts = model._count_character_length_in_subword(ids, subwords, pad_token_id=pad)
+        zero = counts.new_zeros((1, 1))
+        counts = torch.cat([zero, counts, zero], dim=1)
+        chars = model._get_char_input_ids(ids, subwords, counts, pad_token_id=pad)
+        logits, padding = model.t2u_model(
+            inputs_embeds=states,
+            char_input_ids=chars,
+            char_count_per_id=counts,
+            attention_mask=t2u_mask,
+        )[:2]
+        config = model.config
+        units = logits.argmax(dim=-1)
+        units = units.masked_fill(
+            (units == config.t2u_eos_token_id) | ~padding.bool(), config.t2u_pad_token_id
+        )
+        units = torch.where(units == config.t2u_pad_token_id, units, units - config.vocoder_offset)
+        device = units.device
+        wave, size = model.vocoder(
+            input_ids=units,
+            speaker_id=torch.tensor([[voice]], device=device),
+            lang_id=torch.tensor([[gen.vocoder_lang_code_to_id[target]]], device=device),
+        )
+        wave = wave.reshape(-1)[: int(size.reshape(-1)[0])].float().cpu().numpy()
+        return np.ascontiguousarray(wave)
+
+    def _encode_texts(self, jobs: list[TranslationJob]) -> tuple[dict, list[int]]:
         # [__src__] tokens </s>, as the tokenizer's source template, built here so that each job
         # has its own language and the shared tokenizer's state is never changed.
         pieces = self.tokenizer([job.text for job in jobs], add_special_tokens=False).input_ids
@@ -239,14 +347,13 @@ class SeamlessEngine:
                 )
             rows.append([self._lang_token_ids[job.source], *ids, self._eos])
         input_ids, attention_mask = right_padded(rows, self._pad)
-        width = input_ids.shape[1]
         inputs = {
             "input_ids": input_ids.to(self._device),
             "attention_mask": attention_mask.to(self._device),
         }
-        return inputs, math.ceil(TOKENS_PER_TOKEN * width) + EXTRA_TOKENS
+        return inputs, [len(row) for row in rows]
 
-    def _encode_speech(self, jobs: list[TranslationJob]) -> tuple[dict, int]:
+    def _encode_speech(self, jobs: list[TranslationJob]) -> tuple[dict, list[int]]:
         shortest = int(MIN_SPEECH_SECONDS * SAMPLE_RATE)
         audio = [np.asarray(job.audio, dtype=np.float32) for job in jobs]
         audio = [np.pad(a, (0, shortest - len(a))) if len(a) < shortest else a for a in audio]
@@ -261,8 +368,18 @@ class SeamlessEngine:
             "input_features": features.input_features.to(self._device, self._dtype),
             "attention_mask": features.attention_mask.to(self._device),
         }
-        seconds = max(len(a) for a in audio) / SAMPLE_RATE
-        return inputs, math.ceil(TOKENS_PER_SECOND * seconds) + EXTRA_TOKENS
+        return inputs, [self._encoder_frames(int(n)) for n in features.attention_mask.sum(1)]
+
+    def _encoder_frames(self, features: int) -> int:
+        """Speech-encoder output frames for `features` input frames: each adaptor layer
+        subsamples as `SeamlessM4Tv2ConformerAdapterLayer` does (real model: one per 160 ms)."""
+        config = self.model.config
+        if not config.add_adapter:
+            return features
+        kernel, stride = int(config.adaptor_kernel_size), int(config.adaptor_stride)
+        for _ in range(int(config.num_adapter_layers)):
+            features = (features + 2 * (kernel // 2) - kernel) // stride + 1
+        return max(features, 1)
 
     def _decode(self, sequences: torch.Tensor) -> list[str]:
         texts = self.tokenizer.batch_decode(sequences, skip_special_tokens=True)
@@ -275,3 +392,63 @@ def _tags(codes: set[str]) -> list[str]:
 
 def _first(codes: set[str], preferred: str) -> str:
     return preferred if preferred in codes else min(codes)
+
+
+class _RowCaps(LogitsProcessor):
+    """Ends each row at its own budget: once a row has written `budgets[row]` tokens, </s> is
+    the only token it may write. Rows are `beams` consecutive hypotheses each; the decoder's
+    first `prefix` tokens (start and language) are not counted."""
+
+    def __init__(self, budgets: list[int], beams: int, eos: int, prefix: int):
+        self.budgets = budgets
+        self.beams = beams
+        self.eos = eos
+        self.prefix = prefix
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        written = input_ids.shape[-1] - self.prefix
+        rows = [i for i in range(scores.shape[0]) if written >= self.budgets[i // self.beams]]
+        if rows:
+            scores = scores.clone()
+            scores[rows] = -float("inf")
+            scores[rows, self.eos] = 0.0
+        return scores
+
+    def reached(self, row: int, sequence: torch.Tensor) -> bool:
+        """Whether row `row`'s finished `sequence` ended at its cap (its </s> was forced)."""
+        ends = (sequence[self.prefix :] == self.eos).nonzero()
+        return not ends.numel() or int(ends[0, 0]) >= self.budgets[row]
+
+
+class _RowVocoder(torch.nn.Module):
+    """transformers' vocoder, run on each row alone up to its first pad unit (padding never
+    reaches a row's convolutions); returns the batch's waveforms right-padded and their
+    lengths, as the vocoder does."""
+
+    def __init__(self, vocoder: torch.nn.Module, pad: int):
+        super().__init__()
+        self.inner = vocoder
+        self.pad = pad
+
+    def forward(self, input_ids: torch.Tensor, speaker_id: torch.Tensor, lang_id: torch.Tensor):
+        waves = []
+        for row in range(input_ids.shape[0]):
+            units = input_ids[row]
+            pads = (units == self.pad).nonzero()
+            n = int(pads[0, 0]) if pads.numel() else units.shape[0]
+            if n == 0:
+                waves.append(units.new_zeros(0, dtype=torch.float32))
+                continue
+            wave, length = self.inner(
+                input_ids=units[None, :n],
+                speaker_id=speaker_id[row : row + 1],
+                lang_id=lang_id[row : row + 1],
+            )
+            waves.append(wave.reshape(-1)[: int(length.reshape(-1)[0])])
+        lengths = torch.tensor([len(w) for w in waves], device=input_ids.device)
+        width = max(1, int(lengths.max()))
+        dtype = next((w.dtype for w in waves if w.numel()), torch.float32)
+        batch = torch.zeros((len(waves), width), dtype=dtype, device=input_ids.device)
+        for row, wave in enumerate(waves):
+            batch[row, : len(wave)] = wave
+        return batch, lengths
