@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from tests.postgres import postgres_url  # noqa: F401  (a real PostgreSQL, once per session)
+from tests.whisper_base import whisper_base  # noqa: F401  (Whisper base, built once, cached)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
