@@ -16,7 +16,11 @@ and relies on its training never to write the last three). Mimi's codebooks are 
 to zeros (`embed_sum`), which would quantise every recording to code 0 (CSM's end-of-audio
 code): they are filled with random centroids here. The tokenizer is a byte-level BPE without
 merges (256 byte tokens, as GPT-2 and Llama 3 spell bytes) plus csm-1b's four specials
-(`<|begin_of_text|>`, `<|end_of_text|>`, `<|AUDIO|>`, `<|audio_eos|>`), with csm-1b's chat template
+(`<|begin_of_text|>`, `<|end_of_text|>`, `<|AUDIO|>`, `<|audio_eos|>`) and one more of Llama 3's
+control tokens (`<|eot_id|>`). As in csm-1b, only begin and end of text are named special tokens:
+the others are added tokens that the tokenizer matches in any text but that are not among
+`all_special_tokens` (text that spells `<|AUDIO|>` is read as an audio frame unless the engine
+keeps user text apart). With csm-1b's chat template
 (`[speaker]text` between begin and end of text, `<|AUDIO|><|audio_eos|>` after a turn that has
 audio) and its post-processor (begin and end of text around `$A`).
 
@@ -38,7 +42,7 @@ import string
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import (
     CsmConfig,
     CsmDepthDecoderConfig,
@@ -61,6 +65,9 @@ CSM_CODEBOOKS = 4
 CSM_CODEBOOK_SIZE = 128
 CSM_SAMPLE_RATE = 24000
 BOS, EOS, AUDIO, AUDIO_EOS = "<|begin_of_text|>", "<|end_of_text|>", "<|AUDIO|>", "<|audio_eos|>"
+#: Added tokens that are not named special tokens (csm-1b: Llama 3's reserved tokens, two of
+#: them renamed for audio).
+CSM_CONTROL_TOKENS = (AUDIO, AUDIO_EOS, "<|eot_id|>")
 
 #: csm-1b's chat template (sesame/csm-1b, as written by transformers' conversion script).
 CSM_CHAT_TEMPLATE = """
@@ -101,11 +108,15 @@ CSM_CHAT_TEMPLATE = """
 
 
 def _csm_tokenizer() -> PreTrainedTokenizerFast:
-    """Byte-level BPE without merges; the four specials follow the 256 byte tokens."""
+    """Byte-level BPE without merges; the control tokens follow the 256 byte tokens."""
     vocab = {char: i for i, char in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    for token in (BOS, EOS, AUDIO, AUDIO_EOS):
+    for token in (BOS, EOS, *CSM_CONTROL_TOKENS):
         vocab[token] = len(vocab)
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    # As Llama 3's tokenizer.json lists them: added, special, matched anywhere in a text.
+    backend.add_special_tokens(
+        [AddedToken(token, special=True, normalized=False) for token in CSM_CONTROL_TOKENS]
+    )
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     backend.post_processor = processors.TemplateProcessing(
@@ -118,7 +129,6 @@ def _csm_tokenizer() -> PreTrainedTokenizerFast:
         bos_token=BOS,
         eos_token=EOS,
         pad_token=EOS,  # as csm-1b
-        extra_special_tokens=[AUDIO, AUDIO_EOS],
         model_max_length=2048,
     )
 

@@ -280,7 +280,7 @@ def test_csm_bad_jobs_fail_alone(csm: CsmEngine, csm_voice: VoicePrompt) -> None
     assert_fails(results[2], "language_code")
     assert_fails(results[3], "text")
     assert_fails(results[4], "voice")
-    assert_fails(results[5], "text")
+    assert_audio(results[5])  # read as text, never as an audio frame (test_csm_text.py)
     assert_fails(results[6], "temperature")
     with pytest.raises(InvalidOptionError) as error:
         csm.prepare_voice(noise(1.0, 24000), "", "en")

@@ -13,6 +13,18 @@ embeddings are built here from the codes that `prepare_voice` stored (what trans
 call), and generate() gets `inputs_embeds`. `context_text` is not used: without the audio of the
 earlier sentence CSM has nothing to carry over.
 
+User text never becomes a control token. csm-1b's tokenizer matches its added tokens (`<|AUDIO|>`,
+`<|audio_eos|>` and Llama 3's other reserved tokens, most of them not among
+`all_special_tokens`) anywhere in a string, so a sentence or transcript spelling `<|AUDIO|>` would
+insert an audio frame into the prompt. The template is rendered with placeholders for the texts;
+its own control tokens are taken as tokens, and every stretch of plain text (the template's and
+the user's) goes through the tokenizer's normalizer, pre-tokenizer and BPE model alone, which
+cannot produce an added token: ordinary text gets exactly the ids the tokenizer gives it.
+
+A row whose first frame is the end frame is no audio: it is generated again once with another
+seed (`retry_seed`); if that ends at once too, the job fails with INVALID_ARGUMENT on its text
+(greedy rows, temperature 0, are not retried: they would end the same way).
+
 Batching. Every job in a batch shares one generate() call (the batch key is constant): prompts
 of different lengths, voices and temperatures are left-padded into one `inputs_embeds`. Each row
 ends at its own end-of-audio frame, or at its own length cap (`max_frames`, in proportion to
@@ -38,7 +50,9 @@ from __future__ import annotations
 import functools
 import math
 import pathlib
+import re
 import threading
+import uuid
 from collections.abc import Hashable
 
 import numpy as np
@@ -68,6 +82,13 @@ SECONDS_PER_CHARACTER = 0.125
 EXTRA_SECONDS = 1.5
 #: Longest reference recording, in seconds (the service accepts 1 to 30 s).
 MAX_REFERENCE_SECONDS = 60.0
+
+
+def retry_seed(seed: int) -> int:
+    """The seed of the second try of a job whose first try ended before any audio."""
+    z = (seed + 0x9E3779B97F4A7C15) & 0xFFFF_FFFF_FFFF_FFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFF_FFFF_FFFF_FFFF
+    return z ^ (z >> 31)
 
 
 class _Sampler(LogitsProcessor):
@@ -165,8 +186,12 @@ class CsmEngine:
         self._audio_id = int(config.audio_token_id)
         self._audio_eos_id = int(config.audio_eos_token_id)
         self._max_positions = int(config.max_position_embeddings)
-        # Text that spells a special token would be read as one (an audio frame): dropped.
-        self._specials = sorted(self.tokenizer.all_special_tokens, key=len, reverse=True)
+        # Every added token (named special or not): what user text must never become.
+        self._controls = dict(self.tokenizer.get_added_vocab())
+        self._control_ids = frozenset(self._controls.values())
+        self._control_pattern = re.compile(
+            "|".join(re.escape(t) for t in sorted(self._controls, key=len, reverse=True))
+        )
 
         # Sampling settings of the checkpoint (csm-1b: top-k 50 in both decoders); the job's
         # temperature replaces the checkpoint's, and our sampler replaces transformers'.
@@ -225,7 +250,7 @@ class CsmEngine:
                 "reference_audio",
                 f"is {seconds:.1f} s long; at most {MAX_REFERENCE_SECONDS:.0f} s",
             )
-        if not self._clean(transcript):
+        if not transcript.strip():
             raise InvalidOptionError("transcript", "the words of the recording are needed")
         values = torch.from_numpy(audio).to(self._device)[None, None]
         codes = self.model.codec_model.encode(values, num_quantizers=self._codebooks).audio_codes
@@ -262,10 +287,49 @@ class CsmEngine:
                 f"model {self.name} speaks {', '.join(self.languages)}, not {tag!r}",
             )
 
-    def _clean(self, text: str) -> str:
-        for token in self._specials:
-            text = text.replace(token, "")
-        return text.strip()
+    def text_ids(self, text: str) -> list[int]:
+        """Token ids of plain text, as the tokenizer spells it between control tokens, without
+        matching added tokens: no control token can come from it."""
+        backend = self.tokenizer.backend_tokenizer
+        if backend.normalizer is not None:
+            text = backend.normalizer.normalize_str(text)
+        pieces = (
+            [piece for piece, _ in backend.pre_tokenizer.pre_tokenize_str(text)]
+            if backend.pre_tokenizer is not None
+            else [text]
+        )
+        ids = [token.id for piece in pieces for token in backend.model.tokenize(piece)]
+        if self._control_ids.intersection(ids):  # a BPE merge that spells one: never in csm-1b
+            raise ValueError(f"model {self.name}'s BPE model spells a control token")
+        return ids
+
+    def _prompt_ids(self, conversation: list[dict], texts: list[str]) -> list[int]:
+        """The chat template's rendering of `conversation`, whose text items are placeholders
+        for `texts`, as token ids: the template's control tokens as themselves, all other text
+        through `text_ids`."""
+        marker = f"\ue000{uuid.uuid4().hex}\ue000"
+        for turn in conversation:
+            turn["content"][0]["text"] = marker
+        parts = self.processor.apply_chat_template(conversation, tokenize=False).split(marker)
+        if len(parts) != len(texts) + 1:
+            raise ValueError(f"model {self.name}'s chat template does not render each text once")
+        ids: list[int] = []
+        plain = ""
+        for index, part in enumerate(parts):
+            if index:  # the user text in place of the placeholder before this part
+                plain += texts[index - 1]
+            position = 0
+            for control in self._control_pattern.finditer(part) if self._controls else ():
+                plain += part[position : control.start()]
+                if plain:
+                    ids += self.text_ids(plain)
+                    plain = ""
+                ids.append(self._controls[control.group()])
+                position = control.end()
+            plain += part[position:]
+        if plain:
+            ids += self.text_ids(plain)
+        return ids
 
     def _prompt(self, job: SynthesisJob) -> torch.Tensor:
         """The job's prompt as backbone input embeddings, (length, hidden)."""
@@ -275,11 +339,12 @@ class CsmEngine:
                 "preset_voice",
                 f"model {self.name} has no preset voices; clone one from a reference recording",
             )
-        text = self._clean(job.text)
+        text = job.text.strip()
         if not text:
             raise InvalidOptionError("text", "nothing to speak")
         check_job_limits(job, self.max_input_characters, self.default_temperature)
-        conversation = []
+        conversation: list[dict] = []
+        texts: list[str] = []
         codes = None
         if job.prompt is not None:
             if job.prompt.engine != FAMILY:
@@ -297,17 +362,16 @@ class CsmEngine:
             conversation.append(
                 {
                     "role": SPEAKER,
-                    "content": [
-                        {"type": "text", "text": self._clean(job.prompt.transcript)},
-                        {"type": "audio"},
-                    ],
+                    "content": [{"type": "text", "text": ""}, {"type": "audio"}],
                 }
             )
-        conversation.append({"role": SPEAKER, "content": [{"type": "text", "text": text}]})
-        rendered = self.processor.apply_chat_template(conversation, tokenize=False)
+            texts.append(job.prompt.transcript.strip())
+        conversation.append({"role": SPEAKER, "content": [{"type": "text", "text": ""}]})
+        texts.append(text)
+        ids = self._prompt_ids(conversation, texts)
         if codes is not None:
-            rendered = rendered.replace(self._audio_token, self._audio_token * len(codes), 1)
-        ids = self.tokenizer(rendered, add_special_tokens=False).input_ids
+            at = ids.index(self._audio_id)  # the template's one <|AUDIO|>: one per frame
+            ids[at : at + 1] = [self._audio_id] * len(codes)
         if len(ids) + self.max_frames(job.text) + 1 > self._max_positions:
             raise InvalidOptionError(
                 "text",
@@ -324,7 +388,44 @@ class CsmEngine:
             embeddings[ids_t == self._audio_eos_id] = self._eos_embedding.to(embeddings.dtype)
         return embeddings
 
-    def _generate(self, jobs: list[SynthesisJob], prompts: list[torch.Tensor]) -> list[np.ndarray]:
+    def _generate(
+        self, jobs: list[SynthesisJob], prompts: list[torch.Tensor]
+    ) -> list[np.ndarray | BaseException]:
+        """The batch's audio; a row that ended before its first frame is tried once more with
+        `retry_seed` (the retried rows in one batch), then fails."""
+        seeds = [job.seed for job in jobs]
+        outputs: list[np.ndarray | BaseException] = list(self._generate_once(jobs, prompts, seeds))
+        empty = [row for row, audio in enumerate(outputs) if audio.size == 0]
+        again = [row for row in empty if job_temperature(jobs[row], self.default_temperature) > 0]
+        if again:
+            retried = self._generate_once(
+                [jobs[row] for row in again],
+                [prompts[row] for row in again],
+                [retry_seed(seeds[row]) for row in again],
+            )
+            for row, audio in zip(again, retried, strict=True):
+                outputs[row] = audio
+        for row in empty:
+            if outputs[row].size == 0:
+                outputs[row] = self._no_audio(jobs[row], retried=row in again)
+        return outputs
+
+    def _no_audio(self, job: SynthesisJob, retried: bool) -> InvalidOptionError:
+        if retried:
+            tries = f"with seed {job.seed} and again with seed {retry_seed(job.seed)}"
+            hint = "rephrase the text (a whole sentence speaks best) or set another seed"
+        else:
+            tries = "at temperature 0 (greedy: every seed ends the same way)"
+            hint = "rephrase the text or use a temperature above 0"
+        return InvalidOptionError(
+            "text",
+            f"model {self.name} ended the audio before its first frame {tries}: nothing was"
+            f" spoken; {hint}",
+        )
+
+    def _generate_once(
+        self, jobs: list[SynthesisJob], prompts: list[torch.Tensor], seeds: list[int]
+    ) -> list[np.ndarray]:
         caps = [self.max_frames(job.text) for job in jobs]
         width = max(p.shape[0] for p in prompts)
         hidden = prompts[0].shape[1]
@@ -335,7 +436,7 @@ class CsmEngine:
             mask[row, width - prompt.shape[0] :] = 1
         with self._lock:  # the samplers' batch state belongs to one generate() at a time
             self._state.start(
-                [job.seed for job in jobs],
+                seeds,
                 [job_temperature(job, self.default_temperature) for job in jobs],
                 caps,
             )
