@@ -71,13 +71,18 @@ bench: install protos
 	$(BIN)/python -m bench.tts $(if $(TTS_MODEL),--model $(TTS_MODEL))
 	$(BIN)/python -m bench.gateway
 
-# `make run`: the whole suite (`speechmesh up`: every service, Envoy on :8080). ASR serves the
-# ASR_MODEL you give, else ../shared/models/whisper-tiny.en when present; every other model (and
-# ASR without either) is a tiny random checkpoint, built offline (`speechmesh up --offline`).
-RUN_ASR_MODEL = $(if $(filter command line environment,$(origin ASR_MODEL)),$(ASR_MODEL),$(patsubst %/config.json,%,$(wildcard $(SHARED)/models/whisper-tiny.en/config.json)))
+# `make run`: the whole suite (`speechmesh up`: every service, Envoy on :8080), offline. ASR and
+# TTS serve the ASR_MODEL and TTS_MODEL you give, else the real checkpoints of ../shared/models
+# when the checkout has them beside it (`--models-dir`: whisper-tiny.en, and vits-en-joe with a
+# tiny CSM beside it for cloning); every other model is a tiny random checkpoint, built offline.
+RUN_MODELS_DIR = $(wildcard $(SHARED)/models)
+given = $(filter command line environment,$(origin $(1)))
+RUN_FLAGS = $(if $(RUN_MODELS_DIR),--models-dir $(RUN_MODELS_DIR)) \
+	$(if $(call given,ASR_MODEL),--model asr=$(ASR_MODEL)) \
+	$(if $(call given,TTS_MODEL),--model tts=$(TTS_MODEL))
 
 run: install protos
-	$(BIN)/speechmesh up --offline $(if $(RUN_ASR_MODEL),--model asr=$(RUN_ASR_MODEL))
+	$(BIN)/speechmesh up --offline $(strip $(RUN_FLAGS))
 
 clean:
 	rm -rf build services/audio services/common services/*/v1 .pytest_cache

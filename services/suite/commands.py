@@ -23,6 +23,9 @@ def _up(args: argparse.Namespace) -> int:
             print(f"speechmesh: --model takes SERVICE=MODEL, got {item!r}", file=sys.stderr)
             return 2
         models[name] = model
+    if args.models_dir and not args.offline:
+        print("speechmesh: --models-dir goes with --offline", file=sys.stderr)
+        return 2
     services = args.services.split(",") if args.services else list(SERVICES)
     suite = Suite(
         services=[name.strip() for name in services if name.strip()],
@@ -30,6 +33,7 @@ def _up(args: argparse.Namespace) -> int:
         offline=args.offline,
         cache_dir=pathlib.Path(args.cache_dir) if args.cache_dir else default_cache_dir(),
         gateway=settings,
+        models_dir=pathlib.Path(args.models_dir) if args.models_dir else None,
     )
     return asyncio.run(run_suite(suite, args.ready_timeout))
 
@@ -57,6 +61,12 @@ def add_commands(commands) -> None:
     )
     up.add_argument("--services", help="comma-separated subset to run (default: all)")
     up.add_argument("--cache-dir", help="where --offline keeps its checkpoints")
+    up.add_argument(
+        "--models-dir",
+        help="a folder of real checkpoints for --offline: a service whose model is not chosen"
+        " serves the one it knows from there instead of a tiny random one (asr:"
+        " whisper-tiny.en, tts: vits-en-joe, with a tiny csm beside it for cloning)",
+    )
     up.add_argument(
         "--ready-timeout",
         type=float,

@@ -12,7 +12,11 @@ a grace period, then SIGKILL.
 
 The offline profile (`--offline`) builds tiny random checkpoints of the real architectures into a
 cache folder and serves them to every service whose model was not chosen: no model hub, outputs
-are noise, and health and ListModels report random weights.
+are noise, and health and ListModels report random weights. With a folder of real checkpoints
+(`--models-dir`, `make run` gives ../shared/models when the checkout has it beside it), a service
+it holds a known checkpoint for serves that instead (REAL_MODELS: Whisper tiny.en for ASR, the
+VITS voice vits-en-joe for TTS, so the first transcription and the first spoken sentence are
+real), with tiny checkpoints beside it for what it cannot do (TTS: a tiny CSM clones voices).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
 import pathlib
 import signal
@@ -43,6 +48,13 @@ TINY_MODELS: dict[str, dict[str, str]] = {
     "asr": {"model": "whisper"},
     "translate": {"model": "seamless_m4t_v2"},
     "tts": {"model": "csm"},
+}
+#: service -> (a real checkpoint's folder name in --models-dir, {settings field: tiny
+#: architecture} served beside it) for the offline profile: preferred to TINY_MODELS when there.
+REAL_MODELS: dict[str, tuple[str, dict[str, str]]] = {
+    "asr": ("whisper-tiny.en", {}),
+    # VITS speaks in a preset voice; the tiny CSM beside it takes requests to clone one.
+    "tts": ("vits-en-joe", {"extra_models": "csm"}),
 }
 #: service -> example commands printed once the suite is up ({url}: the gateway's base URL,
 #: {grpc}: its host:port, {tls}: the grpcurl transport flag).
@@ -78,6 +90,24 @@ def _env_name(service: str, field: str) -> str:
     return SERVICES[service].env_prefix + field.upper()
 
 
+def _missing_runtime(folder: pathlib.Path) -> str | None:
+    """What a real checkpoint needs at run time that this machine lacks, or None: a VITS
+    tokenizer that phonemizes needs the phonemizer package and the espeak-ng library."""
+    try:
+        tokenizer = json.loads((folder / "tokenizer_config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not tokenizer.get("phonemize"):
+        return None
+    try:
+        from phonemizer.backend import EspeakBackend
+    except ImportError:
+        return "the phonemizer package (pip install phonemizer)"
+    if not EspeakBackend.is_available():
+        return "espeak-ng (apt-get install espeak-ng)"
+    return None
+
+
 @dataclasses.dataclass
 class Child:
     name: str
@@ -97,6 +127,8 @@ class Service:
     health_name: str
     model: str
     random_weights: bool
+    #: Tiny random checkpoints served beside a real one: {settings field: folder}.
+    tiny_beside: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 class Suite:
@@ -110,11 +142,13 @@ class Suite:
         cache_dir: pathlib.Path,
         gateway: GatewaySettings | None = None,
         out: Callable[[str], None] | None = None,
+        models_dir: pathlib.Path | None = None,
     ):
         self.service_names = services
         self.models = models
         self.offline = offline
         self.cache_dir = cache_dir
+        self.models_dir = models_dir
         self.gateway = gateway
         self.out = out or (lambda line: print(line, flush=True))
         self.services: list[Service] = []
@@ -136,6 +170,22 @@ class Suite:
             if built.returncode != 0:
                 raise ValueError(f"building a tiny {arch} failed:\n{built.stderr}")
         return dest
+
+    def _real(self, name: str) -> pathlib.Path | None:
+        """The real checkpoint of --models-dir the offline profile serves to `name`, or None."""
+        if self.models_dir is None or name not in REAL_MODELS:
+            return None
+        folder = self.models_dir / REAL_MODELS[name][0]
+        if not (folder / "config.json").is_file():
+            return None
+        missing = _missing_runtime(folder)
+        if missing is not None:
+            self.out(
+                f"speechmesh up: {folder} needs {missing}; serving {name} a tiny random"
+                " checkpoint instead"
+            )
+            return None
+        return folder
 
     def plan(self) -> None:
         """Settles each service's address and model, and the gateway's settings."""
@@ -160,9 +210,19 @@ class Suite:
             env.setdefault(_env_name(name, "log_format"), "json")
             settings_class = SERVICES[name].settings_class()
             random_weights = False
+            tiny_beside: dict[str, str] = {}
+            real = None
+            offline_choice = self.offline and _env_name(name, "model") not in os.environ
+            if name not in self.models and offline_choice:
+                real = self._real(name)
             if name in self.models:
                 env[_env_name(name, "model")] = self.models[name]
-            elif self.offline and _env_name(name, "model") not in os.environ:
+            elif real is not None:
+                env[_env_name(name, "model")] = str(real)
+                for field, arch in REAL_MODELS[name][1].items():
+                    if _env_name(name, field) not in os.environ:
+                        env[_env_name(name, field)] = tiny_beside[field] = str(self._tiny(arch))
+            elif offline_choice:
                 tiny = TINY_MODELS.get(name, {})
                 if not tiny or any(arch not in TINY_ARCHS for arch in tiny.values()):
                     self.out(
@@ -188,7 +248,7 @@ class Suite:
                 Child(name, [sys.executable, "-m", "speechmesh.cli", "serve", name], env)
             )
             self.services.append(
-                Service(name, host, settings.port, "", settings.model, random_weights)
+                Service(name, host, settings.port, "", settings.model, random_weights, tiny_beside)
             )
         # Each service learns where the others are (ASR asks them for /v1/models), unless set.
         for child in self.children:
@@ -348,10 +408,9 @@ class Suite:
                 child.process.send_signal(signal.SIGTERM)
         if running:
             self.out(f"speechmesh up: stopping {', '.join(child.name for child in running)}")
-        waits = [child.process.wait() for child in running]
-        _, late = await asyncio.wait(
-            [asyncio.ensure_future(wait) for wait in waits], timeout=timeout_s
-        )
+        waits = [asyncio.ensure_future(child.process.wait()) for child in running]
+        # None running (nothing started yet, or all gone): asyncio.wait refuses an empty set.
+        _, late = await asyncio.wait(waits, timeout=timeout_s) if waits else (set(), set())
         for child in running:
             if child.process.returncode is None:
                 self.out(f"speechmesh up: {child.name} did not stop in {timeout_s:g} s; killing")
@@ -381,6 +440,9 @@ class Suite:
         ]
         for service in self.services:
             note = "  (tiny random weights: outputs are noise)" if service.random_weights else ""
+            if service.tiny_beside:
+                beside = ", ".join(pathlib.Path(f).name for f in service.tiny_beside.values())
+                note = f"  (and {beside}: tiny random weights, outputs are noise)"
             lines.append(
                 f"  {service.name:<10} {service.host}:{service.port}   model {service.model}{note}"
             )

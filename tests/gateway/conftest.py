@@ -140,10 +140,15 @@ def tiny_cache(tmp_path_factory) -> pathlib.Path:
 
 @contextlib.contextmanager
 def run_up(
-    tmp_path_factory, cache: pathlib.Path, services: list[str], env_overrides: dict[str, str]
+    tmp_path_factory,
+    cache: pathlib.Path,
+    services: list[str],
+    env_overrides: dict[str, str],
+    args: tuple[str, ...] = (),
 ) -> Iterator[Up]:
     """`speechmesh up --offline` with `services` on tiny checkpoints, on free ports, with the
-    SPEECHMESH_* variables of `env_overrides`; stopped (and checked stopped) on exit."""
+    SPEECHMESH_* variables of `env_overrides` and more arguments `args`; stopped (and checked
+    stopped) on exit."""
     ports = {name: free_port() for name in [*services, "gateway", "admin"]}
     env = dict(os.environ)
     for name in services:
@@ -176,6 +181,7 @@ def run_up(
             str(cache),
             "--ready-timeout",
             str(UP_READY_S),
+            *args,
         ],
         env=env,
         stdout=subprocess.PIPE,
