@@ -218,9 +218,25 @@ VITS_LANGUAGE = "eng"
 VITS_SAMPLE_RATE = 16000
 
 
-def build_vits(dest: Path, seed: int, num_speakers: int = 1) -> None:
-    """Writes a tiny random VITS (MMS-TTS layout) and its tokenizer into `dest`."""
-    characters = list(dict.fromkeys(" " + string.ascii_lowercase + string.digits + "'-"))
+#: MMS-TTS's English alphabet: letters, space and a little punctuation, no digits.
+MMS_CHARACTERS = " " + string.ascii_lowercase + "'-"
+
+
+def build_vits(
+    dest: Path,
+    seed: int,
+    num_speakers: int = 1,
+    *,
+    characters: str = " " + string.ascii_lowercase + string.digits + "'-",
+    language: str = VITS_LANGUAGE,
+    is_uroman: bool = False,
+    phonemize: bool = False,
+) -> None:
+    """Writes a tiny random VITS (MMS-TTS layout) and its tokenizer into `dest`: by default
+    letters and digits; `characters=MMS_CHARACTERS` as MMS-TTS English (no digits),
+    `language` its ISO 639-3 code, `is_uroman` a non-Latin MMS voice (needs uroman),
+    `phonemize` a voice of espeak-ng phonemes (needs phonemizer)."""
+    characters = list(dict.fromkeys(characters))
     # MMS-TTS vocabularies put the blank that `add_blank` intersperses at id 0.
     vocab = {token: i for i, token in enumerate(["_", *characters, "<unk>"])}
     dest.mkdir(parents=True, exist_ok=True)
@@ -230,10 +246,11 @@ def build_vits(dest: Path, seed: int, num_speakers: int = 1) -> None:
         vocab_file=str(vocab_file),
         pad_token="_",
         unk_token="<unk>",
-        language=VITS_LANGUAGE,
+        language=language,
         add_blank=True,
         normalize=True,
-        phonemize=False,
+        phonemize=phonemize,
+        is_uroman=is_uroman,
     )
     config = VitsConfig(
         vocab_size=len(vocab),

@@ -4,7 +4,13 @@ VITS is non-autoregressive: one forward pass turns a batch of sentences into wav
 cannot clone a voice; a multi-speaker checkpoint has one preset voice per speaker id
 ("speaker-0", ...), a single-speaker one has "default". Its language is the tokenizer's
 `language` (MMS-TTS checkpoints speak one language each and name it with an ISO 639-3 code,
-"eng"), given as BCP-47 ("en"); "en" when the tokenizer names none.
+"eng", "ara"), given as BCP-47 ("en", "ar": the ISO 639-1 code where one exists); "en" when the
+tokenizer names none. Requests may name it either way ("ar" or "ara").
+
+Text. What the voice cannot say is never dropped silently (speechmesh.tts.engines.vits_text):
+a voice that needs uroman, or phonemizer and espeak-ng, is refused at load when they are
+missing; English numbers and symbols are spelled out for character voices; anything else the
+voice cannot say is INVALID_ARGUMENT naming the characters.
 
 Noise and seeds. VITS samples Gaussian noise twice per forward: for the stochastic duration
 predictor (scaled by `noise_scale_duration`) and for the prior latents (`noise_scale`), both
@@ -54,6 +60,8 @@ from speechmesh.tts.engines.base import (
     check_job_limits,
     job_temperature,
 )
+from speechmesh.tts.engines.iso639 import ISO639_3_TO_1
+from speechmesh.tts.engines.vits_text import VitsText, check_dependencies
 
 FAMILY = "vits"
 MAX_INPUT_CHARACTERS = 500
@@ -65,6 +73,8 @@ def language_tag(code: str | None) -> str:
     """BCP-47 tag of a VITS tokenizer's language ("eng" -> "en"); "en" when unnamed."""
     if not code:
         return "en"
+    if code.strip().lower() in ISO639_3_TO_1:
+        return ISO639_3_TO_1[code.strip().lower()]
     try:
         from speechmesh.translate.languages import to_bcp47
 
@@ -137,11 +147,13 @@ class VitsEngine:
     def __init__(self, name: str, path: pathlib.Path, device: torch.device, dtype: torch.dtype):
         self.name = name
         self._device = device
-        self.model = load_pretrained(VitsModel, path, device, dtype)
         self.tokenizer = VitsTokenizer.from_pretrained(path)
+        check_dependencies(self.tokenizer, name)  # before the weights: refused fast
+        self.model = load_pretrained(VitsModel, path, device, dtype)
         config = self.model.config
         self.sample_rate = int(config.sampling_rate)
         self.languages = [language_tag(getattr(self.tokenizer, "language", None))]
+        self.text = VitsText(self.tokenizer, name, primary_subtag(self.languages[0]))
         self._speakers = int(config.num_speakers)
         if self._speakers > 1:
             self.preset_voices = [
@@ -199,13 +211,14 @@ class VitsEngine:
         return self._voices[name] if self._speakers > 1 else None
 
     def _ids(self, job: SynthesisJob) -> list[int]:
-        if option_language(job.language, "language_code") != primary_subtag(self.languages[0]):
+        asked = option_language(job.language, "language_code")
+        if ISO639_3_TO_1.get(asked, asked) != primary_subtag(self.languages[0]):
             raise InvalidOptionError(
                 "language_code",
                 f"model {self.name} speaks {self.languages[0]}, not {job.language!r}",
             )
         check_job_limits(job, self.max_input_characters, self.default_temperature)
-        ids = self.tokenizer(job.text).input_ids
+        ids = self.text.ids(job.text)
         blank = self.tokenizer.pad_token_id
         if not any(i != blank for i in ids):
             raise InvalidOptionError(
