@@ -262,13 +262,17 @@ class Bench(ServedBench):
 
     async def direct_stream(self, clip: Clip, record: dict) -> None:
         from speechmesh.dsp.audio import RawFormat
-        from speechmesh.translate.streaming import SegmentSpeech, SegmentText, TranslationStream
+        from speechmesh.translate.streaming import (
+            DirectSegments,
+            SegmentSpeech,
+            SegmentText,
+            TranslationStream,
+        )
 
         # As the servicer builds it for a stream with this config.
         raw = RawFormat("linear16", clip.sample_rate)
-        stream = TranslationStream(
-            self.translator, self.models.stream_vad, self.endpointing, raw, self.speech_options
-        )
+        segments = DirectSegments(self.translator, self.speech_options)
+        stream = TranslationStream(segments, self.models.stream_vad, self.endpointing, raw)
         async for event in stream.run(self.paced(clip, record)):
             if isinstance(event, SegmentText):
                 _arrived(record, "text", event.index, event.end)

@@ -38,6 +38,13 @@ JOB_SECONDS = prom.Histogram(
     ["service", "method"],
     buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600),
 )
+CASCADE_STAGE = prom.Histogram(
+    "speechmesh_cascade_stage_seconds",
+    "Translate service, cascade path: time of each stage of one call or stream segment"
+    " (recognize, translate, synthesize; a stage's calls run at once).",
+    ["stage"],
+    buckets=_LATENCY_BUCKETS,
+)
 ACTIVE_STREAMS = prom.Gauge("speechmesh_active_streams", "Streams open now.", ["service", "method"])
 REAL_TIME_FACTOR = prom.Histogram(
     "speechmesh_real_time_factor",

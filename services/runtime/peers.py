@@ -26,6 +26,8 @@ from speechmesh.runtime.registry import SERVICES
 
 log = structlog.get_logger("speechmesh.peers")
 
+#: Largest answer a peer may send (the translate cascade receives speech), bytes.
+PEER_MESSAGE_BYTES = 256 * 1024 * 1024
 #: How long one call to a peer may take before it counts as down, in seconds.
 TIMEOUT_S = 2.0
 
@@ -88,7 +90,10 @@ class Peers:
     def channel(self, name: str) -> grpc.aio.Channel:
         """The channel to peer `name`; KeyError when the settings name no such peer."""
         if name not in self._channels:
-            self._channels[name] = grpc.aio.insecure_channel(self.addresses[name])
+            self._channels[name] = grpc.aio.insecure_channel(
+                self.addresses[name],
+                options=[("grpc.max_receive_message_length", PEER_MESSAGE_BYTES)],
+            )
         return self._channels[name]
 
     async def model_names(self, timeout_s: float = TIMEOUT_S) -> dict[str, list[str]]:

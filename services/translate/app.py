@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from speechmesh.operations.host import Jobs
+from speechmesh.runtime.peers import Peers
 from speechmesh.runtime.server import ServiceApp, model_service_app
 from speechmesh.translate import servicer
 from speechmesh.translate.batch import batch_translate_speech_kind
+from speechmesh.translate.cascade.peers import CascadePeers
+from speechmesh.translate.cascade.pipeline import Cascade
 from speechmesh.translate.config import TranslateSettings
 from speechmesh.translate.models import TranslateModels
 
@@ -14,5 +17,7 @@ def build_app(settings: TranslateSettings) -> ServiceApp:
     models = TranslateModels(settings)
     kinds = [batch_translate_speech_kind(models, settings)]
     jobs = Jobs.for_service("translate", kinds, settings)
-    translate = servicer.TranslateServicer(models, settings, jobs)
-    return model_service_app("translate", servicer, translate, models, jobs=jobs)
+    peers = Peers(settings.peers)
+    cascade = Cascade(CascadePeers(peers, settings.identity_header))
+    translate = servicer.TranslateServicer(models, settings, jobs, cascade)
+    return model_service_app("translate", servicer, translate, models, peers, jobs=jobs)

@@ -76,7 +76,7 @@ def batch_translate_speech_kind(models: TranslateModels, settings: TranslateSett
                         priority=ctx.priority,
                         on_progress=progress.hook(index),
                     )
-                answer = speech_response(request.request_id, config, model, translation)
+                answer = speech_response(request.request_id, config, model.name, translation)
                 if plan.output is not None:
                     # Hours of speech take a while to encode: off the event loop.
                     await asyncio.to_thread(add_speech, answer, translation, *plan.output)

@@ -10,33 +10,36 @@ from speechmesh.dsp.endpointing import EndpointSettings
 from speechmesh.dsp.stream_encoder import StreamEncoder
 from speechmesh.operations.host import Jobs
 from speechmesh.runtime import errors
+from speechmesh.runtime.identity import IdentityPolicy
 from speechmesh.runtime.interceptor import call_stats
 from speechmesh.runtime.proto_mapping import (
     body_content_type,
     duration,
     model_info,
     output_format,
-    raw_format,
     seconds_option,
     start_call,
 )
 from speechmesh.runtime.streams import StreamSlots, first_config, stream_inputs
 from speechmesh.translate import batch
+from speechmesh.translate.cascade.pipeline import Cascade
+from speechmesh.translate.cascade.reach import cascade_reach
 from speechmesh.translate.config import TranslateSettings
 from speechmesh.translate.engines.base import TASK_MODALITIES
 from speechmesh.translate.mapping import (
     SPEECH_FIELDS,
     add_speech,
+    choose_path,
     encode_speech,
     option_fields,
-    output_modalities,
-    speech_options,
-    speech_plan,
+    segment_voice,
     speech_response,
     speech_seconds,
 )
 from speechmesh.translate.models import TranslateModel, TranslateModels
 from speechmesh.translate.streaming import (
+    CascadeSegments,
+    DirectSegments,
     SegmentDone,
     SegmentSpeech,
     SegmentText,
@@ -66,11 +69,20 @@ _TTS_FIELDS = {
 
 
 class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
-    def __init__(self, models: TranslateModels, settings: TranslateSettings, jobs: Jobs):
+    def __init__(
+        self, models: TranslateModels, settings: TranslateSettings, jobs: Jobs, cascade: Cascade
+    ):
         self.models = models
         self.settings = settings
         self.jobs = jobs
+        self.cascade = cascade
+        self.identity = IdentityPolicy.from_settings(settings)
         self._streams = StreamSlots(settings.max_streams)
+
+    def _caller(self, context) -> str:
+        """The caller's identity, passed on to the services the cascade calls (none for an
+        in-process call without a context, as jobs and tests make)."""
+        return self.identity.caller(context.invocation_metadata() if context else ())
 
     # -- text --------------------------------------------------------------
 
@@ -99,12 +111,12 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
 
     async def TranslateSpeech(self, request, context):
         return await self._speech(
-            "TranslateSpeech", request.request_id, request.config, request.audio
+            "TranslateSpeech", request.request_id, request.config, request.audio, context
         )
 
     async def TranslateSpeechFile(self, request, context):
         return await self._speech(
-            "TranslateSpeechFile", request.request_id, request.config, request.audio.data
+            "TranslateSpeechFile", request.request_id, request.config, request.audio.data, context
         )
 
     async def TranslateSpeechAudio(self, request, context):
@@ -113,6 +125,7 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
             request.request_id,
             request.config,
             request.audio.data,
+            context,
             speech_only=True,
         )
         encoding, _ = output_format(
@@ -124,16 +137,35 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
         )
 
     async def _speech(
-        self, method: str, request_id: str, config, data: bytes, *, speech_only: bool = False
+        self,
+        method: str,
+        request_id: str,
+        config,
+        data: bytes,
+        context,
+        *,
+        speech_only: bool = False,
     ) -> translate_pb2.TranslateSpeechResponse:
         start_call(request_id)
-        plan = speech_plan(self.models, config, speech_only=speech_only)
-        model = plan.model
-        with option_fields(SPEECH_FIELDS):
-            result = await model.translator.translate_recording(
-                data, plan.raw, plan.options, method=method
+        plan = await choose_path(
+            self.models, self.cascade, config, caller=self._caller(context), speech_only=speech_only
+        )
+        if plan.cascade is not None:
+            result = await self.cascade.translate_recording(
+                data,
+                plan.raw,
+                plan.cascade,
+                method=method,
+                max_seconds=self.models.limits.max_audio_seconds,
             )
-        response = speech_response(request_id, config, model, result)
+            name = result.cascade.translation or result.cascade.recognition
+        else:
+            with option_fields(SPEECH_FIELDS):
+                result = await plan.model.translator.translate_recording(
+                    data, plan.raw, plan.options, method=method
+                )
+            name = plan.model.name
+        response = speech_response(request_id, config, name, result)
         if plan.output is not None:
             add_speech(response, result, *plan.output)
         return response
@@ -147,26 +179,29 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
         if cfg is None:
             return
         start_call(cfg.request_id, "streaming_config.request_id")
-        config, at = cfg.config, "streaming_config.config."
-        want_text, want_speech = output_modalities(
-            config.output_modalities, at + "output_modalities"
+        config = cfg.config
+        plan = await choose_path(
+            self.models,
+            self.cascade,
+            config,
+            caller=self._caller(context),
+            prefix="streaming_config.",
         )
-        want_transcript = config.enable_source_transcript
-        tasks = ["s2st" if want_speech else "s2tt"] + (["s2tt"] if want_transcript else [])
-        model = self.models.for_task(config.model, tasks, at + "model")
-        options = speech_options(
-            model, config, want_text, want_speech, want_transcript, "streaming_config."
-        )
+        if plan.cascade is not None:
+            translate = CascadeSegments(self.cascade, plan.cascade)
+            out_rate = await self.cascade.output_rate(plan.cascade)
+            window = 30.0
+        else:
+            translate = DirectSegments(plan.model.translator, plan.options)
+            out_rate = plan.model.engine.output_sample_rate
+            window = plan.model.engine.max_speech_seconds
         encoder = None
-        if want_speech:
-            encoding, rate = output_format(config.output_audio_config, at + "output_audio_config")
-            encoder = StreamEncoder(model.engine.output_sample_rate, encoding, rate)
-        raw = raw_format(config.audio_format, at + "audio_format")
-        endpointing = _endpointing(cfg, model.engine.max_speech_seconds)
+        if plan.output is not None:
+            encoding, rate = plan.output
+            encoder = StreamEncoder(out_rate, encoding, rate)
+        endpointing = _endpointing(cfg, window)
         with self._streams.hold():
-            stream = TranslationStream(
-                model.translator, self.models.stream_vad, endpointing, raw, options
-            )
+            stream = TranslationStream(translate, self.models.stream_vad, endpointing, plan.raw)
             inputs = stream_inputs(
                 request_iterator, "audio", translate_pb2.StreamingControl.ACTION_FORCE_ENDPOINT
             )
@@ -235,7 +270,22 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
                     common_pb2.PresetVoice(name=name, display_name=name) for name in engine.voices
                 )
             entries.append(entry)
-        return translate_pb2.ListLanguagesResponse(request_id=request.request_id, models=entries)
+        response = translate_pb2.ListLanguagesResponse(
+            request_id=request.request_id, models=entries
+        )
+        if not request.model:
+            reach = await cascade_reach(self.cascade.peers, self.models, self._caller(context))
+            response.cascade.CopyFrom(
+                translate_pb2.CascadeLanguages(
+                    available=reach.available,
+                    unavailable_reason=reach.reason,
+                    speech_input_language_codes=reach.speech_in,
+                    text_output_language_codes=reach.text_out,
+                    speech_output_language_codes=reach.speech_out,
+                    supports_speaker_voice=reach.speaker_voice,
+                )
+            )
+        return response
 
     async def ListModels(self, request, context):
         start_call(request.request_id)
@@ -308,17 +358,25 @@ def _stream_responses(
         )
 
     if isinstance(event, SegmentTranscript):
+        language = source or event.language
         transcript = translate_pb2.SegmentTranscript(
-            transcript=event.transcript, language_code=source, language_probability=1.0
+            transcript=event.transcript,
+            language_code=language,
+            language_probability=1.0 if source else event.probability,
         )
         return [response(source_transcript=transcript)]
     if isinstance(event, SegmentText):
         text = translate_pb2.SegmentTranslation(
-            translated_text=event.text, source_language_code=source
+            translated_text=event.text,
+            source_language_code=source or event.language,
+            truncated=event.truncated,
         )
         return [response(translation=text)]
     if isinstance(event, SegmentDone):
-        end = translate_pb2.SegmentEnd(translated_audio_duration=duration(event.speech_seconds))
+        end = translate_pb2.SegmentEnd(
+            translated_audio_duration=duration(event.speech_seconds),
+            voice=segment_voice(event.spoken_by),
+        )
         return [response(segment_end=end)]
     assert isinstance(event, SegmentSpeech) and encoder is not None
     step = int(CHUNK_SECONDS * event.sample_rate)

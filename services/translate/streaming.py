@@ -1,5 +1,10 @@
 """One live speech translation stream: segments cut by VAD, each translated as it ends.
 
+What translates a segment is the path's (`DirectSegments`: this service's speech model;
+`CascadeSegments`: the ASR -> text -> TTS cascade, whose speech follows the source's timeline:
+silence fills the time between segments, so the stream's translated audio lines up with its
+input).
+
 `Endpointer` (speechmesh.dsp.endpointing) cuts the stream where the speaker pauses (or on a
 forced endpoint, at the longest segment, at half-close). Each segment goes to the translator at
 once, so segments of one stream and of other streams share forward passes; the results leave in
@@ -21,7 +26,16 @@ from speechmesh.dsp.audio import RawFormat
 from speechmesh.dsp.endpointing import Endpointer, EndpointSettings, Utterance, VadBatcher
 from speechmesh.dsp.vad import SAMPLE_RATE
 from speechmesh.runtime import metrics
-from speechmesh.translate.translator import SpeechOptions, SpeechTranslation, Translator
+from speechmesh.translate.cascade.pipeline import SAMPLE_RATE as CASCADE_RATE
+from speechmesh.translate.cascade.pipeline import Cascade
+from speechmesh.translate.cascade.plan import CascadePlan
+from speechmesh.translate.cascade.references import SourceSegment
+from speechmesh.translate.translator import (
+    SpeechOptions,
+    SpeechTranslation,
+    SpokenBy,
+    Translator,
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +44,9 @@ class SegmentTranscript:
     start: float
     end: float
     transcript: str
+    #: Detected language (cascade path), BCP-47, and its probability; empty when not detected.
+    language: str = ""
+    probability: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +55,8 @@ class SegmentText:
     start: float
     end: float
     text: str
+    language: str = ""
+    truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,20 +78,56 @@ class SegmentDone:
     end: float
     #: Length of the segment's translated speech; 0 without speech output.
     speech_seconds: float
+    #: Who spoke it (cascade path with speech output).
+    spoken_by: SpokenBy | None = None
+
+
+class DirectSegments:
+    """Segments translated by this service's speech model."""
+
+    follows_source = False
+
+    def __init__(self, translator: Translator, options: SpeechOptions):
+        self.translator = translator
+        self.rate = translator.engine.input_sample_rate
+        self.want_transcript = options.transcript_code is not None
+        self.want_text = options.want_text
+        self.want_speech = options.want_speech
+        self.options = options
+
+    async def translate(self, audio: np.ndarray, offset: float) -> SpeechTranslation:
+        return await self.translator.translate_speech(audio, self.options)
+
+
+class CascadeSegments:
+    """Segments translated by the cascade; short segments may clone their speaker's voice from
+    the stream's earlier segments (the last 30 s are kept)."""
+
+    follows_source = True
+    rate = CASCADE_RATE
+
+    def __init__(self, cascade: Cascade, plan: CascadePlan):
+        self.cascade = cascade
+        self.plan = plan
+        self.want_transcript = plan.want_transcript
+        self.want_text = plan.want_text
+        self.want_speech = plan.want_speech
+        self.history: list[SourceSegment] = []
+
+    async def translate(self, audio: np.ndarray, offset: float) -> SpeechTranslation:
+        return await self.cascade.translate(audio, self.plan, offset=offset, history=self.history)
 
 
 class TranslationStream(Endpointer):
     def __init__(
         self,
-        translator: Translator,
+        segments: DirectSegments | CascadeSegments,
         vad: VadBatcher,
         endpointing: EndpointSettings,
         raw: RawFormat | None,
-        options: SpeechOptions,
     ):
         super().__init__(vad, endpointing, raw)
-        self.translator = translator
-        self.options = options
+        self.translate = segments
         self._speech_at = 0.0  # seconds of translated speech sent so far
         #: Segments cut so far.
         self.segments = 0
@@ -86,11 +141,11 @@ class TranslationStream(Endpointer):
         self, utterance: Utterance, audio: np.ndarray, end_sample: int, speech_ended: bool
     ) -> None:
         self.segments += 1
-        rate = self.translator.engine.input_sample_rate
+        rate = self.translate.rate
         if rate != SAMPLE_RATE:
             audio = soxr.resample(audio, SAMPLE_RATE, rate)
         ended_at = time.perf_counter()
-        task = self.spawn(self.translator.translate_speech(audio, self.options))
+        task = self.spawn(self.translate.translate(audio, utterance.start))
         self.emit(self._results(utterance.index, utterance.start, end_sample, task, ended_at))
 
     async def _results(
@@ -104,15 +159,24 @@ class TranslationStream(Endpointer):
         result = await task
         metrics.ENDPOINT_TO_FINAL.labels("translate").observe(time.perf_counter() - ended_at)
         end = end_sample / SAMPLE_RATE
-        if self.options.transcript_code is not None:
-            yield SegmentTranscript(index, start, end, result.transcript)
-        if self.options.want_text:
-            yield SegmentText(index, start, end, result.text)
-        seconds = 0.0
-        if self.options.want_speech and result.audio is not None:
-            seconds = len(result.audio) / result.sample_rate
-            yield SegmentSpeech(
-                index, start, end, result.audio, result.sample_rate, self._speech_at
+        language = result.detected_language
+        if self.translate.want_transcript:
+            yield SegmentTranscript(
+                index, start, end, result.transcript, language, result.detected_probability
             )
+        if self.translate.want_text:
+            truncated = any(s.truncated for s in result.segments)
+            yield SegmentText(index, start, end, result.text, language, truncated)
+        seconds = 0.0
+        spoken_by = next((s.spoken_by for s in result.segments if s.spoken_by), None)
+        if self.translate.want_speech and result.audio is not None:
+            audio = result.audio
+            if self.translate.follows_source and start > self._speech_at:
+                # Silence up to where the segment starts in the source: the stream's speech
+                # keeps the source's timeline.
+                pause = np.zeros(round((start - self._speech_at) * result.sample_rate), np.float32)
+                audio = np.concatenate([pause, audio])
+            seconds = len(audio) / result.sample_rate
+            yield SegmentSpeech(index, start, end, audio, result.sample_rate, self._speech_at)
             self._speech_at += seconds
-        yield SegmentDone(index, start, end, seconds)
+        yield SegmentDone(index, start, end, seconds, spoken_by)

@@ -60,6 +60,21 @@ class Limits:
     max_audio_seconds: float = math.inf
 
 
+@dataclass(frozen=True)
+class SpokenBy:
+    """Who spoke a segment's translation on the cascade path."""
+
+    #: "speaker" (cloned from the source), "stored" or "preset".
+    kind: str
+    #: The stored voice's resource name or the preset's name; empty for "speaker".
+    name: str = ""
+    #: The source span cloned from, seconds ("speaker" only).
+    reference_start: float = 0.0
+    reference_end: float = 0.0
+    #: Why the speaker's voice, asked for, was not used.
+    fallback_reason: str = ""
+
+
 @dataclass
 class SpeechSegment:
     #: Times in the input audio, seconds.
@@ -70,6 +85,19 @@ class SpeechSegment:
     #: Times in the translated audio, seconds (speech output only).
     audio_start: float = 0.0
     audio_end: float = 0.0
+    #: Who spoke it (cascade path with speech output only).
+    spoken_by: SpokenBy | None = None
+    #: The translation stopped at the model's output length limit.
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class CascadeModels:
+    """The models a cascade translation went through (names; empty when not used)."""
+
+    recognition: str
+    translation: str = ""
+    synthesis: str = ""
 
 
 @dataclass
@@ -81,6 +109,12 @@ class SpeechTranslation:
     audio: np.ndarray | None = None
     sample_rate: int = 0
     voice: str = ""
+    #: The language the cascade's recognizer detected (BCP-47) and its probability; empty
+    #: on the direct path, which does not name it.
+    detected_language: str = ""
+    detected_probability: float = 0.0
+    #: Set on the cascade path.
+    cascade: CascadeModels | None = None
 
     @property
     def text(self) -> str:

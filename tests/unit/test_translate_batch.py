@@ -50,7 +50,7 @@ async def translate(tiny_seamless_checkpoint):
     models = TranslateModels(settings)
     await models.load()
     kind = batch_translate_speech_kind(models, settings)
-    yield models, kind, TranslateServicer(models, settings, None)
+    yield models, kind, TranslateServicer(models, settings, None, None)
     await models.close()
 
 
