@@ -156,7 +156,7 @@ class Bench(ServedBench):
         return [t.translated_text for t in response.translations]
 
     async def direct_text(self, texts: list[str]) -> list[str]:
-        return await self.translator.translate_texts(texts, SOURCE, TARGET)
+        return [t.text for t in await self.translator.translate_texts(texts, SOURCE, TARGET)]
 
     def text_measure(self, per_call: int, concurrency: int) -> Callable:
         """Call k of block b: the next `per_call` sentences from sentence (b * calls + k) *

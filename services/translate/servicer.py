@@ -98,11 +98,12 @@ class TranslateServicer(translate_pb2_grpc.TranslateServiceServicer):
             request_id=request.request_id,
             translations=[
                 translate_pb2.Translation(
-                    translated_text=text,
+                    translated_text=done.text,
                     source_language_code=request.source_language_code if given else "",
                     source_language_probability=1.0 if given else 0.0,
+                    truncated=done.truncated,
                 )
-                for text in translated
+                for done in translated
             ],
             model=model.name,
         )

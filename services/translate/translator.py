@@ -61,6 +61,15 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class TranslatedText:
+    """One text's translation."""
+
+    text: str
+    #: A piece of it stopped at the model's output length limit.
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
 class SpokenBy:
     """Who spoke a segment's translation on the cascade path."""
 
@@ -206,7 +215,9 @@ class Translator:
 
     # -- text ------------------------------------------------------------
 
-    async def translate_texts(self, texts: list[str], source: str, target: str) -> list[str]:
+    async def translate_texts(
+        self, texts: list[str], source: str, target: str
+    ) -> list[TranslatedText]:
         """Translations of `texts` (BCP-47 `source`, may be empty, and `target`), in order."""
         self._check_texts(texts)
         target_code = self.target_code(target, "text")
@@ -220,9 +231,10 @@ class Translator:
         outputs = await gather_all(self.batcher.submit(job) for job in jobs)
         results, at = [], 0
         for text, pieces in zip(texts, split, strict=True):
-            done = [o.text for o in outputs[at : at + len(pieces)]]
+            mine = outputs[at : at + len(pieces)]
             at += len(pieces)
-            results.append(join_pieces(pieces, text, done).strip() if pieces else "")
+            joined = join_pieces(pieces, text, [o.text for o in mine]).strip() if pieces else ""
+            results.append(TranslatedText(joined, any(o.truncated for o in mine)))
         return results
 
     def _check_texts(self, texts: list[str]) -> None:
@@ -389,6 +401,7 @@ class Translator:
                 end,
                 transcript=transcript.text if transcript is not None else "",
                 text=output.text if options.want_text else "",
+                truncated=output.truncated,
             )
             for (start, end), output, transcript in zip(
                 windows, translations, transcripts, strict=True

@@ -90,6 +90,9 @@ async def test_many_texts_in_one_call(translate):
         assert translation.source_language_code == "en"
         assert translation.source_language_probability == 1.0
     assert all(response.translations[i].translated_text for i in (0, 2, 3, 4))
+    # Random weights never end a sentence: every non-empty text ran to its length limit, and
+    # says so; the empty one did not.
+    assert [t.truncated for t in response.translations] == [True, False, True, True, True]
 
 
 async def test_text_routed_to_the_named_text_model(translate):

@@ -72,10 +72,8 @@ def option_error(raised: pytest.ExceptionInfo) -> tuple[str, str]:
 async def test_text_calls_are_held_to_the_limits_and_counted():
     stats = new_call()
     async with translator(max_texts=2, max_text_characters=12) as tr:
-        assert await tr.translate_texts(["Hello.", "Bye."], "en", "fr") == [
-            "[fr] Hello.",
-            "[fr] Bye.",
-        ]
+        done = await tr.translate_texts(["Hello.", "Bye."], "en", "fr")
+        assert [t.text for t in done] == ["[fr] Hello.", "[fr] Bye."]
         assert stats.characters == 10
         with pytest.raises(InvalidOptionError) as raised:
             await tr.translate_texts([], "en", "fr")

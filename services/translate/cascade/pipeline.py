@@ -42,6 +42,7 @@ from speechmesh.translate.translator import (
     SpeechSegment,
     SpeechTranslation,
     SpokenBy,
+    TranslatedText,
 )
 from speechmesh.tts.v1 import tts_pb2
 
@@ -93,20 +94,26 @@ class Cascade:
         language = plan.source or recognized.language_code
         probability = 1.0 if plan.source else recognized.language_probability
         segments = _segments(recognized, audio, offset)
-        texts = [s.text for s in segments]
-        transcripts = texts
+        texts = [TranslatedText(s.text) for s in segments]
+        transcripts = [s.text for s in segments]
         if plan.recognizer_translates and plan.want_transcript:
             transcripts = await self._transcripts(audio, segments, offset, plan, language)
         translation_model = ""
         if segments and plan.needs_text_translation(language):
-            texts, translation_model = await self._translate_texts(texts, language, plan)
+            texts, translation_model = await self._translate_texts(transcripts, language, plan)
         # Voice references come from the source language's text: the words actually spoken.
         sources = [
             SourceSegment(s.start, s.end, t, s.audio)
             for s, t in zip(segments, transcripts, strict=True)
         ]
         out = [
-            SpeechSegment(s.start, s.end, transcript=t if plan.want_transcript else "", text=x)
+            SpeechSegment(
+                s.start,
+                s.end,
+                transcript=t if plan.want_transcript else "",
+                text=x.text,
+                truncated=x.truncated,
+            )
             for s, t, x in zip(segments, transcripts, texts, strict=True)
         ]
         result = SpeechTranslation(
@@ -161,7 +168,7 @@ class Cascade:
 
     async def _translate_texts(
         self, texts: list[str], language: str, plan: CascadePlan
-    ) -> tuple[list[str], str]:
+    ) -> tuple[list[TranslatedText], str]:
         model = plan.text_model
         if model is None:
             raise errors.invalid_argument(
@@ -176,9 +183,9 @@ class Cascade:
                 [texts[i] for i in spoken], language, plan.target
             )
         _observe("translate", started)
-        out = [""] * len(texts)
-        for i, text in zip(spoken, done, strict=True):
-            out[i] = text
+        out = [TranslatedText("")] * len(texts)
+        for i, translated in zip(spoken, done, strict=True):
+            out[i] = translated
         return out, model.name
 
     # -- speech ------------------------------------------------------------
