@@ -371,3 +371,18 @@ async def test_missing_or_down_peers_are_unavailable_by_name(tiny_seamless_check
             languages = await api.ListLanguages(translate_pb2.ListLanguagesRequest())
             assert not languages.cascade.available
             assert "ASR service" in languages.cascade.unavailable_reason
+
+
+async def test_the_default_path_is_direct_when_a_model_here_can(cascade, dialogue):
+    """Path unspecified: the service's own speech model (tiny Seamless) translates; the cascade
+    runs only when asked, or when no model here can (test_translate_cascade_real)."""
+    api, proxy, _ = cascade
+    audio, _ = dialogue
+    proxy.synthesized.clear()
+    config = cascade_config(path=translate_pb2.SPEECH_TRANSLATION_PATH_UNSPECIFIED)
+    reply = await api.TranslateSpeech(
+        translate_pb2.TranslateSpeechRequest(audio=wav(audio[: 3 * RATE]), config=config),
+        timeout=600,
+    )
+    assert reply.path == translate_pb2.SPEECH_TRANSLATION_PATH_DIRECT
+    assert not reply.HasField("cascade_models") and not proxy.synthesized
