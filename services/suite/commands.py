@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import pathlib
 import sys
+
+#: The default of `up --models-dir` (used with --offline only).
+MODELS_DIR_ENV = "SPEECHMESH_UP_MODELS_DIR"
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -26,6 +30,7 @@ def _up(args: argparse.Namespace) -> int:
     if args.models_dir and not args.offline:
         print("speechmesh: --models-dir goes with --offline", file=sys.stderr)
         return 2
+    models_dir = args.models_dir or os.environ.get(MODELS_DIR_ENV)
     services = args.services.split(",") if args.services else list(SERVICES)
     suite = Suite(
         services=[name.strip() for name in services if name.strip()],
@@ -33,7 +38,7 @@ def _up(args: argparse.Namespace) -> int:
         offline=args.offline,
         cache_dir=pathlib.Path(args.cache_dir) if args.cache_dir else default_cache_dir(),
         gateway=settings,
-        models_dir=pathlib.Path(args.models_dir) if args.models_dir else None,
+        models_dir=pathlib.Path(models_dir) if models_dir and args.offline else None,
     )
     return asyncio.run(run_suite(suite, args.ready_timeout))
 
@@ -65,7 +70,8 @@ def add_commands(commands) -> None:
         "--models-dir",
         help="a folder of real checkpoints for --offline: a service whose model is not chosen"
         " serves the one it knows from there instead of a tiny random one (asr:"
-        " whisper-tiny.en, tts: vits-en-joe, with a tiny csm beside it for cloning)",
+        " whisper-tiny.en, tts: vits-en-joe, with a tiny csm beside it for cloning); default"
+        f" ${MODELS_DIR_ENV}",
     )
     up.add_argument(
         "--ready-timeout",
