@@ -246,6 +246,8 @@ def test_page_loads(browser):
         ("tts", "up"),
     ]
     assert browser.find_element(By.ID, "noise").is_displayed()  # tiny random weights
+    # named, with their service (make run serves real ASR and TTS models beside tiny ones)
+    assert "tiny-seamless_m4t_v2 (translate)" in browser.find_element(By.ID, "noise-models").text
     assert Select(browser.find_element(By.ID, "t2t-target")).first_selected_option.text
     assert console(browser) == []
 

@@ -217,8 +217,15 @@ async function loadCatalog() {
     fetchJson("/v1/tts/models"),
   ]);
   $("models").replaceChildren(badge("asr", asr), badge("translate", translate), badge("tts", tts));
-  const all = [...(asr.models || []), ...(translate.models || []), ...(tts.models || [])];
-  $("noise").hidden = !all.some((m) => m.random_weights);
+  // Which models are noise and which are real, by name (`make run` serves real ASR and TTS
+  // models beside tiny random ones): "tiny-csm (tts, cloning)", "vits-en-joe (tts)".
+  const named = (random) => Object.entries({ asr, translate, tts }).flatMap(([service, reply]) =>
+    (reply.models || []).filter((m) => !m.random_weights === !random).map((m) =>
+      `${m.name} (${service}${m.supports_voice_cloning && !m.default ? ", cloning" : ""})`));
+  const [noise, real] = [named(true), named(false)];
+  $("noise-models").textContent = noise.join(", ");
+  $("real-models").textContent = real.length ? ` Real weights: ${real.join(", ")}.` : "";
+  $("noise").hidden = !noise.length;
 
   const langs = languages.models || [];
   const pick = (field) => langs.flatMap((m) => m[field] || []);
@@ -248,7 +255,7 @@ async function loadVoices(select) {
   for (const [value, label] of stored) options.push([`voice:${value}`, `stored: ${label}`]);
   for (const model of catalog.tts) {
     for (const preset of model.preset_voices || []) {
-      options.push([`preset:${preset.name}`, `${preset.display_name || preset.name} (${model.engine})`]);
+      options.push([`preset:${preset.name}`, `${preset.display_name || preset.name} (${model.name})`]);
     }
   }
   fill($("tts-voice"), options, [select && `voice:${select}`]);
