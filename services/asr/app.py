@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from speechmesh.asr import servicer
+from speechmesh.asr import realtime, servicer
 from speechmesh.asr.batch import batch_recognize_kind
 from speechmesh.asr.config import AsrSettings
 from speechmesh.asr.models import AsrModels
@@ -17,4 +17,12 @@ def build_app(settings: AsrSettings) -> ServiceApp:
     peers = Peers(settings.peers)
     jobs = Jobs.for_service("asr", [batch_recognize_kind(models, settings)], settings)
     asr = servicer.AsrServicer(models, settings, AsrOpenAi(models, peers), jobs)
-    return model_service_app("asr", servicer, asr, models, peers, jobs=jobs)
+    return model_service_app(
+        "asr",
+        servicer,
+        asr,
+        models,
+        peers,
+        jobs=jobs,
+        websocket_routes=realtime.route(models, asr.streams),
+    )

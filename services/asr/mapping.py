@@ -6,9 +6,10 @@ from __future__ import annotations
 from speechmesh.asr.engines.base import DecodeOptions, InvalidOptionError, Segment, Word
 from speechmesh.asr.models import AsrModel
 from speechmesh.asr.recognizer import Transcript
+from speechmesh.asr.streaming import StreamSettings
 from speechmesh.asr.v1 import asr_pb2
 from speechmesh.runtime import errors
-from speechmesh.runtime.proto_mapping import duration
+from speechmesh.runtime.proto_mapping import duration, raw_format, seconds_option
 
 TASKS = {
     asr_pb2.RECOGNITION_TASK_UNSPECIFIED: "transcribe",
@@ -97,3 +98,41 @@ def recognize_response(
         audio_duration=duration(transcript.duration),
         model=model.name,
     )
+
+
+def stream_settings(model: AsrModel, cfg) -> StreamSettings:
+    """A StreamingRecognitionConfig checked into a stream's settings (StreamingRecognize and
+    the realtime WebSocket sessions both start from one); errors name its fields."""
+    window = model.engine.window_seconds
+    threshold = cfg.vad_threshold or 0.5
+    if not 0.05 <= threshold <= 0.95:
+        raise errors.invalid_argument(
+            "streaming_config.vad_threshold", f"is {cfg.vad_threshold}; use 0.05 to 0.95"
+        )
+    return StreamSettings(
+        options=decode_options(model, cfg.config, "streaming_config.config"),
+        raw=raw_format(cfg.config.audio_format, "streaming_config.config.audio_format"),
+        interim_results=cfg.interim_results,
+        single_utterance=cfg.single_utterance,
+        voice_activity_events=cfg.enable_voice_activity_events,
+        endpoint_silence=seconds_option(
+            cfg.endpoint_silence, 0.5, 0.1, 5.0, "streaming_config.endpoint_silence"
+        ),
+        vad_threshold=threshold,
+        max_utterance=seconds_option(
+            cfg.max_utterance_duration,
+            window,
+            1.0,
+            window,
+            "streaming_config.max_utterance_duration",
+        ),
+        interim_interval=seconds_option(
+            cfg.interim_interval, 0.5, 0.2, 5.0, "streaming_config.interim_interval"
+        ),
+        sentence_pause=seconds_option(
+            cfg.sentence_pause, 1.5, 0.0, 5.0, "streaming_config.sentence_pause"
+        ),
+    )
+
+
+# -- domain -> responses ---------------------------------------------------

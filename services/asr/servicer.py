@@ -7,24 +7,26 @@ from google.api import httpbody_pb2
 
 from speechmesh.asr import batch
 from speechmesh.asr.config import AsrSettings
-from speechmesh.asr.mapping import decode_options, recognize_response, word_protos
+from speechmesh.asr.mapping import (
+    decode_options,
+    recognize_response,
+    stream_settings,
+    word_protos,
+)
 from speechmesh.asr.models import AsrModel, AsrModels
 from speechmesh.asr.openai import AsrOpenAi
 from speechmesh.asr.streaming import (
     SpeechEvent,
     StreamingSession,
-    StreamSettings,
     UtteranceResult,
 )
 from speechmesh.asr.v1 import asr_pb2, asr_pb2_grpc
 from speechmesh.operations.host import Jobs
-from speechmesh.runtime import errors
 from speechmesh.runtime.interceptor import call_stats
 from speechmesh.runtime.proto_mapping import (
     duration,
     model_info,
     raw_format,
-    seconds_option,
     start_call,
 )
 from speechmesh.runtime.streams import StreamSlots, first_config, stream_inputs
@@ -42,7 +44,7 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
         self.settings = settings
         self.openai = openai
         self.jobs = jobs
-        self._streams = StreamSlots(settings.max_streams)
+        self.streams = StreamSlots(settings.max_streams)
 
     async def Recognize(self, request, context):
         return await self._recognize(request.request_id, request.config, request.audio)
@@ -68,8 +70,8 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
             return
         start_call(cfg.request_id, "streaming_config.request_id")
         model = self.models.get(cfg.config.model)
-        settings = _stream_settings(model, cfg)
-        with self._streams.hold():
+        settings = stream_settings(model, cfg)
+        with self.streams.hold():
             session = StreamingSession(model.recognizer, self.models.vad, settings)
             inputs = stream_inputs(
                 request_iterator, "audio", asr_pb2.StreamingControl.ACTION_FORCE_ENDPOINT
@@ -104,42 +106,6 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
 
 
 # -- requests -> domain ----------------------------------------------------
-
-
-def _stream_settings(model: AsrModel, cfg) -> StreamSettings:
-    window = model.engine.window_seconds
-    threshold = cfg.vad_threshold or 0.5
-    if not 0.05 <= threshold <= 0.95:
-        raise errors.invalid_argument(
-            "streaming_config.vad_threshold", f"is {cfg.vad_threshold}; use 0.05 to 0.95"
-        )
-    return StreamSettings(
-        options=decode_options(model, cfg.config, "streaming_config.config"),
-        raw=raw_format(cfg.config.audio_format, "streaming_config.config.audio_format"),
-        interim_results=cfg.interim_results,
-        single_utterance=cfg.single_utterance,
-        voice_activity_events=cfg.enable_voice_activity_events,
-        endpoint_silence=seconds_option(
-            cfg.endpoint_silence, 0.5, 0.1, 5.0, "streaming_config.endpoint_silence"
-        ),
-        vad_threshold=threshold,
-        max_utterance=seconds_option(
-            cfg.max_utterance_duration,
-            window,
-            1.0,
-            window,
-            "streaming_config.max_utterance_duration",
-        ),
-        interim_interval=seconds_option(
-            cfg.interim_interval, 0.5, 0.2, 5.0, "streaming_config.interim_interval"
-        ),
-        sentence_pause=seconds_option(
-            cfg.sentence_pause, 1.5, 0.0, 5.0, "streaming_config.sentence_pause"
-        ),
-    )
-
-
-# -- domain -> responses ---------------------------------------------------
 
 
 def _model_info(model: AsrModel, default: AsrModel) -> asr_pb2.ModelInfo:

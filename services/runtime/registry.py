@@ -32,6 +32,7 @@ class ServiceSpec:
     proto_service: str  # full name of its gRPC service, e.g. speechmesh.asr.v1.AsrService
     settings: str  # "module:SettingsClass"
     app: str  # "module:build_app"
+    websocket_port: int = 0  # default realtime WebSocket port; 0: the service has none
 
     @property
     def env_prefix(self) -> str:
@@ -54,6 +55,7 @@ SERVICES: dict[str, ServiceSpec] = {
             "speechmesh.asr.v1.AsrService",
             "speechmesh.asr.config:AsrSettings",
             "speechmesh.asr.app:build_app",
+            50061,
         ),
         ServiceSpec(
             "translate",
@@ -70,6 +72,7 @@ SERVICES: dict[str, ServiceSpec] = {
             "speechmesh.tts.v1.TtsService",
             "speechmesh.tts.config:TtsSettings",
             "speechmesh.tts.app:build_app",
+            50063,
         ),
     )
 }

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import grpc
@@ -21,9 +21,11 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from speechmesh.runtime.identity import IdentityPolicy
 from speechmesh.runtime.interceptor import ObservabilityInterceptor
 from speechmesh.runtime.metrics import start_metrics_server
 from speechmesh.runtime.settings import ServiceSettings
+from speechmesh.runtime.websocket import Handler, WebSocketServer
 
 if TYPE_CHECKING:
     from speechmesh.operations.host import Jobs
@@ -45,16 +47,25 @@ class ServiceApp:
     load: Callable[[], Awaitable[None]]
     #: Releases the models after the server stopped.
     close: Callable[[], Awaitable[None]]
+    #: WebSocket routes (path -> handler) served on the `websocket_port` setting; none: no port.
+    websocket_routes: Mapping[str, Handler] = field(default_factory=dict)
 
 
 def model_service_app(
-    name: str, servicer_module, servicer, models, *others, jobs: Jobs | None = None
+    name: str,
+    servicer_module,
+    servicer,
+    models,
+    *others,
+    jobs: Jobs | None = None,
+    websocket_routes: Mapping[str, Handler] | None = None,
 ) -> ServiceApp:
     """The app of a model-serving service: `servicer`, added by its module's `register`
     under its `service_name()`; `models` loaded at start-up, closed at the end, then `others`
     (anything else with an async close, e.g. its peers). With `jobs`, the service also serves
     its package's OperationsService (speechmesh.<name>.v1) and runs jobs once the models are
-    loaded; jobs stop before the models are released."""
+    loaded; jobs stop before the models are released. `websocket_routes`: its realtime sockets
+    (speechmesh.runtime.websocket)."""
     names = [servicer_module.service_name()]
     registers = [lambda server: servicer_module.register(servicer, server)]
     if jobs is not None:
@@ -79,7 +90,14 @@ def model_service_app(
         for add in registers:
             add(server)
 
-    return ServiceApp(name=name, service_names=names, register=register, load=load, close=close)
+    return ServiceApp(
+        name=name,
+        service_names=names,
+        register=register,
+        load=load,
+        close=close,
+        websocket_routes=websocket_routes or {},
+    )
 
 
 class ServiceHost:
@@ -88,7 +106,12 @@ class ServiceHost:
         self.settings = settings
         self.port = 0
         self.metrics_port = 0
+        #: The WebSocket port, when the app has routes (0 until started).
+        self.websocket_port = 0
+        self._websocket: WebSocketServer | None = None
         self.ready = asyncio.Event()
+        #: Set once the models are loaded and health is SERVING.
+        self.serving = asyncio.Event()
         self.failed: BaseException | None = None
         self._server: grpc.aio.Server | None = None
         self._metrics_server = None
@@ -124,6 +147,15 @@ class ServiceHost:
         self._server = server
         if s.metrics:
             self._metrics_server, self.metrics_port = start_metrics_server(s.host, s.metrics_port)
+        if self.app.websocket_routes:
+            self._websocket = WebSocketServer(
+                self.app.name,
+                self.app.websocket_routes,
+                IdentityPolicy.from_settings(s),
+                max_message_bytes=s.max_websocket_message_bytes,
+                ready=self.serving,
+            )
+            self.websocket_port = await self._websocket.start(s.host, s.websocket_port)
         log.info(
             "server.started", service=self.app.name, port=self.port, metrics_port=self.metrics_port
         )
@@ -139,6 +171,7 @@ class ServiceHost:
             self.ready.set()
             return
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self.serving.set()
         log.info(
             "server.serving",
             service=self.app.name,
@@ -156,9 +189,13 @@ class ServiceHost:
         await self._health.enter_graceful_shutdown()
         if self._load_task is not None and not self._load_task.done():
             self._load_task.cancel()
+        self.serving.clear()
         if self._server is not None:
             log.info("server.stopping", service=self.app.name, grace_s=grace)
-            await self._server.stop(grace)
+            if self._websocket is not None:
+                await asyncio.gather(self._server.stop(grace), self._websocket.stop(grace))
+            else:
+                await self._server.stop(grace)
         await self.app.close()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()

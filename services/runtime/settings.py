@@ -56,6 +56,13 @@ class ServiceSettings(BaseSettings):
         description="Queued decode jobs before RESOURCE_EXHAUSTED.",
     )
     max_message_mb: int = Field(64, ge=1, le=2047, description="Largest gRPC message, MiB.")
+    max_websocket_message_kb: int = Field(
+        1024,
+        ge=16,
+        le=65536,
+        description="Largest WebSocket message a realtime session accepts, KiB; a larger one"
+        " closes the connection (1009).",
+    )
     max_streams: int = Field(256, ge=1, description="Concurrent streams before RESOURCE_EXHAUSTED.")
     grace_period_s: float = Field(
         30.0, ge=0, description="On SIGTERM, time in-flight calls get to finish."
@@ -108,6 +115,10 @@ class ServiceSettings(BaseSettings):
         return value
 
     @property
+    def max_websocket_message_bytes(self) -> int:
+        return self.max_websocket_message_kb * 1024
+
+    @property
     def max_message_bytes(self) -> int:
         return self.max_message_mb * MiB
 
@@ -138,5 +149,12 @@ def model_service_settings(
             description="Prometheus /metrics port; 0 picks a free one.",
         )
         model: str = Field(default_model, description=f"{model_is}; {MODEL_SOURCE_HELP}")
+        websocket_port: int = Field(
+            spec.websocket_port,
+            ge=0,
+            le=65535,
+            description="Realtime WebSocket port (services with realtime sessions: asr, tts);"
+            " 0 picks a free one.",
+        )
 
     return ModelServiceSettings
