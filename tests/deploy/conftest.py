@@ -43,6 +43,10 @@ SERVICES = {
     "translate": "speechmesh.translate.config:TranslateSettings",
     "tts": "speechmesh.tts.config:TtsSettings",
 }
+#: service -> the services it calls, as its peers setting (SPEECHMESH_<SERVICE>_PEERS) names
+#: them: ASR asks translate and TTS for their models (/v1/models); translate's cascade
+#: speech-to-speech path recognizes with ASR and speaks with TTS. The others call no one.
+PEERS = {"asr": {"translate", "tts"}, "translate": {"asr", "tts"}}
 #: The settings every service reads alike: SPEECHMESH_JOBS_* (the job store).
 JOBS_PREFIX = "SPEECHMESH_JOBS_"
 

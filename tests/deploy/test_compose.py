@@ -15,6 +15,7 @@ from tests.conftest import ROOT
 from tests.deploy.conftest import (
     COMPOSE_POSTGRES,
     COMPOSE_PROFILES,
+    PEERS,
     SERVICES,
     compose_argv,
     compose_config,
@@ -71,14 +72,20 @@ def test_services_listen_where_their_settings_say(profile):
             assert service in services[name]["networks"]["default"]["aliases"]
 
 
+@pytest.mark.parametrize("service", SERVICES)
 @pytest.mark.parametrize("profile", VARIANTS)
-def test_asr_peers_are_the_other_services_where_they_listen(profile):
-    """SPEECHMESH_ASR_PEERS names translate and TTS by the names they answer to, at their ports
-    (ASR lists their models in /v1/models)."""
+def test_peers_are_the_services_called_where_they_listen(profile, service):
+    """SPEECHMESH_<SERVICE>_PEERS names the services it calls (ASR: translate and TTS, for
+    /v1/models; translate: ASR and TTS, for the cascade path) by the names they answer to, at
+    their ports; a service that calls no one has none."""
     services = compose_config((profile,))["services"]
-    asr = services[VARIANTS[profile]["asr"]]["environment"]
-    peers = settings_class("asr")(peers=asr["SPEECHMESH_ASR_PEERS"]).peers
-    assert set(peers) == set(SERVICES) - {"asr"}
+    environment = services[VARIANTS[profile][service]]["environment"]
+    variable = env_prefix(service) + "PEERS"
+    if service not in PEERS:
+        assert variable not in environment
+        return
+    peers = settings_class(service)(peers=environment[variable]).peers
+    assert set(peers) == PEERS[service]
     for name, address in peers.items():
         host, _, port = address.rpartition(":")
         variant = services[VARIANTS[profile][name]]

@@ -26,6 +26,7 @@ from tests.deploy.conftest import (
     KUBERNETES,
     KUBERNETES_VERSIONS,
     OVERLAYS,
+    PEERS,
     SERVICES,
     by_kind,
     env_of,
@@ -323,18 +324,57 @@ def test_network_policies_let_only_the_gateway_reach_the_services():
                         assert port["port"] in names, (policy["metadata"]["name"], name, port)
 
 
-def test_asr_reaches_its_peers_by_their_services():
-    """SPEECHMESH_ASR_PEERS names the headless Services of translate and TTS at their gRPC
-    ports, and a policy lets the services reach each other's gRPC port."""
-    docs = kustomize("overlays/gpu")
-    env = env_of(main_container(by_kind(docs, "Deployment")["asr"]))
-    peers = settings_class("asr")(peers=env["SPEECHMESH_ASR_PEERS"]).peers
-    assert set(peers) == set(SERVICES) - {"asr"}
+def ingress_allowed(docs, source: str, target: str, port: str) -> bool:
+    """Whether the NetworkPolicies let pods of Deployment `source` reach the named `port` of
+    Deployment `target`'s pods (same namespace): some policy selecting the target has an
+    ingress rule whose `from` matches the source by pod labels and whose ports name `port`."""
+    source_labels, target_labels = container_labels(docs, source), container_labels(docs, target)
+    for policy in by_kind(docs, "NetworkPolicy").values():
+        spec = policy["spec"]
+        if not spec["podSelector"].get("matchLabels", {}).items() <= target_labels.items():
+            continue
+        for rule in spec.get("ingress", []):
+            ports = [p["port"] for p in rule.get("ports", [])]
+            if ports and port not in ports:
+                continue
+            for peer in rule.get("from", [{}]):
+                if "namespaceSelector" in peer or "ipBlock" in peer:
+                    continue
+                if peer.get("podSelector", {}).get("matchLabels", {}).items() <= (
+                    source_labels.items()
+                ):
+                    return True
+    return False
+
+
+@pytest.mark.parametrize("path", [f"overlays/{name}" for name in OVERLAYS])
+@pytest.mark.parametrize("service", SERVICES)
+def test_services_reach_their_peers_by_their_services(path, service):
+    """SPEECHMESH_<SERVICE>_PEERS names the headless Services of the services it calls (ASR:
+    translate and TTS, for /v1/models; translate: ASR and TTS, for the cascade path) at their
+    gRPC ports, and the policies let it reach each one's gRPC port; a service that calls no one
+    has no peers."""
+    docs = kustomize(path)
+    env = env_of(main_container(by_kind(docs, "Deployment")[service]))
+    variable = env_prefix(service) + "PEERS"
+    if service not in PEERS:
+        assert variable not in env
+        return
+    peers = settings_class(service)(peers=env[variable]).peers
+    assert set(peers) == PEERS[service]
     services = by_kind(docs, "Service")
     for name, address in peers.items():
         host, _, port = address.rpartition(":")
         ports = {p["name"]: p["port"] for p in services[host]["spec"]["ports"]}
         assert host == name and ports["grpc"] == int(port), address
+        assert ingress_allowed(docs, service, name, "grpc"), f"{service} -> {name}"
+        assert not ingress_allowed(docs, service, name, "http-metrics"), f"{service} -> {name}"
+
+
+def test_peer_policy_admits_model_servers_only():
+    """The peers' policy opens the gRPC port to model servers, not to the gateway's pods by
+    way of it (the gateway has its own rule) nor to anything else in the namespace."""
+    docs = kustomize("overlays/gpu")
     spec = by_kind(docs, "NetworkPolicy")["model-servers-from-peers"]["spec"]
     (rule,) = spec["ingress"]
     (source,) = rule["from"]
@@ -347,6 +387,7 @@ def test_asr_reaches_its_peers_by_their_services():
         not source["podSelector"]["matchLabels"].items()
         <= container_labels(docs, "gateway").items()
     )
+    assert not ingress_allowed(docs, "gateway", "asr", "http-metrics")
 
 
 # -- the gateway ----------------------------------------------------------------------------------

@@ -343,6 +343,32 @@ def check_ts_translate(runner, audio, out) -> None:
     assert all(" -> [fr] " in line for line in rest)
 
 
+def check_translate_cascade(runner, audio, out) -> None:
+    first, *segments = json_values(out)
+    assert first["path"] == "SPEECH_TRANSLATION_PATH_CASCADE", out
+    models = first["cascade_models"]
+    assert models["recognition_model"] and models["synthesis_model"], out
+    previous = 0.0
+    for segment in segments:  # none when the tiny Whisper hears nothing
+        start = duration_s(segment["start_offset"])
+        assert start <= duration_s(segment["end_offset"]) <= wav_seconds(audio[0]) + 0.01
+        placed = duration_s(segment["translated_audio_start_offset"])
+        assert placed >= max(start, previous) - 0.01, out  # the source's timeline
+        previous = placed
+        voice = segment["voice"]
+        if voice is None:  # nothing to say (an empty translation)
+            continue
+        if voice["kind"] == "KIND_SPEAKER":
+            reference = (
+                duration_s(voice["reference_start_offset"]),
+                duration_s(voice["reference_end_offset"]),
+            )
+            assert reference[1] - reference[0] >= 3.0 - 0.01, out
+        else:
+            # The speaker's voice was asked: a preset speaks only with the reason why.
+            assert voice["kind"] == "KIND_PRESET" and voice["fallback_reason"], out
+
+
 # -- the README's examples, one per face --------------------------------------------------------
 
 
@@ -370,6 +396,13 @@ def check_readme_jobs(runner, audio, out) -> None:
     state, header, *cues = out.splitlines()
     assert state == "OPERATION_STATE_SUCCEEDED" and header == "WEBVTT", out
     assert not cues or " --> " in cues[1], out
+
+
+def check_readme_cascade(runner, audio, out) -> None:
+    assert out == "200 audio/wav\n", out
+    samples, rate = decoded(runner.workdir / "hello-en.wav")
+    # Laid on the source's timeline: at least as long as the recording.
+    assert len(samples) / rate >= wav_seconds(audio[0]) - 0.01
 
 
 def check_jobs_curl(runner, audio, out) -> None:
