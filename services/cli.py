@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--peers",
         help="the other services this one calls, NAME=HOST:PORT,... (asr lists their models"
-        " in /v1/models)",
+        " in /v1/models; translate's cascade calls asr and tts)",
     )
     serve.add_argument("--log-format", choices=["auto", "json", "console"])
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])

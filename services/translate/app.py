@@ -18,6 +18,6 @@ def build_app(settings: TranslateSettings) -> ServiceApp:
     kinds = [batch_translate_speech_kind(models, settings)]
     jobs = Jobs.for_service("translate", kinds, settings)
     peers = Peers(settings.peers)
-    cascade = Cascade(CascadePeers(peers, settings.identity_header))
+    cascade = Cascade(CascadePeers(peers, settings.identity_header), lambda: models.vad)
     translate = servicer.TranslateServicer(models, settings, jobs, cascade)
     return model_service_app("translate", servicer, translate, models, peers, jobs=jobs)

@@ -386,3 +386,26 @@ async def test_the_default_path_is_direct_when_a_model_here_can(cascade, dialogu
     )
     assert reply.path == translate_pb2.SPEECH_TRANSLATION_PATH_DIRECT
     assert not reply.HasField("cascade_models") and not proxy.synthesized
+
+
+async def test_a_long_recording_is_recognized_in_pieces_cut_at_pauses(
+    cascade, dialogue, monkeypatch
+):
+    """Past RECOGNITION_CHUNK_SECONDS (10 min; 8 s here) the recording goes to ASR in pieces
+    cut at pauses, so no message outgrows the peer's limit; segment times stay the source's."""
+    from speechmesh.translate.cascade import pipeline
+
+    monkeypatch.setattr(pipeline, "RECOGNITION_CHUNK_SECONDS", 8.0)
+    api, _, _ = cascade
+    audio, spans = dialogue
+    config = cascade_config(output_modalities=[translate_pb2.MODALITY_TEXT])
+    reply = await api.TranslateSpeech(
+        translate_pb2.TranslateSpeechRequest(audio=wav(audio), config=config), timeout=600
+    )
+    text = reply.translated_text.lower()
+    assert "dashwood" in text and "forward" in text and "ill" in text, text
+    starts = [seconds(s.start_offset) for s in reply.segments]
+    assert starts == sorted(starts) and len(starts) >= 4
+    for segment in reply.segments:
+        start, end = seconds(segment.start_offset), seconds(segment.end_offset)
+        assert speaker_at(spans, start, end), (start, end)  # on speech, not in a pause

@@ -18,17 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import grpc
 import numpy as np
 import soxr
 
 from speechmesh.asr.v1 import asr_pb2
+from speechmesh.dsp.vad import SileroVad, speech_windows
 from speechmesh.runtime import errors, metrics
 from speechmesh.runtime.recordings import on_recording
 from speechmesh.translate.cascade.peers import CascadePeers, Speech, wav_bytes
-from speechmesh.translate.cascade.plan import CascadePlan, language_key
+from speechmesh.translate.cascade.plan import CascadePlan, speaks
 from speechmesh.translate.cascade.references import (
     MAX_SECONDS,
     NoReference,
@@ -50,11 +51,16 @@ from speechmesh.tts.v1 import tts_pb2
 SAMPLE_RATE = 16000
 #: Segments of one call spoken at once; the TTS service batches them.
 TTS_CONCURRENCY = 16
+#: Longest piece of a recording sent to the ASR service in one message, seconds (10 min of
+#: 16-bit 16 kHz WAV is 19 MiB, well under the services' 64 MiB message limit).
+RECOGNITION_CHUNK_SECONDS = 600.0
 
 
 class Cascade:
-    def __init__(self, peers: CascadePeers):
+    def __init__(self, peers: CascadePeers, vad: Callable[[], SileroVad | None] = lambda: None):
         self.peers = peers
+        #: The service's VAD (loaded with its models), to cut long recordings at pauses.
+        self.vad = vad
 
     async def output_rate(self, plan: CascadePlan) -> int:
         """Sample rate of the speech `plan` produces (its TTS model's)."""
@@ -90,10 +96,7 @@ class Cascade:
         stream (segment times are the stream's); `history`: the stream's earlier segments, which
         short segments may borrow their speaker's voice from (new segments are appended)."""
         duration = len(audio) / SAMPLE_RATE
-        recognized = await self._recognize(audio, plan, translate=plan.recognizer_translates)
-        language = plan.source or recognized.language_code
-        probability = 1.0 if plan.source else recognized.language_probability
-        segments = _segments(recognized, audio, offset)
+        segments, language, probability = await self._recognize_all(audio, plan, offset)
         texts = [TranslatedText(s.text) for s in segments]
         transcripts = [s.text for s in segments]
         if plan.recognizer_translates and plan.want_transcript:
@@ -131,6 +134,32 @@ class Cascade:
         return result
 
     # -- recognition -------------------------------------------------------
+
+    async def _recognize_all(
+        self, audio: np.ndarray, plan: CascadePlan, offset: float
+    ) -> tuple[list[SourceSegment], str, float]:
+        """The recording's segments, and its language and that language's probability. A
+        recording longer than RECOGNITION_CHUNK_SECONDS goes to the ASR service in pieces cut
+        at pauses (one message each, all at once), so none outgrows the peer's message limit."""
+        duration = len(audio) / SAMPLE_RATE
+        vad = self.vad()
+        if duration <= RECOGNITION_CHUNK_SECONDS or vad is None:
+            windows = [(0.0, duration)]
+        else:
+            windows = await speech_windows(vad, audio, duration, RECOGNITION_CHUNK_SECONDS)
+        pieces = [audio[round(a * SAMPLE_RATE) : round(b * SAMPLE_RATE)] for a, b in windows]
+        replies = await asyncio.gather(
+            *(self._recognize(p, plan, translate=plan.recognizer_translates) for p in pieces)
+        )
+        segments = [
+            segment
+            for (start, _), piece, reply in zip(windows, pieces, replies, strict=True)
+            for segment in _segments(reply, piece, offset + start)
+        ]
+        first = max(replies, key=lambda r: len(r.transcript)) if replies else None
+        language = plan.source or (first.language_code if first else "")
+        probability = 1.0 if plan.source else (first.language_probability if first else 0.0)
+        return segments, language, probability
 
     async def _recognize(
         self, audio: np.ndarray, plan: CascadePlan, *, translate: bool, language: str = ""
@@ -268,7 +297,9 @@ class Cascade:
                 tts_pb2.ReferenceAudio(
                     audio=wav_bytes(reference.audio, SAMPLE_RATE),
                     transcript=reference.transcript,
-                    language_code=language if language_key(language) else "",
+                    # A model that does not speak the source language (CSM: English only)
+                    # still clones from it; its transcript's language is then left unsaid.
+                    language_code=language if speaks(plan.synthesis_languages, language) else "",
                 )
             )
             try:

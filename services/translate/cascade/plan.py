@@ -68,6 +68,8 @@ class CascadePlan:
     #: TTS model name (empty: the TTS service picks, e.g. a stored voice's model).
     synthesis_model: str
     voice: Voice
+    #: The languages the TTS model speaks.
+    synthesis_languages: tuple[str, ...]
     #: The caller's identity, sent with every call to a peer.
     caller: str
 
@@ -122,9 +124,11 @@ async def cascade_plan(
                 f"no text model of this service translates into {target!r}, and the ASR model"
                 f" {asr.name} {recognizer}; ListLanguages lists what the cascade produces",
             )
-    synthesis_model, voice = "", Voice("preset")
+    synthesis_model, voice, synthesis_languages = "", Voice("preset"), ()
     if want_speech:
-        synthesis_model, voice = await _synthesis(peers, cascade, target, caller, at)
+        synthesis_model, voice, synthesis_languages = await _synthesis(
+            peers, cascade, target, caller, at
+        )
     return CascadePlan(
         source,
         target,
@@ -136,6 +140,7 @@ async def cascade_plan(
         text_model,
         synthesis_model,
         voice,
+        synthesis_languages,
         caller,
     )
 
@@ -185,7 +190,8 @@ def _text_model(models: TranslateModels, name: str, target: str, at: str) -> Tra
 
 
 async def _synthesis(peers: CascadePeers, cascade, target: str, caller: str, at: str):
-    """(TTS model name, Voice) for speech output, checked against the TTS service."""
+    """(TTS model name, Voice, its languages) for speech output, checked against the TTS
+    service."""
     infos = await peers.models("tts", caller)
     which = cascade.WhichOneof("voice_source")
     named = cascade.synthesis_model
@@ -224,7 +230,7 @@ async def _synthesis(peers: CascadePeers, cascade, target: str, caller: str, at:
             f"the TTS model {model.name} does not speak {target!r}; it speaks"
             f" {_listed(model.language_codes)}",
         )
-    return model.name, voice
+    return model.name, voice, tuple(model.language_codes)
 
 
 def _check_preset(model, name: str, field: str) -> None:
