@@ -10,6 +10,8 @@
         job = client.jobs.batch_recognize(["meeting.flac"], language="en")  # long work
         job = client.jobs.wait_job(job.name, on_progress=lambda j: print(j.progress_percent))
         print(client.jobs.job_result(job.name, "srt").decode())
+        for event in client.realtime.transcribe("speech.wav", realtime=True):  # WebSocket
+            print(event)
 
 One channel carries every service (through the gateway) or one service (its own port).
 Results are plain dataclasses with the protobuf message as `.proto`; failures raise
@@ -46,6 +48,9 @@ from speechmesh.client.types import (
     JobFileResult,
     ModelInfo,
     ModelLanguages,
+    RealtimeDelta,
+    RealtimeSpeechEvent,
+    RealtimeTranscript,
     Segment,
     Speech,
     SpeechEvent,
@@ -84,6 +89,9 @@ __all__ = [
     "ModelLanguages",
     "NotFound",
     "PermissionDenied",
+    "RealtimeDelta",
+    "RealtimeSpeechEvent",
+    "RealtimeTranscript",
     "ResourceExhausted",
     "ResourceInfo",
     "Segment",

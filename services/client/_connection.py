@@ -75,6 +75,10 @@ class Connection:
     metadata: tuple[tuple[str, str], ...]
     options: list[tuple[str, object]]
     credentials: grpc.ChannelCredentials | None
+    #: PEM roots to trust and the name to check the certificate against (for the realtime
+    #: WebSocket, which does not go through gRPC's credentials).
+    ca_cert: bytes | None = None
+    tls_server_name: str | None = None
 
     @classmethod
     def build(
@@ -123,12 +127,12 @@ class Connection:
             channel_options.append(("grpc.ssl_target_name_override", tls_server_name))
         channel_options += list(options or [])
         credentials = None
+        roots = ca_cert
+        if isinstance(roots, (str, pathlib.Path)):
+            roots = pathlib.Path(roots).read_bytes()
         if tls:
-            roots = ca_cert
-            if isinstance(roots, (str, pathlib.Path)):
-                roots = pathlib.Path(roots).read_bytes()
             credentials = grpc.ssl_channel_credentials(root_certificates=roots)
-        return cls(target, tls, tuple(pairs), channel_options, credentials)
+        return cls(target, tls, tuple(pairs), channel_options, credentials, roots, tls_server_name)
 
     def sync_channel(self) -> grpc.Channel:
         if self.credentials is not None:

@@ -203,6 +203,8 @@ class BaseClient:
     service_types: tuple[type[Service], type[Service], type[Service]]
     #: The client class of long-running jobs (`client.jobs`) in this transport.
     jobs_type: type
+    #: The client class of realtime transcription over WebSocket (`client.realtime`).
+    realtime_type: type
 
     def __init__(
         self,
@@ -219,6 +221,7 @@ class BaseClient:
         keepalive: float = 30.0,
         metadata: dict[str, str] | None = None,
         options: list[tuple[str, Any]] | None = None,
+        realtime_url: str | None = None,
     ):
         self.connection = Connection.build(
             target,
@@ -241,6 +244,8 @@ class BaseClient:
         self.translate = translate(self)
         self.tts = tts(self)
         self.jobs = self.jobs_type(self)
+        self.realtime_url = realtime_url
+        self.realtime = self.realtime_type(self)
         self._health = health_pb2_grpc.HealthStub(self.channel)
 
     def _call_options(self, timeout: Any, default: float | None, metadata=()) -> dict:

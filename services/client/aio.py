@@ -23,6 +23,7 @@ from speechmesh.client._job_steps import JobsOperations
 from speechmesh.client._services import AsrOperations, TranslateOperations, TtsOperations
 from speechmesh.client.audio import STREAM_RATE, apaced, chunks, decode, read_bytes, to_linear16
 from speechmesh.client.errors import SpeechmeshError, from_rpc_error
+from speechmesh.client.realtime import AsyncRealtimeClient
 from speechmesh.client.types import AudioChunk, Health, ModelInfo, SynthesisSummary
 
 __all__ = [
@@ -96,10 +97,12 @@ class AsyncClient(ops.BaseClient):
     open_channel = Connection.aio_channel
     service_types = (AsyncAsrClient, AsyncTranslateClient, AsyncTtsClient)
     jobs_type = AsyncJobsClient
+    realtime_type = AsyncRealtimeClient
     asr: AsyncAsrClient
     translate: AsyncTranslateClient
     tts: AsyncTtsClient
     jobs: AsyncJobsClient
+    realtime: AsyncRealtimeClient
 
     async def __aenter__(self) -> AsyncClient:
         return self

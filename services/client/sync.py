@@ -19,6 +19,7 @@ from speechmesh.client._job_steps import JobsOperations
 from speechmesh.client._services import AsrOperations, TranslateOperations, TtsOperations
 from speechmesh.client.audio import file_chunks
 from speechmesh.client.errors import Cancelled, from_rpc_error
+from speechmesh.client.realtime import RealtimeClient
 from speechmesh.client.types import AudioChunk, Health, ModelInfo, SynthesisSummary
 
 __all__ = [
@@ -97,15 +98,19 @@ class Client(ops.BaseClient):
         keepalive: seconds between HTTP/2 keepalive pings on a busy connection.
         metadata: extra metadata sent with every call.
         options: extra gRPC channel options.
+        realtime_url: where `client.realtime` opens its WebSocket (ws:// or wss:// URL, or
+            host:port); default: the target's host and port, path /v1/realtime (the gateway's).
     """
 
     open_channel = Connection.sync_channel
     service_types = (AsrClient, TranslateClient, TtsClient)
     jobs_type = JobsClient
+    realtime_type = RealtimeClient
     asr: AsrClient
     translate: TranslateClient
     tts: TtsClient
     jobs: JobsClient
+    realtime: RealtimeClient
 
     def __enter__(self) -> Client:
         return self

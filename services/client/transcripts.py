@@ -217,3 +217,72 @@ def recognition_event(response) -> StreamingResult | SpeechEvent:
     if response.HasField("speech_event"):
         return SpeechEvent.from_proto(response)
     return StreamingResult.from_proto(response)
+
+
+# -- realtime transcription (OpenAI's Realtime events over WebSocket: client.realtime) ----------
+
+
+@dataclasses.dataclass
+class RealtimeSpeechEvent:
+    """Speech began or stopped in a realtime session (`input_audio_buffer.speech_started` /
+    `speech_stopped`): `type` "speech_started" or "speech_stopped", at `offset` seconds into
+    the session's audio; `item_id` names the turn."""
+
+    type: str
+    offset: float
+    item_id: str
+    raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclasses.dataclass
+class RealtimeDelta:
+    """New words of the turn in progress (`...input_audio_transcription.delta`): `delta` is
+    what to append to what the turn's earlier deltas said. `text` is the whole interim
+    hypothesis now (its last words may still change), `stable_text` the words agreed so far."""
+
+    item_id: str
+    delta: str
+    text: str
+    stable_text: str
+    raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclasses.dataclass
+class RealtimeTranscript:
+    """The final transcript of one turn (`...input_audio_transcription.completed`), with the
+    language heard, the turn's times and its words (seconds into the session's audio)."""
+
+    item_id: str
+    text: str
+    language: str
+    language_probability: float
+    start: float
+    end: float
+    words: list[Word]
+    raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_event(cls, event: dict) -> RealtimeTranscript:
+        extra = event.get("speechmesh") or {}
+        words = [
+            Word(
+                w.get("word", ""),
+                w.get("start_ms", 0) / 1000,
+                w.get("end_ms", 0) / 1000,
+                w.get("confidence", 0.0),
+            )
+            for w in extra.get("words") or []
+        ]
+        return cls(
+            event.get("item_id", ""),
+            event.get("transcript", ""),
+            extra.get("language", ""),
+            extra.get("language_probability", 0.0),
+            extra.get("start_ms", 0) / 1000,
+            extra.get("end_ms", 0) / 1000,
+            words,
+            event,
+        )
+
+    def to_segment(self) -> Segment:
+        return Segment(self.text, self.start, self.end, 1.0, self.words)

@@ -16,6 +16,9 @@ from google.protobuf.message import Message
 from speechmesh.client._common import FLUSH, FORCE_ENDPOINT, seconds
 from speechmesh.client.jobs import Job, JobError, JobFileResult, Upload
 from speechmesh.client.transcripts import (
+    RealtimeDelta,
+    RealtimeSpeechEvent,
+    RealtimeTranscript,
     Segment,
     SpeechEvent,
     StreamingResult,
@@ -33,6 +36,9 @@ __all__ = [
     "JobFileResult",
     "ModelInfo",
     "ModelLanguages",
+    "RealtimeDelta",
+    "RealtimeSpeechEvent",
+    "RealtimeTranscript",
     "Segment",
     "Speech",
     "SpeechEvent",
