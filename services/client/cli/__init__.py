@@ -96,10 +96,17 @@ def add_commands(commands) -> None:
         description="Transcribe a recording (any container: WAV, FLAC, MP3, OGG, WebM, M4A,"
         " AIFF). Long files show a progress bar on a terminal. --stream sends the audio as a"
         " live stream (in real time; --fast: as fast as possible) and prints interim results"
-        " in place and final lines as they come.",
+        " in place and final lines as they come; --realtime does it over the gateway's"
+        " WebSocket (ws://TARGET/v1/realtime).",
     )
     p.add_argument("file", metavar="FILE", help="audio file, or - for standard input")
     p.add_argument("--stream", action="store_true", help="stream recognition (live results)")
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="stream over the realtime WebSocket (/v1/realtime, OpenAI's Realtime events)"
+        " instead of gRPC; implies --stream",
+    )
     p.add_argument("--fast", action="store_true", help="--stream a file as fast as possible")
     p.add_argument("--language", help="language spoken (BCP-47, e.g. en); default: detect")
     p.add_argument("--translate", action="store_true", help="translate the speech to English")

@@ -28,6 +28,9 @@ START_HINT = (
 #: Request fields (their last parts) -> the option that sets them, for error messages.
 FIELD_FLAGS = {
     "language_code": "--language",
+    "transcription.language": "--language",  # a realtime session's fields
+    "transcription.model": "--model",
+    "transcription.prompt": "--prompt",
     "target_language_code": "--to",
     "source_language_code": "--from",
     "voice": "--voice",
@@ -93,7 +96,12 @@ def flag(field: str) -> str:
     while parts and parts[0] in ("streaming_config", "config"):
         parts = parts[1:]
     short = ".".join(parts)
-    return FIELD_FLAGS.get(short) or FIELD_FLAGS.get(parts[-1] if parts else "", field) or field
+    return (
+        FIELD_FLAGS.get(short)
+        or FIELD_FLAGS.get(".".join(parts[-2:]))  # "session.audio.input.transcription.language"
+        or FIELD_FLAGS.get(parts[-1] if parts else "", field)
+        or field
+    )
 
 
 def explain(error: SpeechmeshError, ctx: Context) -> int:
