@@ -39,7 +39,7 @@ class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
         self.settings = settings
         self.jobs = jobs
         self.identity = IdentityPolicy.from_settings(settings)
-        self._streams = StreamSlots(settings.max_streams)
+        self.streams = StreamSlots(settings.max_streams)
         resolver = VoiceResolver(models, settings)
         self.speaker = Speaker(models, settings, resolver)
         self.voices = VoiceLibrary(resolver)
@@ -83,7 +83,7 @@ class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
         start_call(cfg.request_id, "streaming_config.request_id")
         asked = synthesis_request(cfg.config, _STREAM_AT)
         stream = await self.speaker.open_stream(asked, self._caller(context))
-        with self._streams.hold():
+        with self.streams.hold():
             async for chunk in stream.chunks(stream_inputs(request_iterator)):
                 yield tts_pb2.StreamingSynthesizeResponse(
                     request_id=cfg.request_id, audio_chunk=_chunk_proto(chunk)
