@@ -22,6 +22,13 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
 DEFAULT_DESCRIPTOR_SET = ROOT / "build" / "speechmesh.pb"
 #: The service areas the gateway fronts (`speechmesh.<area>.v1`), with their default ports.
 UPSTREAM_PORTS = {spec.name: spec.port for spec in SERVICES.values()}
+#: The services with realtime WebSocket sessions, with their default WebSocket ports.
+REALTIME_PORTS = {
+    spec.name: spec.websocket_port for spec in SERVICES.values() if spec.websocket_port
+}
+#: The gateway path of each service's realtime WebSocket endpoint (the service serves the same
+#: path on its WebSocket port). Matched exactly; any query string goes along.
+REALTIME_PATHS = {"asr": "/v1/realtime", "tts": "/v1/realtime/speech"}
 
 
 def _split_list(value: object) -> object:
@@ -32,6 +39,12 @@ def _split_list(value: object) -> object:
             return json.loads(text)
         return [item.strip() for item in text.split(",") if item.strip()]
     return value
+
+
+def _split(address: str) -> tuple[str, int]:
+    """host:port (validated) -> (host, port); [v6] brackets dropped."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 class GatewaySettings(BaseSettings):
@@ -48,6 +61,14 @@ class GatewaySettings(BaseSettings):
         "127.0.0.1:50052", description="host:port of the translate service."
     )
     tts_upstream: str = Field("127.0.0.1:50053", description="host:port of the TTS service.")
+    asr_websocket_upstream: str = Field(
+        "127.0.0.1:50061",
+        description="host:port of the ASR service's WebSocket port (realtime transcription).",
+    )
+    tts_websocket_upstream: str = Field(
+        "127.0.0.1:50063",
+        description="host:port of the TTS service's WebSocket port (realtime speech).",
+    )
     descriptor_set: pathlib.Path = Field(
         DEFAULT_DESCRIPTOR_SET, description="Descriptor set from `make protos`."
     )
@@ -107,7 +128,13 @@ class GatewaySettings(BaseSettings):
     def _lists(cls, value: object) -> object:
         return _split_list(value)
 
-    @field_validator("asr_upstream", "translate_upstream", "tts_upstream")
+    @field_validator(
+        "asr_upstream",
+        "translate_upstream",
+        "tts_upstream",
+        "asr_websocket_upstream",
+        "tts_websocket_upstream",
+    )
     @classmethod
     def _host_port(cls, value: str) -> str:
         host, sep, port = value.rpartition(":")
@@ -143,11 +170,15 @@ class GatewaySettings(BaseSettings):
 
     def upstreams(self) -> dict[str, tuple[str, int]]:
         """area -> (host, port) of every service the gateway fronts."""
-        result = {}
-        for area in UPSTREAM_PORTS:
-            host, _, port = getattr(self, f"{area}_upstream").rpartition(":")
-            result[area] = (host.strip("[]"), int(port))
-        return result
+        return {area: _split(getattr(self, f"{area}_upstream")) for area in UPSTREAM_PORTS}
+
+    def realtime_upstreams(self) -> dict[str, tuple[str, int]]:
+        """area -> (host, port) of the WebSocket port of every service with realtime sessions."""
+        return {
+            area: _split(getattr(self, f"{area}_websocket_upstream"))
+            for area in REALTIME_PORTS
+            if area in REALTIME_PATHS
+        }
 
     @property
     def tls(self) -> bool:

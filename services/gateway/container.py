@@ -6,12 +6,14 @@ The same bootstrap as `speechmesh gateway config` (GatewaySettings and envoy_con
 source of truth; every SPEECHMESH_GATEWAY_* variable still applies), with what a container
 needs on top:
 
-- Upstreams default to the service names, `asr:50051`, `translate:50052`, `tts:50053`: compose
-  service names, and in Kubernetes the headless Services of the same names. The clusters are
-  STRICT_DNS, so every address a headless name resolves to (one per ready pod) becomes its own
-  upstream host: LEAST_REQUEST spreads new streams over the pods and a stream stays on the pod
-  it started on. Envoy re-resolves the names every 5 s (its default), so scaled-up pods join
-  within seconds and active gRPC health checks keep traffic off pods that are not SERVING.
+- Upstreams default to the service names, `asr:50051`, `translate:50052`, `tts:50053`, and
+  for the realtime WebSocket ports `asr:50061` and `tts:50063`: compose service names, and in
+  Kubernetes the headless Services of the same names. The clusters are STRICT_DNS, so every
+  address a headless name resolves to (one per ready pod) becomes its own upstream host:
+  LEAST_REQUEST spreads new streams (and WebSocket sessions) over the pods and a stream stays
+  on the pod it started on. Envoy re-resolves the names every 5 s (its default), so scaled-up
+  pods join within seconds and active health checks (gRPC health for the gRPC ports, TCP
+  connects for the WebSocket ports) keep traffic off pods that are not serving.
 - The admin interface stays on loopback (it can stop Envoy and dump secrets); a second
   listener, `--stats-port` (9902), exposes only its read-only `/stats/prometheus` and `/ready`,
   for Prometheus and for readiness probes.
@@ -33,7 +35,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from speechmesh.gateway.config import UPSTREAM_PORTS, GatewaySettings
+from speechmesh.gateway.config import REALTIME_PORTS, UPSTREAM_PORTS, GatewaySettings
 from speechmesh.gateway.envoy_common import TYPE, TYPE_URL
 from speechmesh.gateway.envoy_config import render_config
 
@@ -51,8 +53,13 @@ CONTAINER_HEADER = """\
 
 
 def default_upstreams() -> dict[str, str]:
-    """Settings field -> "name:port" for every service, named as in compose and Kubernetes."""
-    return {f"{area}_upstream": f"{area}:{port}" for area, port in UPSTREAM_PORTS.items()}
+    """Settings field -> "name:port" for every service (and every realtime WebSocket port),
+    named as in compose and Kubernetes."""
+    found = {f"{area}_upstream": f"{area}:{port}" for area, port in UPSTREAM_PORTS.items()}
+    for area, port in REALTIME_PORTS.items():
+        if f"{area}_websocket_upstream" in GatewaySettings.model_fields:
+            found[f"{area}_websocket_upstream"] = f"{area}:{port}"
+    return found
 
 
 def container_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:

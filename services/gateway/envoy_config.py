@@ -10,12 +10,17 @@ certificate is set). Its HTTP filters, in order:
 4. local_ratelimit (rate_limit_requests > 0): a token bucket per client (its identity when auth
    is on, else its address); 429 for REST, RESOURCE_EXHAUSTED for gRPC.
 5. grpc_json_transcoder: every `google.api.http` route of every service in the descriptor set,
-   the OpenAI-compatible routes included; gRPC errors become google.rpc.Status JSON.
+   the OpenAI-compatible routes included; gRPC errors become google.rpc.Status JSON. Off on
+   the realtime WebSocket routes.
 6. router.
+
+WebSocket upgrades are allowed on the realtime routes only (`/v1/realtime` to ASR,
+`/v1/realtime/speech` to TTS), and go through filters 1-4 like any request.
 
 The pieces live by job: descriptors.py (the descriptor set and the services in it), edge.py
 (filters 1-4), transcoding.py (filter 5 and Envoy's own replies as JSON), routes.py (the route
-table), clusters.py (one upstream cluster per service). This module assembles them.
+table), clusters.py (one upstream cluster per service, and one per realtime WebSocket port).
+This module assembles them.
 gateway/envoy.yaml at the top of the repository is the container default, rendered.
 """
 
@@ -26,7 +31,7 @@ from typing import Any
 import yaml
 from google.protobuf import descriptor_pb2
 
-from speechmesh.gateway.clusters import cluster
+from speechmesh.gateway.clusters import cluster, realtime_cluster
 from speechmesh.gateway.config import GatewaySettings
 from speechmesh.gateway.descriptors import (
     gateway_descriptor_set,
@@ -174,6 +179,8 @@ def render_config(settings: GatewaySettings) -> dict[str, Any]:
     for area, (host, port) in upstreams.items():
         health = services[area][0][0] if services[area] else ""
         clusters.append(cluster(settings, area, host, port, health))
+    for area, (host, port) in settings.realtime_upstreams().items():
+        clusters.append(realtime_cluster(settings, area, host, port))
     return {
         "node": {"id": "speechmesh-gateway", "cluster": "speechmesh"},
         "admin": {

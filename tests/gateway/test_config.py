@@ -47,7 +47,8 @@ def test_default_config_validates(tmp_path):
         "envoy.filters.http.router",
     ]
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
-    assert set(clusters) == {"asr", "translate", "tts"}
+    # (and one per realtime WebSocket port: tests/gateway/test_realtime_gateway.py)
+    assert set(clusters) == {"asr", "translate", "tts", "asr_realtime", "tts_realtime"}
     for name, port in (("asr", 50051), ("translate", 50052), ("tts", 50053)):
         cluster = clusters[name]
         endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from google.protobuf import descriptor_pb2
 
-from speechmesh.gateway.config import UPSTREAM_PORTS
+from speechmesh.gateway.config import REALTIME_PORTS, UPSTREAM_PORTS
 from tests.conftest import ROOT
 
 RENDERED = ROOT / "gateway" / "envoy.yaml"
@@ -134,8 +134,10 @@ def test_committed_file_is_portable_and_envoy_accepts_it():
     config = yaml.safe_load(text)
     resources = config["static_resources"]
     clusters = {c["name"]: c for c in resources["clusters"]}
-    for area, port in UPSTREAM_PORTS.items():
-        endpoint = clusters[area]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+    upstreams = {**UPSTREAM_PORTS, **{f"{a}_realtime": p for a, p in REALTIME_PORTS.items()}}
+    for cluster, port in upstreams.items():
+        area = cluster.removesuffix("_realtime")
+        endpoint = clusters[cluster]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
         assert endpoint["endpoint"]["address"]["socket_address"] == {
             "address": area,
             "port_value": port,
