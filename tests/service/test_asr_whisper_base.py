@@ -119,14 +119,7 @@ async def test_german_reading_keeps_its_last_words(request, german_reply):
     assert "anderen zu übertragen" in reply.transcript, reply.transcript
 
 
-async def test_nothing_made_up_past_the_end_of_the_audio(request, german_reply):
-    known_defect(
-        request,
-        "transformers",
-        "the transformers engine keeps a segment Whisper base makes up after the speech,"
-        " from 29.9 s to 29.9 s (the end of the audio): 'Ich bin jetzt bei der Zeit, dass ich"
-        " das nicht mehr auf der Seite kenne.'",
-    )
+async def test_nothing_made_up_past_the_end_of_the_audio(german_reply):
     reply = german_reply
     end = reply.audio_duration.ToNanoseconds()
     made_up = [

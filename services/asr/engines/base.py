@@ -67,6 +67,18 @@ class Segment:
         )
 
 
+#: Float slack when comparing a segment's start with the end of the audio, seconds.
+END_TOLERANCE = 0.01
+
+
+def past_the_end(start: float, duration: float) -> bool:
+    """Whether a segment that starts at `start` (seconds, as decoded, before any clamping)
+    starts at or past the end of `duration` seconds of audio. Whisper's window is padded to its
+    full length; what it "hears" in the padding after the audio is made up, and OpenAI's
+    transcribe() never emits it (it stops seeking at the end of the content)."""
+    return start >= duration - END_TOLERANCE
+
+
 @dataclass
 class WindowResult:
     segments: list[Segment]

@@ -23,6 +23,7 @@ from speechmesh.asr.engines.base import (
     DecodeOptions,
     Segment,
     WindowResult,
+    past_the_end,
 )
 from speechmesh.asr.engines.vocabulary import WhisperVocabulary
 from speechmesh.asr.engines.words import group_words
@@ -167,8 +168,8 @@ class WhisperEngine:
             keep = [k for k, tok in enumerate(tokens) if tok < self._eos]
             text_tokens = [tokens[k] for k in keep]
             text = self.tokenizer.decode(text_tokens).strip()
-            if not text:
-                continue
+            if not text or past_the_end(float(raw["start"]), duration):
+                continue  # generate() may seek into the padding and make something up there
             start = min(max(float(raw["start"]), 0.0), duration)
             end = min(max(float(raw["end"]), start), duration)
             token_probs = [probs[k] for k in keep]

@@ -29,6 +29,7 @@ from speechmesh.asr.engines.base import (
     Segment,
     WindowResult,
     Word,
+    past_the_end,
 )
 from speechmesh.asr.engines.features import LogMel
 from speechmesh.asr.engines.packing import (
@@ -347,8 +348,8 @@ class CTranslate2WhisperEngine:
                 )
                 words = [_word(s) for s in spans]
             body = self.tokenizer.decode(seg_text).strip()
-            if not body:
-                continue
+            if not body or past_the_end(seg_start, limit):
+                continue  # nothing said, or made up in the padding after the audio
             segment = Segment(
                 body, seg_start, max(end, seg_start), float(np.mean(probs)) if probs else 0.0
             )
