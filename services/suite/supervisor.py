@@ -4,11 +4,13 @@ The services are the ones in the service registry (speechmesh.runtime.registry),
 service joins as soon as it is in that table. Each runs as `python -m speechmesh.cli serve NAME` on
 loopback with its own SPEECHMESH_<NAME>_* settings, and the others' addresses as its peers
 (SPEECHMESH_<NAME>_PEERS, unless set); Envoy gets a bootstrap rendered from
-SPEECHMESH_GATEWAY_* settings with the services' ports as upstreams. The suite is ready when a
-gRPC health check of every service through the gateway answers SERVING; then it prints the URLs
-and example commands. A service that dies after it was ready is started again (a few times); any
-other early exit stops everything. SIGINT (Ctrl-C) or SIGTERM stops the children: SIGTERM,
-a grace period, then SIGKILL.
+SPEECHMESH_GATEWAY_* settings with the services' ports as upstreams: their gRPC ports, and the
+WebSocket ports of the services with realtime sessions (SPEECHMESH_<NAME>_WEBSOCKET_PORT, passed
+to the service explicitly), so `ws://localhost:8080/v1/realtime` reaches ASR's. The suite is
+ready when a gRPC health check of every service through the gateway answers SERVING; then it
+prints the URLs and example commands. A service that dies after it was ready is started again
+(a few times); any other early exit stops everything. SIGINT (Ctrl-C) or SIGTERM stops the
+children: SIGTERM, a grace period, then SIGKILL.
 
 The offline profile (`--offline`) builds tiny random checkpoints of the real architectures into a
 cache folder and serves them to every service whose model was not chosen: no model hub, outputs
@@ -27,17 +29,20 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from speechmesh.gateway.config import GatewaySettings
+from speechmesh.gateway.clusters import realtime_cluster_name
+from speechmesh.gateway.config import REALTIME_PATHS, GatewaySettings
 from speechmesh.gateway.descriptors import load_descriptor_set, services_by_area
 from speechmesh.gateway.envoy_process import envoy_command, validate_config, write_config
 from speechmesh.runtime import identity
@@ -57,13 +62,15 @@ REAL_MODELS: dict[str, tuple[str, dict[str, str]]] = {
     "tts": ("vits-en-joe", {"extra_models": "csm"}),
 }
 #: service -> example commands printed once the suite is up ({url}: the gateway's base URL,
-#: {grpc}: its host:port, {tls}: the grpcurl transport flag).
+#: {ws}: its WebSocket base URL).
 EXAMPLES: dict[str, list[str]] = {
     "asr": [
         "curl {url}/v1/asr/models",
         "curl --data-binary @speech.wav -H 'Content-Type: audio/wav' "
         "'{url}/v1/asr:recognizeFile?config.language_code=en'",
         "curl -F file=@speech.wav -F model=whisper-1 {url}/v1/audio/transcriptions",
+        # The session.created event, then type events (Ctrl-D ends).
+        "python -m websockets '{ws}/v1/realtime?intent=transcription'",
     ],
     "translate": [
         "curl -X POST {url}/v1/translate:translateText "
@@ -129,6 +136,8 @@ class Service:
     random_weights: bool
     #: Tiny random checkpoints served beside a real one: {settings field: folder}.
     tiny_beside: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: Its realtime WebSocket port (the gateway's /v1/realtime... upstream); 0: none.
+    websocket_port: int = 0
 
 
 class Suite:
@@ -154,6 +163,8 @@ class Suite:
         self.services: list[Service] = []
         self.children: list[Child] = []
         self.envoy: Child | None = None
+        #: Services whose realtime WebSocket port the gateway did not reach once ready.
+        self.realtime_down: list[str] = []
         self._workdir = tempfile.TemporaryDirectory(prefix="speechmesh-up-")
 
     # -- plan ------------------------------------------------------------------------------
@@ -233,22 +244,44 @@ class Suite:
                     for field, arch in tiny.items():
                         env[_env_name(name, field)] = str(self._tiny(arch))
                     random_weights = True
+            realtime = f"{name}_websocket_upstream" in GatewaySettings.model_fields
+            keys = (
+                ("host", "port", "model", "websocket_port")
+                if realtime
+                else ("host", "port", "model")
+            )
             settings = settings_class(
-                **{
-                    key: env[_env_name(name, key)]
-                    for key in ("host", "port", "model")
-                    if _env_name(name, key) in env
-                }
+                **{key: env[_env_name(name, key)] for key in keys if _env_name(name, key) in env}
             )
             if settings.port == 0:
                 raise ValueError(f"{_env_name(name, 'port')}=0: the gateway needs a fixed port")
             host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
             gateway_env[f"{name}_upstream"] = f"{host}:{settings.port}"
+            websocket_port = 0
+            if realtime:
+                # The realtime WebSocket port: given to the service explicitly, and to the
+                # gateway as the upstream of its realtime route.
+                websocket_port = settings.websocket_port
+                if websocket_port == 0:
+                    raise ValueError(
+                        f"{_env_name(name, 'websocket_port')}=0: the gateway needs a fixed port"
+                    )
+                env[_env_name(name, "websocket_port")] = str(websocket_port)
+                gateway_env[f"{name}_websocket_upstream"] = f"{host}:{websocket_port}"
             self.children.append(
                 Child(name, [sys.executable, "-m", "speechmesh.cli", "serve", name], env)
             )
             self.services.append(
-                Service(name, host, settings.port, "", settings.model, random_weights, tiny_beside)
+                Service(
+                    name,
+                    host,
+                    settings.port,
+                    "",
+                    settings.model,
+                    random_weights,
+                    tiny_beside,
+                    websocket_port,
+                )
             )
         # Each service learns where the others are (ASR asks them for /v1/models), unless set.
         for child in self.children:
@@ -370,6 +403,35 @@ class Suite:
                     await asyncio.sleep(0.5)
         for child in self.children:
             child.ready = True
+        self.realtime_down = await self._wait_realtime(2 * self.gateway.health_check_interval_s + 1)
+
+    def _admin_clusters(self) -> str:
+        assert self.gateway is not None
+        url = f"http://{self.gateway.admin_host}:{self.gateway.admin_port}/clusters"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                return reply.read().decode()
+        except OSError:
+            return ""
+
+    async def _wait_realtime(self, timeout_s: float) -> list[str]:
+        """Until Envoy's health checks find the WebSocket port of every service with realtime
+        sessions (TCP connects, which start before the models load; a few seconds at most):
+        the services whose port it has not found after `timeout_s` (the banner says so)."""
+        clusters = {
+            realtime_cluster_name(service.name): service.name
+            for service in self.services
+            if service.websocket_port
+        }
+        deadline = time.monotonic() + timeout_s
+        while clusters:
+            text = await asyncio.to_thread(self._admin_clusters)
+            healthy = set(re.findall(r"^(\w+)::[^\n]*::health_flags::healthy$", text, re.M))
+            missing = [name for cluster, name in clusters.items() if cluster not in healthy]
+            if not missing or time.monotonic() > deadline:
+                return missing
+            await asyncio.sleep(0.2)
+        return []
 
     async def supervise(self, stop: asyncio.Event) -> int:
         """Until `stop` is set: restarts a service that died after it was ready (a few times);
@@ -430,6 +492,7 @@ class Suite:
         scheme = "https" if self.gateway.tls else "http"
         shown = "localhost" if self.gateway.host in ("0.0.0.0", "::") else self.gateway.host
         url = f"{scheme}://{shown}:{self.gateway.port}"
+        ws_url = f"{'wss' if self.gateway.tls else 'ws'}://{shown}:{self.gateway.port}"
         grpc_target = f"{shown}:{self.gateway.port}"
         tls = "-insecure" if self.gateway.tls else "-plaintext"
         lines = [
@@ -438,6 +501,18 @@ class Suite:
             f"  gateway    {url}   gRPC and REST (Envoy admin:"
             f" http://{self.gateway.admin_host}:{self.gateway.admin_port})",
         ]
+        realtime = [
+            f"{ws_url}{REALTIME_PATHS[service.name]} ({service.name}"
+            + (
+                ": its WebSocket port does not answer)"
+                if service.name in self.realtime_down
+                else ")"
+            )
+            for service in self.services
+            if service.websocket_port and service.name in REALTIME_PATHS
+        ]
+        if realtime:
+            lines.append(f"  realtime   {', '.join(realtime)}   WebSocket")
         for service in self.services:
             note = "  (tiny random weights: outputs are noise)" if service.random_weights else ""
             if service.tiny_beside:
@@ -453,7 +528,7 @@ class Suite:
         lines += ["", "Try:"]
         for service in self.services:
             for example in EXAMPLES.get(service.name, []):
-                lines.append("  " + example.format(url=url))
+                lines.append("  " + example.format(url=url, ws=ws_url))
         protoset = self.gateway.descriptor_set
         lines += [
             f"  grpcurl {tls} -protoset {protoset} {grpc_target} list",

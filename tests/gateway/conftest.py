@@ -31,6 +31,7 @@ import pytest
 from speechmesh.asr.v1 import asr_pb2
 from speechmesh.gateway.config import GatewaySettings
 from speechmesh.gateway.envoy_process import envoy_command, write_config
+from speechmesh.runtime.registry import SERVICES
 from tests.servers import free_port, list_models_server
 
 UP_READY_S = 180.0
@@ -154,6 +155,10 @@ def run_up(
     for name in services:
         prefix = f"SPEECHMESH_{name.upper()}_"
         env[prefix + "PORT"] = str(ports[name])
+        if SERVICES[name].websocket_port:
+            # The realtime WebSocket port (`<name>_websocket` in Up.ports).
+            ports[f"{name}_websocket"] = free_port()
+            env[prefix + "WEBSOCKET_PORT"] = str(ports[f"{name}_websocket"])
         env[prefix + "METRICS_PORT"] = "0"
         # The services' own grace period bounds how long stopping takes.
         env[prefix + "GRACE_PERIOD_S"] = "2"
