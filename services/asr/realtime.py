@@ -72,6 +72,9 @@ _FORMATS = {
     "g711_alaw": (audio_pb2.AUDIO_ENCODING_ALAW, (8000,)),
 }
 _BYTES_PER_SAMPLE = {audio_pb2.AUDIO_ENCODING_LINEAR16: 2}
+#: The same formats' names in the other shape, for the session a client is shown.
+_BETA_NAMES = {"audio/pcm": "pcm16", "audio/pcmu": "g711_ulaw", "audio/pcma": "g711_alaw"}
+_GA_TYPES = {beta: ga for ga, beta in _BETA_NAMES.items()}
 #: Longest pause of a session without turn detection before its turn ends anyway, seconds.
 MANUAL_TURN_SILENCE = 5.0
 #: A StreamingRecognitionConfig field (as stream_settings names it) -> the session field.
@@ -114,21 +117,22 @@ class SessionConfig:
             return {
                 "id": session_id,
                 "object": "realtime.transcription_session",
-                "input_audio_format": self.format_type,
+                "input_audio_format": _BETA_NAMES.get(self.format_type, self.format_type),
                 "input_audio_transcription": transcription,
                 "turn_detection": self.turn_detection,
                 "input_audio_noise_reduction": self.noise_reduction,
                 "include": [],
             }
+        format_type = _GA_TYPES.get(self.format_type, self.format_type)
         return {
             "type": "transcription",
             "id": session_id,
             "object": "realtime.transcription_session",
             "audio": {
                 "input": {
-                    "format": {"type": self.format_type, "rate": self.rate}
-                    if self.format_type == "audio/pcm"
-                    else {"type": self.format_type},
+                    "format": {"type": format_type, "rate": self.rate}
+                    if format_type == "audio/pcm"
+                    else {"type": format_type},
                     "transcription": transcription,
                     "turn_detection": self.turn_detection,
                     "noise_reduction": self.noise_reduction,
@@ -319,14 +323,14 @@ class RealtimeTranscription:
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             raise EventError("invalid_event", "an event is a JSON object with a string 'type'")
         kind = event["type"]
-        handler = _HANDLERS.get(kind)
-        if handler is None:
-            raise EventError(
-                "unknown_event",
-                f"unknown event type {kind!r}; this server takes {', '.join(_HANDLERS)}",
-                "type",
-            )
         try:
+            handler = _HANDLERS.get(kind)
+            if handler is None:
+                raise EventError(
+                    "unknown_event",
+                    f"unknown event type {kind!r}; this server takes {', '.join(_HANDLERS)}",
+                    "type",
+                )
             await handler(self, event)
         except EventError as error:
             await self._error(error, event.get("event_id"))
@@ -335,10 +339,11 @@ class RealtimeTranscription:
         config = parse_session(event, self.config)
         model = self._model(config)
         self._check_settings(config, model)
-        changed = config != self.config
+        if config != self.config and self._stream is not None:
+            # Ended (and its audio measured) at its own settings; the next audio starts a
+            # stream with the new ones.
+            await self._stop_stream(drain=True)
         self.config = config
-        if changed and self._stream is not None:
-            await self._stop_stream(drain=True)  # the next audio starts a stream with it
         kind = "transcription_session.updated" if config.beta else "session.updated"
         await self._send(kind, session=self._session_json())
 
@@ -429,7 +434,7 @@ class RealtimeTranscription:
 
     async def _clear(self, event: dict) -> None:
         await self._stop_stream(drain=False)
-        self._sent = ""
+        self._item, self._sent = _item_id(), ""  # the dropped turn's item gets no more events
         await self._send("input_audio_buffer.cleared")
 
     # -- the stream -------------------------------------------------------------------------
