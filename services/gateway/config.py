@@ -82,11 +82,17 @@ class GatewaySettings(BaseSettings):
         300.0, ge=0, description="Route timeout of unary calls (0: none); streams have none."
     )
     stream_idle_timeout_s: float = Field(
-        300.0, ge=0, description="A stream with no bytes either way for this long is reset."
+        300.0,
+        ge=0,
+        description="A stream (or WebSocket session) with no bytes either way for this long is"
+        " reset; keep it above the services' 20 s WebSocket pings.",
     )
     connect_timeout_s: float = Field(2.0, gt=0, description="Upstream connect timeout.")
     health_check_interval_s: float = Field(
-        5.0, gt=0, description="Active gRPC health checks of each upstream, every N seconds."
+        5.0,
+        gt=0,
+        description="Active gRPC health checks of each upstream (TCP connects to the WebSocket"
+        " ports), every N seconds.",
     )
     auth: Literal["none", "api_key", "jwt"] = Field(
         "none", description="Authentication at the edge: none, api_key or jwt."
@@ -116,7 +122,8 @@ class GatewaySettings(BaseSettings):
     )
     cors_allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Browser origins allowed cross-origin (comma-separated; '*' any; empty: none).",
+        description="Browser origins allowed cross-origin (comma-separated; '*' any; empty: none);"
+        " when listed, also the only `Origin`s a realtime WebSocket may come from.",
     )
     tls_cert_file: pathlib.Path | None = Field(None, description="PEM certificate: enables TLS.")
     tls_key_file: pathlib.Path | None = Field(None, description="PEM private key for TLS.")
