@@ -1,34 +1,30 @@
-"""The demo page's HTTP server: static files, a pass-through to the gateway, and the live bridge.
+"""The demo page's HTTP server: static files and a pass-through to the gateway.
 
-- `GET /` and `GET /static/NAME`: the page.
+- `GET /` and `GET /static/NAME`: the page; `GET /ui/config`: the gateway's address.
 - `/v1/...` (any method): sent on to the gateway as it came (body, content type and the
   credential headers), and the answer relayed as it arrives, so raw audio and server-sent events
   pass through. Errors stay the gateway's `google.rpc.Status` JSON; an unreachable gateway is
   answered in the same shape (502, code 14).
-- `POST /ui/live/KIND` (KIND `asr` or `translate`) with the stream's first request message as a
-  JSON body: opens the gateway's streaming route with a chunked JSON-array body and answers
-  `{"id": ...}`. `POST /ui/live/ID/audio` (raw PCM) appends an `{"audio": ...}` message,
-  `POST /ui/live/ID/end` closes the array, and `GET /ui/live/ID/events` relays the gateway's
-  server-sent events. Browsers send streaming request bodies only over HTTP/2, which a plain
-  `http://` page cannot use, so the page posts short pieces and this server keeps one request
-  open upstream.
+- A WebSocket upgrade of `/v1/...` (the live microphone's `/v1/realtime`): the handshake goes
+  on to the gateway and the bytes are then piped both ways unchanged, so the page and the
+  gateway speak the realtime protocol to each other. Browsers cannot set headers on a
+  WebSocket, so the page puts its key in the `api_key` query parameter; it goes upstream as
+  `Authorization: Bearer KEY` (the query parameter removed), the header every gateway
+  authentication mode reads. The browser's `Origin` is not passed on, as on every other call:
+  this server is the gateway's client, so the gateway needs no CORS or origin setting for it.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import http.client
 import http.server
 import importlib.resources
 import json
-import queue
-import secrets
 import socket
 import ssl
 import sys
 import threading
-import time
 import urllib.parse
 import webbrowser
 from collections.abc import Callable
@@ -39,15 +35,20 @@ FORWARDED = ("content-type", "accept", "authorization", "x-api-key")
 RELAYED = ("content-type", "content-length", "content-disposition", "retry-after")
 #: Largest request body taken from the browser (the gateway's own default limit is 32 MiB).
 MAX_BODY = 64 * 1024 * 1024
-#: Streaming routes the live bridge may open.
-LIVE_ROUTES = {
-    "asr": "/v1/asr:streamingRecognize",
-    "translate": "/v1/translate:streamingTranslateSpeech",
-}
-#: A live stream with no audio for this long is closed (its request body ends).
-LIVE_IDLE_S = 30.0
-#: At most this many live streams at once.
-MAX_LIVE = 8
+#: WebSocket handshake headers passed on to the gateway (the key and the extensions offered
+#: must reach the end that answers them).
+UPGRADE_FORWARDED = (
+    "upgrade",
+    "connection",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+    "authorization",
+    "x-api-key",
+)
+#: The query parameter a page's WebSocket carries its key in.
+KEY_PARAMETER = "api_key"
 CALL_TIMEOUT_S = 600.0
 
 STATIC_TYPES = {
@@ -99,72 +100,6 @@ def status_json(code: int, message: str) -> bytes:
     return json.dumps({"code": code, "message": message, "details": []}).encode()
 
 
-class LiveStream:
-    """One microphone stream: a streaming REST call to the gateway whose JSON-array request body
-    is written piece by piece as the browser posts audio."""
-
-    def __init__(self, upstream: Upstream, route: str, first: dict, headers: dict[str, str]):
-        self.id = secrets.token_urlsafe(12)
-        self.pieces: queue.Queue[bytes | None] = queue.Queue()
-        self.touched = time.monotonic()
-        self.ended = False
-        self.relayed = False  # the gateway's answer is read once
-        self.sock = upstream.socket()
-        head = [
-            f"POST {upstream.prefix}{route} HTTP/1.1",
-            f"Host: {upstream.host}:{upstream.port}",
-            "Content-Type: application/json",
-            "Accept: text/event-stream",
-            "Transfer-Encoding: chunked",
-            "Connection: close",
-            *(f"{name}: {value}" for name, value in headers.items()),
-        ]
-        self.sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-        self._chunk(b"[" + json.dumps(first).encode())
-        threading.Thread(target=self._write, name=f"live-{self.id}", daemon=True).start()
-
-    def _chunk(self, data: bytes) -> None:
-        self.sock.sendall(b"%x\r\n%s\r\n" % (len(data), data))
-
-    def _write(self) -> None:
-        try:
-            while True:
-                try:
-                    piece = self.pieces.get(timeout=LIVE_IDLE_S)
-                except queue.Empty:
-                    piece = None
-                if piece is None:
-                    self._chunk(b"]")
-                    self.sock.sendall(b"0\r\n\r\n")
-                    return
-                audio = base64.b64encode(piece).decode()
-                self._chunk(b',{"audio":"%s"}' % audio.encode())
-        except OSError:
-            pass  # the gateway closed the call; its answer says why
-        finally:
-            self.ended = True
-
-    def audio(self, data: bytes) -> None:
-        self.touched = time.monotonic()
-        if data:
-            self.pieces.put(data)
-
-    def end(self) -> None:
-        self.touched = time.monotonic()
-        self.pieces.put(None)
-
-    def response(self) -> http.client.HTTPResponse:
-        reply = http.client.HTTPResponse(self.sock, method="POST")
-        reply.begin()
-        return reply
-
-    def close(self) -> None:
-        self.pieces.put(None)
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-
-
 class UiServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
@@ -172,28 +107,6 @@ class UiServer(http.server.ThreadingHTTPServer):
         super().__init__(address, Handler)
         self.upstream = upstream
         self.files = static_files()
-        self.live: dict[str, LiveStream] = {}
-        self.live_lock = threading.Lock()
-
-    def add_live(self, stream: LiveStream) -> bool:
-        with self.live_lock:
-            stale = [
-                key
-                for key, item in self.live.items()
-                if time.monotonic() - item.touched > 2 * LIVE_IDLE_S
-            ]
-            for key in stale:
-                self.live.pop(key).close()
-            if len(self.live) >= MAX_LIVE:
-                return False
-            self.live[stream.id] = stream
-            return True
-
-    def drop_live(self, key: str) -> None:
-        with self.live_lock:
-            stream = self.live.pop(key, None)
-        if stream is not None:
-            stream.close()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -252,24 +165,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif path.startswith("/static/"):
             self._static(path.removeprefix("/static/"))
         elif path == "/ui/config":
-            config = {"gateway": self.server.upstream.url, "live_routes": sorted(LIVE_ROUTES)}
+            config = {"gateway": self.server.upstream.url}
             self._answer(200, json.dumps(config).encode(), "application/json")
-        elif path.startswith("/ui/live/") and path.endswith("/events"):
-            self._live_events(path.split("/")[3])
+        elif path.startswith("/v1/") and self.headers.get("upgrade", "").lower() == "websocket":
+            self._pipe()
         else:
             self._pass()
 
     do_HEAD = do_GET
 
     def do_POST(self) -> None:
-        path = urllib.parse.urlsplit(self.path).path
-        parts = path.split("/")
-        if path.startswith("/ui/live/") and len(parts) == 4:
-            self._live_start(parts[3])
-        elif path.startswith("/ui/live/") and len(parts) == 5 and parts[4] in ("audio", "end"):
-            self._live_send(parts[3], parts[4])
-        else:
-            self._pass()
+        self._pass()
 
     def do_DELETE(self) -> None:
         self._pass()
@@ -280,13 +186,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._error(404, 5, f"no file {name!r} in the demo page")
             return
         self._answer(200, body, STATIC_TYPES["." + name.rpartition(".")[2]])
-
-    def _credentials(self) -> dict[str, str]:
-        return {
-            name: self.headers[name]
-            for name in ("authorization", "x-api-key")
-            if self.headers.get(name)
-        }
 
     def _pass(self) -> None:
         """Anything under /v1/ goes to the gateway as it came."""
@@ -321,59 +220,69 @@ class Handler(http.server.BaseHTTPRequestHandler):
         finally:
             finish()
 
-    # -- the live microphone ------------------------------------------------------------------
+    # -- WebSockets ----------------------------------------------------------------------------
 
-    def _live_start(self, kind: str) -> None:
-        route = LIVE_ROUTES.get(kind)
-        if route is None:
-            self._error(404, 5, f"no live route {kind!r}; known: {', '.join(LIVE_ROUTES)}")
-            return
-        body = self._body()
-        if body is None:
-            return
+    def _pipe(self) -> None:
+        """A WebSocket: the handshake goes to the gateway, its answer (101, or a refusal) comes
+        back as it is, and the connection's bytes are then copied both ways until one side
+        closes."""
+        self.close_connection = True
+        self.protocol_version = "HTTP/1.1"  # for a refusal of ours: WebSocket clients want 1.1
+        upstream = self.server.upstream
+        url = urllib.parse.urlsplit(self.path)
+        query = urllib.parse.parse_qsl(url.query, keep_blank_values=True)
+        headers = {name: self.headers[name] for name in UPGRADE_FORWARDED if self.headers.get(name)}
+        key = next((value for name, value in query if name == KEY_PARAMETER), "")
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        rest = urllib.parse.urlencode([(n, v) for n, v in query if n != KEY_PARAMETER])
+        target = upstream.prefix + url.path + ("?" + rest if rest else "")
+        head = [
+            f"GET {target} HTTP/1.1",
+            f"Host: {upstream.host}:{upstream.port}",
+            *(f"{name}: {value}" for name, value in headers.items()),
+        ]
         try:
-            first = json.loads(body or b"{}")
-        except ValueError as error:
-            self._error(400, 3, f"the first message must be JSON: {error}")
-            return
-        try:
-            stream = LiveStream(self.server.upstream, route, first, self._credentials())
+            sock = upstream.socket()
+            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
         except OSError as error:
             self._unreachable(error)
             return
-        if not self.server.add_live(stream):
-            stream.close()
-            self._error(429, 8, f"at most {MAX_LIVE} live streams at once")
-            return
-        self._answer(200, json.dumps({"id": stream.id}).encode(), "application/json")
-
-    def _live_send(self, key: str, what: str) -> None:
-        stream = self.server.live.get(key)
-        body = self._body()
-        if body is None:
-            return
-        if stream is None or stream.ended:
-            self._error(404, 5, "that live stream has ended")
-            return
-        if what == "audio":
-            stream.audio(body)
-        else:
-            stream.end()
-        self._answer(200, b"{}", "application/json")
-
-    def _live_events(self, key: str) -> None:
-        stream = self.server.live.get(key)
-        if stream is None or stream.relayed:
-            self._error(404, 5, "that live stream has ended or is being read already")
-            return
-        stream.relayed = True
+        browser = self.connection
+        sock.settimeout(None)
+        browser.settimeout(None)
         try:
-            reply = stream.response()
-        except (OSError, http.client.HTTPException) as error:
-            self.server.drop_live(key)
-            self._error(502, 14, f"the gateway ended the live stream: {error}")
-            return
-        self._relay_then(reply, lambda: self.server.drop_live(key))
+            # The gateway's answer to the browser; once it ends, so does the browser's copy.
+            back = threading.Thread(
+                target=_copy, args=(sock.recv, browser, lambda: _shut(browser, socket.SHUT_WR))
+            )
+            back.daemon = True
+            back.start()
+            # What the browser sends (any bytes already buffered first); once the browser is
+            # done, the gateway's connection is shut both ways (one direction alone cannot end
+            # under TLS).
+            _copy(self.rfile.read1, sock, lambda: _shut(sock, socket.SHUT_RDWR))
+            back.join()
+        finally:
+            sock.close()
+
+
+def _copy(read: Callable[[int], bytes], target: socket.socket, done: Callable[[], None]) -> None:
+    """Copies bytes until `read` says its end has finished (or either side fails), then
+    `done()`."""
+    try:
+        while data := read(65536):
+            target.sendall(data)
+    except OSError:
+        pass
+    finally:
+        done()
+
+
+def _shut(sock: socket.socket, how: int) -> None:
+    """A TCP shutdown, under TLS too (SSLSocket.shutdown would drop the TLS state instead)."""
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, how)
 
 
 def make_server(host: str, port: int, gateway: str) -> UiServer:
@@ -401,6 +310,4 @@ def serve(host: str, port: int, gateway: str, open_browser: bool = False) -> int
         pass
     finally:
         server.server_close()
-        for key in list(server.live):
-            server.drop_live(key)
     return 0

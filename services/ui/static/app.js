@@ -1,6 +1,7 @@
 "use strict";
 // The speechmesh demo page. Every call goes to the gateway's REST routes through the server
-// that served this page (same origin); errors come back as google.rpc.Status JSON.
+// that served this page (same origin); errors come back as google.rpc.Status JSON. The live
+// microphone is a WebSocket to the gateway's realtime endpoint, through the same server.
 
 const $ = (id) => document.getElementById(id);
 const CODES = [
@@ -385,84 +386,106 @@ action("clone-delete", "clone-speak-output", async (output) => {
 });
 
 // -- the live microphone -----------------------------------------------------------------------
+// A WebSocket to the gateway's realtime transcription endpoint, `/v1/realtime` (OpenAI's
+// Realtime transcription events), opened on this page's own server, which pipes it to the
+// gateway unchanged. The microphone goes up as base64 16-bit PCM at 24 kHz in
+// `input_audio_buffer.append` events; deltas are shown as interim text and each completed
+// transcript as a final line. Stop sends `input_audio_buffer.commit` so the last words complete,
+// then closes once the last turn has come back.
 
-// Reads server-sent events from a fetch() answer, calling onMessage with each JSON message.
-async function readEvents(reply, onMessage) {
-  const reader = reply.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += value.replace(/\r\n/g, "\n");
-    let cut;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const event = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      const data = event
-        .split("\n")
-        .filter((line) => line.startsWith("data:"))
-        .map((line) => line.slice(5).trimStart())
-        .join("\n");
-      if (!data) continue;
-      const message = JSON.parse(data);
-      if (message.code !== undefined && message.message !== undefined) {
-        throw new GatewayError(reply.status, message); // an error ending the stream
-      }
-      onMessage(message);
-    }
-  }
+const REALTIME_RATE = 24000;
+// After Stop, the socket closes once no turn is open and nothing has come for this long (ms).
+const FINISH_QUIET_MS = 1000;
+// ... or after this long (ms), whatever is still open.
+const FINISH_MAX_MS = 30000;
+
+// ws(s)://this page's host/v1/realtime; a WebSocket cannot carry headers, so the API key goes
+// in the `api_key` query parameter (this page's server sends it on as `Authorization`).
+function realtimeUrl() {
+  const url = new URL("/v1/realtime", location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  const key = $("api-key").value.trim();
+  localStorage.setItem("speechmesh-api-key", key);
+  if (key) url.searchParams.set("api_key", key);
+  return url.href;
 }
 
-const SPEECH_EVENTS = {
-  TYPE_SPEECH_BEGIN: "speech",
-  TYPE_SPEECH_END: "pause",
-  TYPE_END_OF_SINGLE_UTTERANCE: "end of utterance",
-};
-
-const SEGMENT_EVENTS = {
-  source_transcript: "transcript",
-  translation: "translation",
-  audio_chunk: "audio",
-  segment_end: "end",
-};
-
-function liveRenderer(output, mode) {
-  const finals = [];
-  let interim = null;
-  const lines = new Map(); // translate: segment index -> its <p>
-  output.replaceChildren();
-  if (mode === "asr") {
-    return (message) => {
-      const result = message.result;
-      if (!result) return message.speech_event ? SPEECH_EVENTS[message.speech_event.type] : null;
-      if (!interim) {
-        interim = el("p", { className: "interim" });
-        output.append(interim);
-      }
-      if (result.is_final) {
-        const line = el("p", { textContent: result.transcript || "(nothing)" });
-        output.insertBefore(line, interim);
-        finals.push(line);
-        interim.textContent = "";
-      } else {
-        interim.textContent = result.transcript;
-      }
-      return result.is_final ? "final result" : "interim result";
-    };
+function base64(buffer) {
+  const bytes = new Uint8Array(buffer);
+  let binary = "";
+  for (let at = 0; at < bytes.length; at += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(at, at + 0x8000));
   }
-  return (message) => {
-    const index = message.segment_index || 0;
-    if (!lines.has(index)) {
-      lines.set(index, el("p", { textContent: "" }));
-      output.append(lines.get(index));
+  return btoa(binary);
+}
+
+// An `error` event as an Error: "code: message (param)".
+function realtimeError(event) {
+  const error = event.error || {};
+  const param = error.param ? ` (${error.param})` : "";
+  return new Error(`${error.code || error.type || "error"}: ${error.message || "no message"}${param}`);
+}
+
+// Why a socket closed before it opened: the browser does not say (the handshake's HTTP status
+// is hidden), so a REST call with the same key is asked; its error is the likely reason.
+async function refusal() {
+  try {
+    await call("/v1/asr/models");
+  } catch (error) {
+    return error;
+  }
+  return new Error(
+    "The realtime endpoint (/v1/realtime) refused the connection: the gateway may have no " +
+    "realtime route, or the ASR service may not be ready.");
+}
+
+const REALTIME_EVENTS = {
+  "session.created": "connected",
+  "session.updated": "listening",
+  "input_audio_buffer.speech_started": "speech",
+  "input_audio_buffer.speech_stopped": "pause",
+  "input_audio_buffer.committed": "end of turn",
+  "conversation.item.input_audio_transcription.delta": "interim text",
+  "conversation.item.input_audio_transcription.completed": "final transcript",
+};
+
+// Shows the events of `output`: interim text in an italic line at the bottom, finals above it.
+// `target`: a language to translate each completed turn into (a text translation call).
+function liveRenderer(output, target) {
+  const interim = el("p", { className: "interim" });
+  output.replaceChildren(interim);
+  const translations = [];
+  let heard = "";
+  const render = (event) => {
+    if (event.type === "conversation.item.input_audio_transcription.delta") {
+      heard = event.speechmesh ? event.speechmesh.transcript : heard + event.delta;
+      interim.textContent = heard;
+    } else if (event.type === "conversation.item.input_audio_transcription.completed") {
+      const language = (event.speechmesh && event.speechmesh.language) || "";
+      const line = el("p", { textContent: event.transcript || "(nothing)" });
+      line.dataset.language = language;
+      if (language) line.title = languageLabel(language);
+      output.insertBefore(line, interim);
+      heard = interim.textContent = "";
+      if (target && event.transcript) translations.push(translateLine(line, event.transcript, language, target));
     }
-    const line = lines.get(index);
-    if (message.source_transcript) line.dataset.source = message.source_transcript.transcript;
-    if (message.translation) line.dataset.target = message.translation.translated_text;
-    line.textContent = [line.dataset.source, line.dataset.target].filter(Boolean).join(" → ");
-    const kind = Object.keys(message).find((key) => SEGMENT_EVENTS[key]);
-    return kind ? `segment ${index + 1}: ${SEGMENT_EVENTS[kind]}` : null;
+    return REALTIME_EVENTS[event.type];
   };
+  render.translated = () => Promise.all(translations);
+  return render;
+}
+
+async function translateLine(line, transcript, language, target) {
+  const request = { texts: [transcript], target_language_code: target };
+  if (language) request.source_language_code = language;
+  let shown;
+  try {
+    const reply = await (await call("/v1/translate:translateText", { json: request })).json();
+    shown = reply.translations[0].translated_text;
+  } catch (error) {
+    shown = `(not translated: ${error.message})`;
+  }
+  line.append(el("span", { className: "translation", textContent: ` → ${shown}` }));
 }
 
 let live = null;
@@ -484,11 +507,8 @@ async function startLive() {
   setStatus(status, "busy", "Opening the microphone…");
   let media = null;
   let context = null;
-  let timer = null;
-  let id = null;
-  let chain = Promise.resolve();
+  let socket = null;
   const stopAudio = () => {
-    clearInterval(timer);
     if (media) media.getTracks().forEach((track) => track.stop());
     if (context && context.state !== "closed") context.close();
   };
@@ -499,76 +519,114 @@ async function startLive() {
     context = new AudioContext();
     await context.resume();
     await context.audioWorklet.addModule("/static/capture.js");
-    const capture = new AudioWorkletNode(context, "pcm-capture");
+    const capture = new AudioWorkletNode(context, "pcm-capture", {
+      processorOptions: { rate: REALTIME_RATE },
+    });
     context.createMediaStreamSource(media).connect(capture);
     capture.connect(context.destination); // silent; keeps the worklet pulled
 
-    const mode = $("live-mode").value;
-    const format = {
-      encoding: "AUDIO_ENCODING_LINEAR16",
-      sample_rate_hertz: context.sampleRate,
-      channel_count: 1,
+    const translate = $("live-mode").value === "translate";
+    const render = liveRenderer(output, translate ? $("live-target").value : "");
+    let seconds = 0;
+    let last = "connecting";
+    let ready = false; // the session is configured: audio may go
+    let finishing = false;
+    let turnOpen = false;
+    let failure = null;
+    let quiet = null;
+    let waited = null;
+    const waiting = []; // audio captured before the session was ready
+    const show = () => setStatus(status, "busy",
+      `${finishing ? "Finishing" : "Listening"}: ${seconds.toFixed(1)} s sent · ${last}`);
+    const append = (buffer) => {
+      seconds += buffer.byteLength / 2 / REALTIME_RATE;
+      socket.send(JSON.stringify({ type: "input_audio_buffer.append", audio: base64(buffer) }));
     };
-    const first =
-      mode === "asr"
-        ? {
-            streaming_config: {
-              config: { audio_format: format, language_code: $("live-language").value },
-              interim_results: true,
-              enable_voice_activity_events: true,
-            },
-          }
-        : {
-            streaming_config: {
-              config: {
-                audio_format: format,
-                source_language_code: $("live-source").value,
-                target_language_code: $("live-target").value,
-                // The source transcript needs the language spoken (SeamlessM4T cannot detect it).
-                enable_source_transcript: Boolean($("live-source").value),
+    // After Stop: close once no turn is open and the server has been quiet for a moment.
+    const settle = () => {
+      clearTimeout(quiet);
+      quiet = setTimeout(() => turnOpen || socket.close(1000, "done"), FINISH_QUIET_MS);
+    };
+
+    socket = new WebSocket(realtimeUrl());
+    let opened = false;
+    const closed = new Promise((resolve) => {
+      socket.onopen = () => {
+        opened = true;
+        const transcription = { language: $("live-language").value }; // "": detect
+        socket.send(JSON.stringify({
+          type: "session.update",
+          session: {
+            type: "transcription",
+            audio: {
+              input: {
+                format: { type: "audio/pcm", rate: REALTIME_RATE },
+                transcription,
+                turn_detection: { type: "server_vad", threshold: 0.5, silence_duration_ms: 500 },
               },
             },
-          };
-    ({ id } = await (await call(`/ui/live/${mode}`, { json: first })).json());
+          },
+        }));
+      };
+      socket.onmessage = (message) => {
+        const event = JSON.parse(message.data);
+        output.dataset.events = String(Number(output.dataset.events) + 1);
+        if (event.type === "error") {
+          // Stop commits whatever is there; nothing there is not a failure.
+          if (finishing && event.error && event.error.code === "input_audio_buffer_commit_empty") {
+            settle();
+            return;
+          }
+          failure = failure || realtimeError(event);
+          socket.close(1000, "error");
+          return;
+        }
+        if (event.type === "session.updated" && !ready) {
+          ready = true;
+          waiting.splice(0).forEach(append);
+        }
+        if (event.type === "input_audio_buffer.speech_started") turnOpen = true;
+        if (event.type === "conversation.item.input_audio_transcription.delta") turnOpen = true;
+        if (event.type === "conversation.item.input_audio_transcription.completed") turnOpen = false;
+        last = render(event) || last;
+        show();
+        if (finishing) settle();
+      };
+      socket.onclose = resolve;
+    });
 
-    let pieces = [];
-    let seconds = 0;
-    let last = "listening";
-    capture.port.onmessage = (event) => pieces.push(new Int16Array(event.data));
-    const send = () => {
-      if (!pieces.length) return;
-      const joined = new Int16Array(pieces.reduce((sum, piece) => sum + piece.length, 0));
-      let at = 0;
-      for (const piece of pieces) {
-        joined.set(piece, at);
-        at += piece.length;
-      }
-      pieces = [];
-      seconds += joined.length / context.sampleRate;
-      chain = chain.then(() => call(`/ui/live/${id}/audio`, { body: joined.buffer })).catch(() => {});
-      setStatus(status, "busy", `Listening: ${seconds.toFixed(1)} s sent · ${last}`);
+    capture.port.onmessage = (event) => {
+      if (finishing || socket.readyState !== WebSocket.OPEN) return;
+      if (ready) append(event.data);
+      else waiting.push(event.data);
     };
-    timer = setInterval(send, 250);
     live = {
       stop: () => {
-        send();
-        stopAudio();
+        finishing = true;
         button.disabled = true;
-        setStatus(status, "busy", `Finishing: ${seconds.toFixed(1)} s sent`);
-        chain = chain.then(() => call(`/ui/live/${id}/end`, { json: {} })).catch(() => {});
+        stopAudio();
+        show();
+        if (socket.readyState !== WebSocket.OPEN) return;
+        socket.send(JSON.stringify({ type: "input_audio_buffer.commit" }));
+        settle();
+        waited = setTimeout(() => socket.close(1000, "done"), FINISH_MAX_MS);
       },
     };
     button.textContent = "Stop";
     button.disabled = false;
     output.dataset.state = "live";
+    show();
 
-    const render = liveRenderer(output, mode);
-    const events = await fetch(`/ui/live/${id}/events`, { headers: credentials() });
-    if (!events.ok) throw await errorOf(events);
-    await readEvents(events, (message) => {
-      output.dataset.events = String(Number(output.dataset.events) + 1);
-      last = render(message) || last;
-    });
+    const end = await closed;
+    clearTimeout(quiet);
+    clearTimeout(waited);
+    if (failure) throw failure;
+    if (!opened) throw await refusal();
+    if (!finishing) {
+      throw new Error(`The realtime session ended: ${end.reason || `close code ${end.code}`}`);
+    }
+    if (translate) setStatus(status, "busy", "Translating…");
+    await render.translated();
     setStatus(status, "done", `Done: ${seconds.toFixed(1)} s of audio, ${output.dataset.events} events`);
     output.dataset.state = "done";
   } catch (error) {
@@ -576,6 +634,7 @@ async function startLive() {
     output.dataset.state = "error";
   } finally {
     stopAudio();
+    if (socket && socket.readyState === WebSocket.OPEN) socket.close(1000, "done");
     live = null;
     button.textContent = "Start";
     button.disabled = false;
@@ -585,10 +644,7 @@ async function startLive() {
 $("live-run").addEventListener("click", () => (live ? live.stop() : startLive()));
 
 function liveMode() {
-  const asr = $("live-mode").value === "asr";
-  $("live-language").parentElement.hidden = !asr;
-  $("live-source").parentElement.hidden = asr;
-  $("live-target").parentElement.hidden = asr;
+  $("live-target").parentElement.hidden = $("live-mode").value !== "translate";
 }
 $("live-mode").addEventListener("change", liveMode);
 
