@@ -224,6 +224,8 @@ async def service_memory(
         str(port),
         "--metrics-port",
         "0",
+        "--websocket-port",
+        "0",
         "--log-level",
         "warning",
         *(["--device", device] if device else []),

@@ -220,6 +220,7 @@ class Stack:
                 "SPEECHMESH_ASR_MODEL": model,
                 "SPEECHMESH_ASR_DEVICE": "cpu",
                 "SPEECHMESH_ASR_METRICS": "false",
+                "SPEECHMESH_ASR_WEBSOCKET_PORT": "0",
                 "SPEECHMESH_ASR_LOG_LEVEL": "warning",
                 "SPEECHMESH_ASR_LOG_FORMAT": "json",
                 "SPEECHMESH_ASR_GRACE_PERIOD_S": "1",

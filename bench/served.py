@@ -43,6 +43,7 @@ def service_settings(settings_type: type, args: argparse.Namespace, **fields):
         port=0,
         metrics=False,
         metrics_port=0,
+        websocket_port=0,
         log_level=args.log_level,
         **overrides,
         **fields,

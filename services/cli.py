@@ -17,6 +17,7 @@ _SERVICE_FLAGS = {
     "engine": "--engine",
     "compute_type": "--compute-type",
     "workers": "--workers",
+    "websocket_port": "--websocket-port",
 }
 
 
@@ -106,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-port",
         type=int,
         help=f"Prometheus port ({metrics_ports})",
+    )
+    serve.add_argument(
+        "--websocket-port",
+        type=int,
+        help="asr, tts: realtime WebSocket port (asr 50061, tts 50063; 0 picks a free one)",
     )
     serve.add_argument(
         "--max-batch-size",

@@ -87,6 +87,8 @@ async def running(service: str, settings_class: str, **fields) -> AsyncIterator:
     app = importlib.import_module(f"speechmesh.{service}.app")
     config = importlib.import_module(f"speechmesh.{service}.config")
     settings_type = getattr(config, settings_class)
+    if "websocket_port" in settings_type.model_fields:
+        fields.setdefault("websocket_port", 0)  # realtime sockets on a free port too
     settings = settings_type(host="127.0.0.1", port=0, metrics_port=0, **fields)
     async with serving(app.build_app(settings), settings) as served:
         yield served

@@ -99,7 +99,12 @@ class AsrProcess:
         self.port = free_port()
         self.stdout = tmp / f"{name}.out"
         self.stderr = tmp / f"{name}.err"
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+        env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "SPEECHMESH_ASR_WEBSOCKET_PORT": "0",  # replicas side by side: a free port each
+            **(env or {}),
+        }
         command = [
             str(CLI),
             "serve",

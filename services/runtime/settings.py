@@ -149,12 +149,12 @@ def model_service_settings(
             description="Prometheus /metrics port; 0 picks a free one.",
         )
         model: str = Field(default_model, description=f"{model_is}; {MODEL_SOURCE_HELP}")
-        websocket_port: int = Field(
-            spec.websocket_port,
-            ge=0,
-            le=65535,
-            description="Realtime WebSocket port (services with realtime sessions: asr, tts);"
-            " 0 picks a free one.",
-        )
+        if spec.websocket_port:  # a service with realtime sessions (asr, tts)
+            websocket_port: int = Field(
+                spec.websocket_port,
+                ge=0,
+                le=65535,
+                description="Realtime WebSocket port; 0 picks a free one.",
+            )
 
     return ModelServiceSettings

@@ -208,6 +208,7 @@ def real_gateway(tmp_path_factory):
         SPEECHMESH_ASR_HOST="127.0.0.1",
         SPEECHMESH_ASR_PORT=str(port),
         SPEECHMESH_ASR_METRICS_PORT="0",
+        SPEECHMESH_ASR_WEBSOCKET_PORT="0",
         SPEECHMESH_ASR_GRACE_PERIOD_S="2",
         SPEECHMESH_ASR_LOG_FORMAT="json",
     )
