@@ -67,6 +67,7 @@ gateway: install
 bench: install protos
 	$(BIN)/python -m bench.asr --model $(ASR_MODEL)
 	$(BIN)/python -m bench.jobs --model $(ASR_MODEL)
+	$(BIN)/python -m bench.realtime --model $(ASR_MODEL)
 	$(BIN)/python -m bench.translate $(if $(TRANSLATE_MODEL),--model $(TRANSLATE_MODEL))
 	$(BIN)/python -m bench.tts $(if $(TTS_MODEL),--model $(TTS_MODEL))
 	$(BIN)/python -m bench.gateway
