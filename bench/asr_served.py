@@ -89,7 +89,7 @@ class Streams:
     """Live streams on `served` (the default engine's service), of `clips`."""
 
     def __init__(self, served: Served, clips: list[Clip]):
-        from speechmesh.asr import servicer
+        from speechmesh.asr.mapping import stream_settings
         from speechmesh.audio.v1 import audio_pb2
 
         self.served = served
@@ -104,7 +104,7 @@ class Streams:
         )
         self.config = served.pb.StreamingRecognitionConfig(config=config, interim_results=True)
         # As the servicer derives them from this config.
-        self.settings = servicer._stream_settings(served.model, self.config)
+        self.settings = stream_settings(served.model, self.config)
 
     async def paced(self, clip: Clip, marks: dict) -> AsyncIterator[bytes]:
         """The clip, then silence, as LINEAR16 chunks, each sent once its audio is 'captured'.

@@ -64,7 +64,6 @@ class WebSocketServer:
         self.ready = ready
         self.port = 0
         self._server: Server | None = None
-        self._sessions: dict[ServerConnection, Session] = {}
 
     async def start(self, host: str, port: int) -> int:
         self._server = await serve(
@@ -95,11 +94,13 @@ class WebSocketServer:
             caller = self.identity.caller(request.headers.raw_items())
         except ApiError as error:
             return connection.respond(http.HTTPStatus.UNAUTHORIZED, error.message + "\n")
-        self._sessions[connection] = Session(caller, dict(parse_qsl(url.query)), url.path)
+        # Kept on the connection: a handshake the library then refuses (not an upgrade: 426)
+        # leaves nothing behind.
+        connection.speechmesh_session = Session(caller, dict(parse_qsl(url.query)), url.path)
         return None
 
     async def _run(self, connection: ServerConnection) -> None:
-        session = self._sessions.pop(connection)
+        session: Session = connection.speechmesh_session
         handler = self.routes[session.path]
         streams = metrics.ACTIVE_STREAMS.labels(self.service, "websocket:" + session.path)
         streams.inc()
