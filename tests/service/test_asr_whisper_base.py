@@ -100,21 +100,7 @@ async def test_german_reading_translated_to_english(base_asr):
     assert "genehmigung" not in reply.transcript.lower()  # no German left
 
 
-def known_defect(request, engine: str, reason: str) -> None:
-    """Marks this test as failing, strictly, on `engine` (for `reason`)."""
-    if request.node.callspec.params["base_asr"] == engine:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-
-
-async def test_german_reading_keeps_its_last_words(request, german_reply):
-    known_defect(
-        request,
-        "ctranslate2",
-        "under CTranslate2, Whisper base ends its decode (end of text, no closing timestamp)"
-        " after '... der Software zu verkaufen' with 16 s of the 30 s window left, and the"
-        " engine takes a lone window as done then (as faster-whisper does): the last words,"
-        " 'und diese Rechte unter folgenden Bedingungen anderen zu übertragen', are lost",
-    )
+async def test_german_reading_keeps_its_last_words(german_reply):
     reply = german_reply
     assert "anderen zu übertragen" in reply.transcript, reply.transcript
 

@@ -18,7 +18,7 @@ import math
 import os
 import pathlib
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import ctranslate2
 import numpy as np
@@ -68,6 +68,17 @@ class _Window:
     @property
     def seconds(self) -> float:
         return len(self.audio) / SAMPLE_RATE
+
+
+@dataclass
+class _Pending:
+    """A window to decode: a clip from `offset` seconds on, with the segments already decoded
+    before that (clip times) and the language detected there, when it continues a clip."""
+
+    window: _Window
+    offset: float = 0.0
+    kept: list[Segment] = field(default_factory=list)
+    language: tuple[str, float] | None = None
 
 
 @dataclass
@@ -172,28 +183,37 @@ class CTranslate2WhisperEngine:
 
     def _decode_batch(self, model, jobs: list[DecodeJob]) -> list[WindowResult | BaseException]:
         options = jobs[0].options  # equal batch keys: everything but the language is shared
-        windows = self._windows(jobs)
-        parsed = self._decode(model, windows, options)
         results: dict[int, WindowResult] = {}
-        again: list[tuple[int, float, list[Segment]]] = []  # (job, from second, kept segments)
-        for window, decoded in zip(windows, parsed, strict=True):
-            if window.packed:
-                pieces, unfinished = split(decoded.segments, window.placements, decoded.resume_at)
-                again += [(job, 0.0, []) for job in unfinished]
-            else:
-                job = window.placements[0].job
-                pieces = {job: [t.segment for t in decoded.segments]}
+        todo = [_Pending(window) for window in self._windows(jobs)]
+        while todo:  # each round decodes what the last one left, all of it in one batch
+            parsed = self._decode(model, [p.window for p in todo], options)
+            again: list[_Pending] = []
+            for pending, decoded in zip(todo, parsed, strict=True):
+                window = pending.window
+                if window.packed:  # clips it left unfinished are decoded again alone
+                    pieces, unfinished = split(
+                        decoded.segments, window.placements, decoded.resume_at
+                    )
+                    again += [_Pending(self._alone(job, jobs[job])) for job in unfinished]
+                    language = (decoded.language, decoded.language_probability)
+                    for job, segments in pieces.items():
+                        results[job] = self._result(segments, language, options)
+                    continue
+                job, at = window.placements[0].job, pending.offset
+                language = pending.language or (decoded.language, decoded.language_probability)
                 resume = decoded.resume_at
-                if resume is not None and window.seconds - resume >= MIN_RESUME_SECONDS:
-                    again.append((job, resume, pieces.pop(job)))
-            for job, segments in pieces.items():
-                results[job] = self._result(segments, decoded, options)
-        if again:  # clips the packed decode left unfinished, or the rest of a lone clip
-            lone = [self._alone(job, jobs[job], at) for job, at, _kept in again]
-            decoded_again = self._decode(model, lone, options)
-            for decoded, (job, at, kept) in zip(decoded_again, again, strict=True):
-                tail = [t.segment.shifted(at) for t in decoded.segments]
-                results[job] = self._result(kept + tail, decoded, options)
+                segments = [t.segment.shifted(at) for t in decoded.segments]
+                if resume and window.seconds - resume >= MIN_RESUME_SECONDS:
+                    # The rest of the clip is decoded from where this decode stopped, as
+                    # OpenAI's transcribe() seeks (the segment cut off there starts at
+                    # `resume` and is decoded again with the rest); the language found first
+                    # holds for the rest. A stop at 0 would decode the same audio again.
+                    done = [s for s in segments if s.start < at + resume]
+                    rest = replace(self._alone(job, jobs[job], at + resume), language=language[0])
+                    again.append(_Pending(rest, at + resume, pending.kept + done, language))
+                else:
+                    results[job] = self._result(pending.kept + segments, language, options)
+            todo = again
         return [results[i] for i in range(len(jobs))]
 
     def _windows(self, jobs: list[DecodeJob]) -> list[_Window]:
@@ -222,11 +242,11 @@ class CTranslate2WhisperEngine:
         return _Window(audio, [Placement(index, 0.0, seconds)], job.options.language)
 
     def _result(
-        self, segments: list[Segment], decoded: _Parsed, options: DecodeOptions
+        self, segments: list[Segment], language: tuple[str, float], options: DecodeOptions
     ) -> WindowResult:
         if not options.word_timestamps:
             segments = [replace(s, words=[]) for s in segments]
-        return WindowResult(segments, decoded.language, decoded.language_probability)
+        return WindowResult(segments, *language)
 
     # -- the runtime -----------------------------------------------------
 
@@ -321,11 +341,13 @@ class CTranslate2WhisperEngine:
                 text.append(token)
                 positions.append(position)
         resume_at = None
-        if text:  # text with no closing timestamp: cut off at the length limit, or no timestamps
+        if text:  # text with no closing timestamp: an early end of text, or the length limit
             first = previous_end if start is None else start
-            raw.append((first, None, text, positions))
-            if window.packed:
+            if window.packed or raw:
+                # Decoded again from its start (as OpenAI's transcribe() does after a closed
+                # segment); a clip's only segment is taken as it is (as there too).
                 resume_at = first
+            raw.append((first, None, text, positions))
         elif start is not None:  # a lone opening timestamp: speech Whisper left for later
             resume_at = start
         average = math.exp(score) if score else 0.0
