@@ -9,8 +9,8 @@ import posixpath
 import pytest
 import yaml
 
-from speechmesh.gateway.config import UPSTREAM_PORTS, GatewaySettings
-from speechmesh.gateway.container import STATS_PORT
+from speechmesh.gateway.config import REALTIME_PORTS, UPSTREAM_PORTS, GatewaySettings
+from speechmesh.gateway.container import STATS_PORT, container_settings
 from tests.conftest import ROOT
 from tests.deploy.conftest import (
     COMPOSE_POSTGRES,
@@ -62,11 +62,21 @@ def test_services_listen_where_their_settings_say(profile):
         port = int(environment[env_prefix(service) + "PORT"])
         assert port == defaults.port == UPSTREAM_PORTS[service]
         assert int(environment[env_prefix(service) + "METRICS_PORT"]) == defaults.metrics_port
+        # The realtime WebSocket port, explicit like the gRPC one, where the service has one.
+        websocket = env_prefix(service) + "WEBSOCKET_PORT"
+        if service in REALTIME_PORTS:
+            assert int(environment[websocket]) == defaults.websocket_port
+            assert defaults.websocket_port == REALTIME_PORTS[service]
+        else:
+            assert (
+                websocket not in environment and "websocket_port" not in type(defaults).model_fields
+            )
         expected = ["CMD", "python", "-m", "speechmesh.runtime.healthcheck", "--service", service]
         assert services[name]["healthcheck"]["test"] == expected
         assert services[name]["read_only"] is True
         assert any(t.startswith("/tmp") for t in services[name]["tmpfs"])
         assert "ports" not in services[name], "only the gateway publishes a port"
+        assert "expose" not in services[name], services[name]["expose"]
         # cpu variants answer to the gpu service's name, which the gateway and Prometheus use.
         if name != service:
             assert service in services[name]["networks"]["default"]["aliases"]
@@ -95,6 +105,40 @@ def test_peers_are_the_services_called_where_they_listen(profile, service):
 
 def _aliases(service: dict) -> list[str]:
     return service.get("networks", {}).get("default", {}).get("aliases", [])
+
+
+@pytest.mark.parametrize("profile", VARIANTS)
+def test_gateway_upstreams_are_where_the_services_listen(profile, monkeypatch):
+    """The settings gateway-config renders with (its environment over the container defaults)
+    name each service by the name it answers to, at its gRPC port, and each realtime service at
+    its WebSocket port: asr:50061 (/v1/realtime), tts:50063 (/v1/realtime/speech). Only Envoy
+    publishes a port, so the WebSocket ports, like the gRPC ones, are reached through it."""
+    import os
+
+    services = compose_config((profile,))["services"]
+    # The container's environment, and nothing else of this process's.
+    for variable in [v for v in os.environ if v.startswith("SPEECHMESH_")]:
+        monkeypatch.delenv(variable)
+    for variable, value in services["gateway-config"]["environment"].items():
+        monkeypatch.setenv(variable, value)
+    settings = container_settings()
+    listening = {
+        "grpc": (settings.upstreams(), "PORT"),
+        "realtime": (settings.realtime_upstreams(), "WEBSOCKET_PORT"),
+    }
+    assert set(settings.upstreams()) == set(SERVICES)
+    assert set(settings.realtime_upstreams()) == set(REALTIME_PORTS) == {"asr", "tts"}
+    for upstreams, variable in listening.values():
+        for area, (host, port) in upstreams.items():
+            variant = services[VARIANTS[profile][area]]
+            assert host == area and (variant is services.get(area) or area in _aliases(variant))
+            assert port == int(variant["environment"][env_prefix(area) + variable]), (area, port)
+    assert (settings.asr_websocket_upstream, settings.tts_websocket_upstream) == (
+        "asr:50061",
+        "tts:50063",
+    )
+    published = [name for name, service in services.items() if service.get("ports")]
+    assert published == ["gateway"], published
 
 
 def test_gpu_services_reserve_the_configured_gpu():
