@@ -480,11 +480,13 @@ class RealtimeTranscription:
     async def _pump(self, session: StreamingSession, audio: asyncio.Queue, hold) -> None:
         base = self._base_ms
         try:
-            async for result in session.run(_drain(audio)):
+            async for result in session.run(_drain(audio, session)):
                 if isinstance(result, SpeechEvent):
                     await self._on_speech(result, base)
                 elif isinstance(result, UtteranceResult):
                     await self._on_result(result, base)
+                elif result is _SILENT_COMMIT:
+                    await self._on_silent_commit()
         except ConnectionClosed:
             pass
         except ApiError as error:
@@ -552,6 +554,22 @@ class RealtimeTranscription:
         )
         self._previous_item, self._item, self._sent = item, _item_id(), ""
 
+    async def _on_silent_commit(self) -> None:
+        """A commit of audio without speech: committed, and completed with no text, as OpenAI
+        answers a commit of silence."""
+        item = self._item
+        await self._send(
+            "input_audio_buffer.committed", item_id=item, previous_item_id=self._previous_item
+        )
+        await self._send(
+            "conversation.item.input_audio_transcription.completed",
+            item_id=item,
+            content_index=0,
+            transcript="",
+            usage={"type": "duration", "seconds": 0.0},
+        )
+        self._previous_item, self._item, self._sent = item, _item_id(), ""
+
     async def _delta(self, item: str, delta: str, result: UtteranceResult) -> None:
         await self._send(
             "conversation.item.input_audio_transcription.delta",
@@ -574,9 +592,18 @@ _HANDLERS = {
 }
 
 
-async def _drain(queue: asyncio.Queue) -> AsyncIterator[object]:
-    """The queue's items until None."""
+#: A commit that found no turn open (the audio since the last turn held no speech).
+_SILENT_COMMIT = object()
+
+
+async def _drain(queue: asyncio.Queue, session: StreamingSession) -> AsyncIterator[object]:
+    """The queue's items until None. A commit while no turn is open (every earlier chunk has
+    been read by then) is put in the session's ordered output instead, after the results of
+    earlier turns, so that it is answered like any commit."""
     while (item := await queue.get()) is not None:
+        if item is ForceEndpoint and session.utterance is None:
+            session.emit(_SILENT_COMMIT)
+            continue
         yield item
 
 

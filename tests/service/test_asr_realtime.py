@@ -642,3 +642,34 @@ async def test_commit_forces_a_final_now(asr, turn_detection):
     assert committed["item_id"] == completed["item_id"] == item
     assert normalize(completed["transcript"]).startswith("he was not"), completed
     assert latency < 15, latency
+
+
+async def test_a_commit_of_silence_is_answered_with_an_empty_turn(asr):
+    """Audio without speech, then a commit: committed and completed with no text (the turn
+    a commit makes, as OpenAI answers one), after the turns before it; then the session goes
+    on."""
+    host, _ = asr
+    async with Realtime.open(host.websocket_port) as client:
+        await client.wait("session.created")
+        await client.send("session.update", **ga_update())
+        await client.wait("session.updated")
+        await client.append_all(pcm(GOFORWARD, 24000), 24000)
+        await client.until_turns_done(24000, paced=False)
+        await client.append_all(bytes(ms_bytes(1.0, 24000)), 24000)
+        await client.send("input_audio_buffer.commit")
+        empty = await client.wait(COMPLETED, count=2)
+        await client.append_all(pcm(GOFORWARD, 24000), 24000)
+        await client.append_all(bytes(ms_bytes(1.0, 24000)), 24000)
+        await client.wait(COMPLETED, count=3)
+    first, second, third = client.of(COMPLETED)
+    assert (
+        normalize(first["transcript"]) == normalize(third["transcript"]) == "go forward 10 meters"
+    )
+    assert second is empty and second["transcript"] == ""
+    committed = client.of("input_audio_buffer.committed")
+    assert [c["item_id"] for c in committed] == [
+        first["item_id"],
+        second["item_id"],
+        third["item_id"],
+    ]
+    assert len({first["item_id"], second["item_id"], third["item_id"]}) == 3
