@@ -70,6 +70,7 @@ bench: install protos
 	$(BIN)/python -m bench.realtime --model $(ASR_MODEL)
 	$(BIN)/python -m bench.translate $(if $(TRANSLATE_MODEL),--model $(TRANSLATE_MODEL))
 	$(BIN)/python -m bench.tts $(if $(TTS_MODEL),--model $(TTS_MODEL))
+	$(BIN)/python -m bench.cascade
 	$(BIN)/python -m bench.gateway
 
 # `make run`: the whole suite (`speechmesh up`: every service, Envoy on :8080), offline. ASR and
