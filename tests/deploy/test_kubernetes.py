@@ -18,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from speechmesh.gateway.config import UPSTREAM_PORTS, GatewaySettings
+from speechmesh.gateway.config import REALTIME_PORTS, UPSTREAM_PORTS, GatewaySettings
 from tests.conftest import ROOT
 from tests.deploy.conftest import (
     COMPONENTS,
@@ -46,6 +46,9 @@ WITH_COMPONENTS = tuple(f"overlays/{o}+{c}" for o in OVERLAYS for c in COMPONENT
 RENDERED = ("base", *(f"overlays/{name}" for name in OVERLAYS), *WITH_COMPONENTS, "monitoring")
 JOBS_SECRET = KUBERNETES / "components" / "jobs-postgres" / "secret.example.yaml"
 GATEWAY_STATS_PORT = 9902
+#: The name of the realtime WebSocket port (ASR 50061, TTS 50063) on pods and Services: `http`
+#: for meshes, since a WebSocket is an HTTP/1.1 upgrade (see the Services in base/asr.yaml).
+REALTIME_PORT = "http-realtime"
 
 
 def _deployments(path: str) -> dict[str, dict]:
@@ -108,6 +111,16 @@ def test_probes_and_ports_are_where_the_service_listens(path, service):
     assert port == defaults.port, "the manifests keep the documented default port"
     assert _port(container, "grpc") == port
     assert _port(container, "http-metrics") == metrics_port
+    # The realtime WebSocket port (asr, tts), explicit like the gRPC port; none elsewhere.
+    names = {p["name"] for p in container["ports"]}
+    if service in REALTIME_PORTS:
+        websocket_port = int(env[env_prefix(service) + "WEBSOCKET_PORT"])
+        assert websocket_port == defaults.websocket_port == REALTIME_PORTS[service]
+        assert _port(container, REALTIME_PORT) == websocket_port
+    else:
+        assert REALTIME_PORT not in names and env_prefix(service) + "WEBSOCKET_PORT" not in env
+    assert len({p["containerPort"] for p in container["ports"]}) == len(names)
+    # Probes stay gRPC health on the gRPC port (the WebSocket port has no health path).
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == port, f"{service} {probe}"
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
@@ -161,6 +174,17 @@ def test_headless_service_with_mesh_friendly_ports(service):
     assert ports["grpc"]["port"] == _port(container, "grpc")
     assert ports["grpc"]["targetPort"] == "grpc"
     assert ports["http-metrics"]["port"] == _port(container, "http-metrics")
+    # The WebSocket port: `http` by name and appProtocol (HTTP/1.1, which carries the upgrade;
+    # Istio's protocol selection knows `http`, not `kubernetes.io/ws`).
+    if service in REALTIME_PORTS:
+        realtime = ports[REALTIME_PORT]
+        assert realtime["port"] == _port(container, REALTIME_PORT) == REALTIME_PORTS[service]
+        assert realtime["targetPort"] == REALTIME_PORT
+        assert realtime["appProtocol"] == "http" and realtime["protocol"] == "TCP"
+    else:
+        assert REALTIME_PORT not in ports
+    for name, port in ports.items():
+        assert name.split("-")[0] == port.get("appProtocol", "http"), (name, port)
     selector = svc["spec"]["selector"]
     assert selector.items() <= container_labels(docs, service).items()
 
@@ -311,40 +335,108 @@ def test_network_policies_let_only_the_gateway_reach_the_services():
     (rule,) = grpc_rules
     (source,) = rule["from"]
     assert source["podSelector"]["matchLabels"].items() <= gateway_labels.items()
-    # Every named port in a policy exists on the pods it selects.
+    # Every named port in a policy exists on some pod it selects (a named port opens only on the
+    # pods that have it: `http-realtime` on asr and tts, not translate), so none is misspelt.
+    deployments = by_kind(docs, "Deployment")
     for policy in policies.values():
-        labels = policy["spec"]["podSelector"].get("matchLabels")
-        if not labels:
+        selected = [
+            {p["name"] for p in main_container(deployment)["ports"]}
+            for name, deployment in deployments.items()
+            if selects(policy["spec"]["podSelector"], container_labels(docs, name))
+        ]
+        for rule in policy["spec"].get("ingress", []):
+            for port in rule.get("ports", []):
+                if isinstance(port["port"], str):
+                    assert any(port["port"] in names for names in selected), (
+                        policy["metadata"]["name"],
+                        port,
+                    )
+
+
+def selects(selector: dict | None, labels: dict) -> bool:
+    """Whether a label selector (matchLabels and matchExpressions; empty: everything) selects
+    these labels."""
+    selector = selector or {}
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values")
+        present = key in labels
+        match operator:
+            case "In":
+                ok = present and labels[key] in values
+            case "NotIn":
+                ok = not present or labels[key] not in values
+            case "Exists":
+                ok = present
+            case "DoesNotExist":
+                ok = not present
+            case _:
+                raise AssertionError(f"unknown operator {operator}")
+        if not ok:
+            return False
+    return True
+
+
+def _namespace(docs) -> dict[str, str]:
+    """The labels of the namespace the manifests go to (the name label Kubernetes sets)."""
+    (name,) = {doc["metadata"]["namespace"] for doc in docs if "namespace" in doc["metadata"]}
+    return {"kubernetes.io/metadata.name": name}
+
+
+def _deployment(docs, name: str) -> dict:
+    return by_kind(docs, "Deployment")[name]
+
+
+def admitted_peers(docs, target: str, port: str) -> list[dict]:
+    """The `from` peers of every NetworkPolicy rule that lets traffic in to the named `port` of
+    Deployment `target`'s pods, as written ({} for a rule without `from`: any source). A rule's
+    port matches by name or by the number the target's container gives that name (with
+    `endPort`, a range); a rule without ports takes every port; a port the target does not
+    have takes nothing. No policy selecting the target: none is listed (and with
+    default-deny-ingress, nothing gets in)."""
+    numbers = {
+        p["name"]: p["containerPort"] for p in main_container(_deployment(docs, target))["ports"]
+    }
+    if port not in numbers:
+        return []
+    number, labels = numbers[port], container_labels(docs, target)
+    peers: list[dict] = []
+    for policy in by_kind(docs, "NetworkPolicy").values():
+        spec = policy["spec"]
+        if "Ingress" not in spec.get("policyTypes", ["Ingress"]):
             continue
-        for name, deployment in by_kind(docs, "Deployment").items():
-            if labels.items() <= container_labels(docs, name).items():
-                names = {p["name"] for p in main_container(deployment)["ports"]}
-                for rule in policy["spec"].get("ingress", []):
-                    for port in rule["ports"]:
-                        assert port["port"] in names, (policy["metadata"]["name"], name, port)
+        if not selects(spec["podSelector"], labels):
+            continue
+        for rule in spec.get("ingress", []):
+            ports = rule.get("ports") or []
+            if ports and not any(
+                p.get("port") == port
+                or (
+                    isinstance(p.get("port"), int)
+                    and p["port"] <= number <= p.get("endPort", p["port"])
+                )
+                for p in ports
+            ):
+                continue
+            peers.extend(rule.get("from") or [{}])
+    return peers
+
+
+def peer_admits(docs, peer: dict, source: str) -> bool:
+    """Whether a policy peer admits the pods of Deployment `source` (in the manifests'
+    namespace). An ipBlock is taken as admitting no pod (pod IPs are not known here)."""
+    if "ipBlock" in peer:
+        return False
+    if "namespaceSelector" in peer and not selects(peer["namespaceSelector"], _namespace(docs)):
+        return False
+    return selects(peer.get("podSelector"), container_labels(docs, source))
 
 
 def ingress_allowed(docs, source: str, target: str, port: str) -> bool:
     """Whether the NetworkPolicies let pods of Deployment `source` reach the named `port` of
-    Deployment `target`'s pods (same namespace): some policy selecting the target has an
-    ingress rule whose `from` matches the source by pod labels and whose ports name `port`."""
-    source_labels, target_labels = container_labels(docs, source), container_labels(docs, target)
-    for policy in by_kind(docs, "NetworkPolicy").values():
-        spec = policy["spec"]
-        if not spec["podSelector"].get("matchLabels", {}).items() <= target_labels.items():
-            continue
-        for rule in spec.get("ingress", []):
-            ports = [p["port"] for p in rule.get("ports", [])]
-            if ports and port not in ports:
-                continue
-            for peer in rule.get("from", [{}]):
-                if "namespaceSelector" in peer or "ipBlock" in peer:
-                    continue
-                if peer.get("podSelector", {}).get("matchLabels", {}).items() <= (
-                    source_labels.items()
-                ):
-                    return True
-    return False
+    Deployment `target`'s pods (same namespace)."""
+    return any(peer_admits(docs, peer, source) for peer in admitted_peers(docs, target, port))
 
 
 @pytest.mark.parametrize("path", [f"overlays/{name}" for name in OVERLAYS])
@@ -390,6 +482,54 @@ def test_peer_policy_admits_model_servers_only():
     assert not ingress_allowed(docs, "gateway", "asr", "http-metrics")
 
 
+def test_policy_evaluator_follows_the_rules():
+    """The evaluator above is not a yes-man: selectors, ports by name or number, peers."""
+    docs = copy.deepcopy(kustomize("overlays/gpu"))
+    assert selects({}, {"a": "1"}) and selects(None, {})
+    expressions = {"matchExpressions": [{"key": "a", "operator": "In", "values": ["1", "2"]}]}
+    assert selects(expressions, {"a": "2"}) and not selects(expressions, {"a": "3"})
+    assert not selects({"matchExpressions": [{"key": "a", "operator": "Exists"}]}, {"b": "1"})
+    assert ingress_allowed(docs, "gateway", "asr", REALTIME_PORT)
+    assert not ingress_allowed(docs, "gateway", "translate", REALTIME_PORT)  # it has none
+    # A policy opening the ASR's WebSocket port by number to the whole namespace: seen.
+    docs.append(
+        {
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "too-wide", "namespace": "speechmesh"},
+            "spec": {
+                "podSelector": {
+                    "matchExpressions": [
+                        {"key": "app.kubernetes.io/name", "operator": "In", "values": ["asr"]}
+                    ]
+                },
+                "ingress": [{"ports": [{"port": 50000, "endPort": 50100}]}],
+            },
+        }
+    )
+    assert ingress_allowed(docs, "translate", "asr", REALTIME_PORT)
+    assert ingress_allowed(docs, "translate", "asr", "grpc")
+    assert not ingress_allowed(docs, "translate", "asr", "http-metrics")
+    assert not ingress_allowed(docs, "translate", "tts", REALTIME_PORT)
+
+
+@pytest.mark.parametrize("path", [f"overlays/{name}" for name in OVERLAYS])
+@pytest.mark.parametrize("service", REALTIME_PORTS)
+def test_realtime_ports_are_reachable_from_the_gateway_only(path, service):
+    """The WebSocket port of each realtime service (asr: /v1/realtime, tts:
+    /v1/realtime/speech) lets in the gateway's pods and nothing else: no other service, no
+    other namespace (Prometheus scrapes the metrics port only), no address block."""
+    docs = kustomize(path)
+    peers = admitted_peers(docs, service, REALTIME_PORT)
+    assert peers, f"nothing reaches {service}'s {REALTIME_PORT}"
+    assert ingress_allowed(docs, "gateway", service, REALTIME_PORT)
+    for peer in peers:
+        assert set(peer) == {"podSelector"} and peer["podSelector"], peer
+    for other in set(by_kind(docs, "Deployment")) - {"gateway"}:
+        assert not ingress_allowed(docs, other, service, REALTIME_PORT), f"{other} -> {service}"
+    # Nothing else opened to the gateway by the way: the metrics port stays Prometheus's.
+    assert not ingress_allowed(docs, "gateway", service, "http-metrics")
+
+
 # -- the gateway ----------------------------------------------------------------------------------
 
 
@@ -412,6 +552,15 @@ def test_gateway_upstreams_are_the_headless_services():
         assert host == area and host in services
         grpc_port = {p["name"]: p["port"] for p in services[host]["spec"]["ports"]}["grpc"]
         assert int(port) == grpc_port
+    # The realtime WebSocket upstreams: the same Services, at their `http-realtime` ports,
+    # which the policies open to the gateway.
+    for area in REALTIME_PORTS:
+        address = settings[f"SPEECHMESH_GATEWAY_{area.upper()}_WEBSOCKET_UPSTREAM"]
+        host, _, port = address.rpartition(":")
+        assert host == area and host in services, address
+        service_ports = {p["name"]: p["port"] for p in services[host]["spec"]["ports"]}
+        assert int(port) == service_ports[REALTIME_PORT] == REALTIME_PORTS[area], address
+        assert ingress_allowed(docs, "gateway", area, REALTIME_PORT)
     gateway_port = int(settings["SPEECHMESH_GATEWAY_PORT"])
     envoy = main_container(deployment)
     assert _port(envoy, "http") == gateway_port
@@ -475,6 +624,15 @@ def test_gateway_configuration_rendered_in_the_pod_passes_envoy_validate(
         assert (
             f"{socket['address']}:{socket['port_value']}"
             == settings[f"SPEECHMESH_GATEWAY_{area.upper()}_UPSTREAM"]
+        )
+    for area in REALTIME_PORTS:
+        cluster = clusters[f"{area}_realtime"]
+        assert cluster["type"] == "STRICT_DNS"
+        address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+        socket = address["endpoint"]["address"]["socket_address"]
+        assert (
+            f"{socket['address']}:{socket['port_value']}"
+            == settings[f"SPEECHMESH_GATEWAY_{area.upper()}_WEBSOCKET_UPSTREAM"]
         )
     listeners = {
         lis["name"]: lis["address"]["socket_address"]["port_value"]
