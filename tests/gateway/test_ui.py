@@ -4,7 +4,8 @@
 The page loads with no console errors, a text translation round-trips, text is spoken (and a
 bad field shows the gateway's field violation), an uploaded recording is transcribed, translated
 to text and to speech, a voice is cloned from an upload and spoken with, and the live microphone
-(Chromium's fake capture device playing a WAV file) streams to the gateway and gets results.
+(Chromium's fake capture device playing a WAV file) transcribes over a WebSocket to the
+gateway's realtime endpoint (`/v1/realtime`, through the page's server) and gets results.
 Screenshots go to the test's temporary folder; with SPEECHMESH_UPDATE_SCREENSHOT=1 the
 transcription of examples/hello.wav is also copied to docs/ui.png for the README: run it with a
 real Whisper serving ASR (SPEECHMESH_ASR_MODEL=../shared/models/whisper-tiny.en, which
@@ -33,6 +34,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import soundfile as sf
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from speechmesh.ui.server import make_server
 from tests.conftest import AUDIO, ROOT
@@ -200,20 +203,41 @@ def test_bad_gateway_address_is_a_usage_error(capsys):
     assert "--gateway takes http://HOST:PORT" in capsys.readouterr().err
 
 
+def handshake_status(url: str) -> int:
+    """The HTTP status a WebSocket handshake to `url` is answered with (101: it opened)."""
+    try:
+        with connect(url, open_timeout=30, max_size=None):
+            return 101
+    except InvalidStatus as error:
+        return error.response.status_code
+
+
 def test_unreachable_gateway_answers_a_status():
     closed = free_port()
     with ui_server(f"http://127.0.0.1:{closed}") as base:
         status, body = fetch(base + "/v1/asr/models")
         assert status == 502 and json.loads(body)["code"] == 14 and str(closed) in str(body)
-        status, body = fetch(base + "/ui/live/asr", b'{"streaming_config": {}}')
-        assert status == 502 and json.loads(body)["code"] == 14
-        assert fetch(base + "/ui/live/nope", b"{}")[0] == 404
+        ws = base.replace("http://", "ws://")
+        assert handshake_status(ws + "/v1/realtime") == 502
         assert fetch(base + "/static/../server.py")[0] == 404
         assert fetch(base + "/elsewhere")[0] == 404
 
 
+def test_the_live_relay_is_gone():
+    """The live microphone talks to /v1/realtime: the old REST relay's routes are 404."""
+    with ui_server(f"http://127.0.0.1:{free_port()}") as base:
+        assert fetch(base + "/ui/live/asr", b'{"streaming_config": {}}')[0] == 404
+        assert fetch(base + "/ui/live/translate", b"{}")[0] == 404
+        assert fetch(base + "/ui/live/some-id/audio", b"\0\0")[0] == 404
+        assert fetch(base + "/ui/live/some-id/end", b"")[0] == 404
+        assert fetch(base + "/ui/live/some-id/events")[0] == 404
+        status, body = fetch(base + "/ui/config")
+        assert status == 200 and set(json.loads(body)) == {"gateway"}
+
+
 def test_credentials_pass_through_to_an_authenticating_gateway(up, tmp_path, credentials):
     upstreams = {f"{name}_upstream": f"127.0.0.1:{up.ports[name]}" for name in ("asr", "tts")}
+    upstreams["asr_websocket_upstream"] = f"127.0.0.1:{up.ports['asr_websocket']}"
     with (
         run_envoy(
             tmp_path, ["asr"], auth="api_key", api_keys_file=credentials["api_keys"], **upstreams
@@ -224,14 +248,17 @@ def test_credentials_pass_through_to_an_authenticating_gateway(up, tmp_path, cre
         assert status == 401 and json.loads(body)["code"] == 16
         status, body = fetch(base + "/v1/asr/models", Authorization="Bearer alice-key-0001")
         assert status == 200 and json.loads(body)["models"]
-        first = json.dumps({"streaming_config": {"interim_results": True}}).encode()
-        for key, expected in ((None, 401), ("alice-key-0001", 200)):
-            headers = {"Authorization": f"Bearer {key}"} if key else {}
-            status, body = fetch(base + "/ui/live/asr", first, **headers)
-            assert status == 200, body
-            live = json.loads(body)["id"]
-            assert fetch(f"{base}/ui/live/{live}/end", b"")[0] in (200, 404)
-            assert fetch(f"{base}/ui/live/{live}/events")[0] == expected
+        # The realtime WebSocket: the key rides in ?api_key= (a browser cannot set headers on
+        # a WebSocket) and reaches the gateway as `Authorization: Bearer KEY`.
+        realtime = base.replace("http://", "ws://") + "/v1/realtime"
+        assert handshake_status(realtime) == 401
+        assert handshake_status(realtime + "?api_key=wrong-key") == 401
+        with connect(realtime + "?api_key=alice-key-0001&intent=transcription") as socket:
+            created = json.loads(socket.recv(timeout=30))
+            assert created["type"] == "transcription_session.created", created  # ?intent= kept
+            socket.send(json.dumps({"type": "input_audio_buffer.commit"}))
+            error = json.loads(socket.recv(timeout=30))
+            assert error["error"]["code"] == "input_audio_buffer_commit_empty", error
 
 
 # -- in Chromium ------------------------------------------------------------------------------
@@ -336,29 +363,57 @@ def test_voice_is_cloned_from_an_upload(browser, recordings, shots):
     assert "voices/ui-voice" not in [option.get_attribute("value") for option in voice.options]
 
 
-def test_live_microphone_streams(browser, shots):
+def live_session(browser, mode: str) -> tuple[str, list]:
+    """Starts the live microphone in `mode`, lets it hear speech, stops it and waits for the
+    end: (the status line, the final lines)."""
     tab(browser, "live")
+    Select(browser.find_element(By.ID, "live-mode")).select_by_value(mode)
     Select(browser.find_element(By.ID, "live-language")).select_by_value("en")
     output = browser.find_element(By.ID, "live-output")
+    status = output.find_element(By.XPATH, "preceding-sibling::div[1]")
     browser.find_element(By.ID, "live-run").click()
+    # session.created, session.updated, then speech from the fake device (hello.wav, looped)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if output.get_attribute("data-state") == "error":
             break
-        if int(output.get_attribute("data-events") or 0) >= 3:
+        if "speech" in status.text or "interim" in status.text or "end of turn" in status.text:
             break
         time.sleep(0.25)
-    assert output.get_attribute("data-state") == "live", output.text
-    status = output.find_element(By.XPATH, "preceding-sibling::div[1]").text
-    assert status.startswith("Listening:"), status
-    browser.find_element(By.ID, "live-run").click()  # Stop: the rest is finalized
+    assert output.get_attribute("data-state") == "live", status.text
+    assert status.text.startswith("Listening:"), status.text
+    time.sleep(1.0)  # into the first words
+    browser.find_element(By.ID, "live-run").click()  # Stop: commit, the last turn completes
     WebDriverWait(browser, WAIT_S).until(
         lambda d: output.get_attribute("data-state") in ("done", "error")
     )
-    status = output.find_element(By.XPATH, "preceding-sibling::div[1]").text
-    assert output.get_attribute("data-state") == "done", status
-    assert int(output.get_attribute("data-events")) >= 3
+    assert output.get_attribute("data-state") == "done", status.text
+    assert status.text.startswith("Done:"), status.text
+    assert int(output.get_attribute("data-events")) >= 4
+    return status.text, output.find_elements(By.CSS_SELECTOR, "p:not(.interim)")
+
+
+def test_live_microphone_transcribes_over_the_realtime_websocket(browser, up, shots):
+    status, finals = live_session(browser, "asr")
+    # The words heard before Stop complete as at least one final line (tiny random Whisper:
+    # its words are noise, possibly none), with the language the session asked for.
+    assert finals, status
+    assert all(line.get_attribute("data-language") == "en" for line in finals)
+    if "(asr)" in browser.find_element(By.ID, "real-models").text:  # real Whisper: real words
+        heard = " ".join(line.text for line in finals).lower()
+        assert "hello" in heard, heard  # the first words, completed by the commit
     browser.save_screenshot(str(shots / "live.png"))
+    # The page's socket went through the gateway: Envoy counted the upgrade on the ASR
+    # WebSocket port's cluster.
+    url = f"http://127.0.0.1:{up.gateway.admin_port}/stats?filter=asr_realtime.upstream_cx_total"
+    stats = urllib.request.urlopen(url, timeout=10).read().decode()
+    assert int(stats.rpartition(": ")[2]) >= 1, stats
+
+
+def test_live_microphone_translates_each_line(browser, shots):
+    _, finals = live_session(browser, "translate")
+    assert finals and all(" → " in line.text for line in finals), [f.text for f in finals]
+    browser.save_screenshot(str(shots / "live-translated.png"))
 
 
 def test_console_shows_only_the_provoked_errors(browser):
