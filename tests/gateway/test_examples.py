@@ -392,6 +392,25 @@ def check_readme_openai(runner, audio, out) -> None:
     assert out.endswith("\n"), out  # one transcript printed; its words are noise here
 
 
+def check_readme_realtime(runner, audio, out) -> None:
+    """The plain WebSocket client through the gateway's /v1/realtime: the session at the clip's
+    16 kHz, one turn begun after its 0.3 s of silence and ended within it, and each completed
+    turn placed inside the clip (its words are noise here)."""
+    lines = out.splitlines()
+    assert re.fullmatch(r"session    16000 Hz, model \S+", lines[0]), out
+    assert {line.split(" ", 1)[0] for line in lines[1:]} <= {"speech", "delta", "completed"}, out
+    times = [
+        (kind, float(at))
+        for kind, at in re.findall(r"^speech     (started|stopped) at (\d+\.\d\d) s$", out, re.M)
+    ]
+    assert times[0][0] == "started" and 0.2 <= times[0][1] <= 0.6, out
+    assert times[1][0] == "stopped" and times[0][1] < times[1][1] <= wav_seconds(audio[0]), out
+    completed = re.findall(r"^completed  .*  \[\S+, (\d+\.\d\d)-(\d+\.\d\d) s\]$", out, re.M)
+    assert completed, out
+    for start, end in completed:
+        assert 0 <= float(start) <= float(end) <= wav_seconds(audio[0]) + 0.01, out
+
+
 def check_readme_jobs(runner, audio, out) -> None:
     state, header, *cues = out.splitlines()
     assert state == "OPERATION_STATE_SUCCEEDED" and header == "WEBVTT", out
