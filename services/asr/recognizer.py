@@ -95,7 +95,8 @@ class Recognizer:
         timed = [TimedSegment(s, s.words) for s in result.segments]
         segments = [
             _moved(s, owned_from - boundary, end - boundary)
-            for s in split(timed, placements, None)[0][1]
+            # The new audio got no words (split leaves it out when the context got some).
+            for s in split(timed, placements, None)[0].get(1, [])
         ]
         if not options.word_timestamps:
             segments = [replace(s, words=[]) for s in segments]

@@ -659,7 +659,8 @@ async def test_a_commit_of_silence_is_answered_with_an_empty_turn(asr):
         await client.send("input_audio_buffer.commit")
         empty = await client.wait(COMPLETED, count=2)
         await client.append_all(pcm(GOFORWARD, 24000), 24000)
-        await client.append_all(bytes(ms_bytes(1.0, 24000)), 24000)
+        # More than the sentence pause (1.5 s): the turn ends even if its text reads unfinished.
+        await client.append_all(bytes(ms_bytes(2.5, 24000)), 24000)
         await client.wait(COMPLETED, count=3)
     first, second, third = client.of(COMPLETED)
     assert (

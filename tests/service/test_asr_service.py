@@ -30,7 +30,7 @@ from speechmesh.asr.v1 import asr_pb2
 from speechmesh.audio.v1 import audio_pb2
 from speechmesh.common.v1 import common_pb2
 from tests.asr_client import stream_config, stub
-from tests.conftest import AUDIO, requires_shared
+from tests.conftest import ASR_ENGINES, AUDIO, TINY_EN, requires_shared, running_asr
 
 RATE = 16000
 GOFORWARD = AUDIO / "goforward.wav"  # "go forward ten meters": speech from 0.51 s to 2.27 s
@@ -443,9 +443,20 @@ def kinds(responses) -> list:
     return out
 
 
+@pytest.fixture(scope="module", params=ASR_ENGINES)
+async def speaking_asr(request):
+    """ASR on the real whisper-tiny.en, on each engine: for tests that need every utterance of
+    speech to have words (random weights decode arbitrary timestamps, and a segment they place
+    in the padding after the audio is rightly dropped). (host, channel)."""
+    if not TINY_EN.is_dir():
+        pytest.skip(f"real weights not found at {TINY_EN}")
+    async with running_asr(TINY_EN, engine=request.param) as served:
+        yield served
+
+
 @needs_speech
-async def test_voice_activity_events_and_finals(tiny_asr):
-    _, channel = tiny_asr
+async def test_voice_activity_events_and_finals(speaking_asr):
+    _, channel = speaking_asr
     clip = speech()
     pcm = int16(np.concatenate([clip, silence(1.0), clip, silence(1.0)]))
     first = stream_config(RATE, request_id="vad", enable_voice_activity_events=True)
@@ -590,8 +601,8 @@ async def test_half_close_finalizes_speech_that_runs_to_the_end(tiny_asr):
 
 
 @needs_speech
-async def test_max_utterance_duration_forces_finals(tiny_asr):
-    _, channel = tiny_asr
+async def test_max_utterance_duration_forces_finals(speaking_asr):
+    _, channel = speaking_asr
     pcm = int16(np.concatenate([speech(), silence(1.0)]))
     first = stream_config(
         RATE,

@@ -75,7 +75,8 @@ def past_the_end(start: float, duration: float) -> bool:
     """Whether a segment that starts at `start` (seconds, as decoded, before any clamping)
     starts at or past the end of `duration` seconds of audio. Whisper's window is padded to its
     full length; what it "hears" in the padding after the audio is made up, and OpenAI's
-    transcribe() never emits it (it stops seeking at the end of the content)."""
+    transcribe() never seeks there (it stops at the end of the content). The engines drop such a
+    segment when it follows others of the clip, i.e. when decoding went on past the speech."""
     return start >= duration - END_TOLERANCE
 
 

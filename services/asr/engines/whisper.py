@@ -168,8 +168,10 @@ class WhisperEngine:
             keep = [k for k, tok in enumerate(tokens) if tok < self._eos]
             text_tokens = [tokens[k] for k in keep]
             text = self.tokenizer.decode(text_tokens).strip()
-            if not text or past_the_end(float(raw["start"]), duration):
-                continue  # generate() may seek into the padding and make something up there
+            if not text or (segments and past_the_end(float(raw["start"]), duration)):
+                # generate() may seek on into the padding after the speech and make something
+                # up there (a clip's first segment is kept, clamped, as OpenAI's is)
+                continue
             start = min(max(float(raw["start"]), 0.0), duration)
             end = min(max(float(raw["end"]), start), duration)
             token_probs = [probs[k] for k in keep]

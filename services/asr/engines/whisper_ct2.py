@@ -370,8 +370,10 @@ class CTranslate2WhisperEngine:
                 )
                 words = [_word(s) for s in spans]
             body = self.tokenizer.decode(seg_text).strip()
-            if not body or past_the_end(seg_start, limit):
-                continue  # nothing said, or made up in the padding after the audio
+            if not body or (segments and past_the_end(seg_start, limit)):
+                # nothing said, or a later segment made up in the padding after the audio (a
+                # clip's first segment is kept, clamped, as OpenAI's is)
+                continue
             segment = Segment(
                 body, seg_start, max(end, seg_start), float(np.mean(probs)) if probs else 0.0
             )

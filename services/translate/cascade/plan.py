@@ -200,10 +200,11 @@ async def _synthesis(peers: CascadePeers, cascade, target: str, caller: str, at:
         model = _pick(infos, named or stored.model, "TTS", at)
         voice = Voice("stored", cascade.voice)
     elif which == "preset_voice":
-        owner = next(
-            (i for i in infos if any(p.name == cascade.preset_voice for p in i.preset_voices)),
-            None,
-        )
+        # Presets share names across models ("default" of every single-voice VITS): the one
+        # that also speaks the target first.
+        owners = [i for i in infos if any(p.name == cascade.preset_voice for p in i.preset_voices)]
+        owners.sort(key=lambda i: not speaks(i.language_codes, target))
+        owner = owners[0] if owners else None
         model = _pick(infos, named or (owner.name if owner else ""), "TTS", at)
         _check_preset(model, cascade.preset_voice, at + "cascade.preset_voice")
         voice = Voice("preset", cascade.preset_voice)
