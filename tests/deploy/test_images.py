@@ -176,7 +176,8 @@ def test_service_target_ports_health_and_command(service):
     seen = target_settings(service)
     defaults = settings_class(service)()
     exposed = {int(p) for args in seen["EXPOSE"] for p in args.split()}
-    assert {defaults.port, defaults.metrics_port} <= exposed
+    ports = {defaults.port, defaults.metrics_port} | {getattr(defaults, "websocket_port", 0)} - {0}
+    assert ports == exposed, (ports, exposed)  # the realtime WebSocket port too (asr, tts)
     (health,) = seen["HEALTHCHECK"]
     assert '"speechmesh.runtime.healthcheck", "--service", "' + service + '"' in health
     assert "--start-period=" in health
