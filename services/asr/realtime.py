@@ -518,9 +518,9 @@ class RealtimeTranscription:
     async def _on_result(self, result: UtteranceResult, base: int) -> None:
         item = self._item
         if not result.is_final:
-            stable = result.stable_transcript
-            if stable.startswith(self._sent) and len(stable) > len(self._sent):
-                delta, self._sent = stable[len(self._sent) :], stable
+            delta = _continuation(self._sent, result.stable_transcript)
+            if delta:
+                self._sent += delta
                 await self._delta(item, delta, result)
             return
         self._uncommitted = 0
@@ -528,8 +528,8 @@ class RealtimeTranscription:
             "input_audio_buffer.committed", item_id=item, previous_item_id=self._previous_item
         )
         text = result.transcript
-        if text.startswith(self._sent) and len(text) > len(self._sent):
-            await self._delta(item, text[len(self._sent) :], result)
+        if delta := _continuation(self._sent, text):
+            await self._delta(item, delta, result)
         await self._send(
             "conversation.item.input_audio_transcription.completed",
             item_id=item,
@@ -605,6 +605,24 @@ async def _drain(queue: asyncio.Queue, session: StreamingSession) -> AsyncIterat
             session.emit(_SILENT_COMMIT)
             continue
         yield item
+
+
+def _words(text: str) -> list[str]:
+    """Words compared without case or punctuation ("not." is "not")."""
+    return ["".join(c for c in word.lower() if c.isalnum()) for word in text.split()]
+
+
+def _continuation(sent: str, text: str) -> str | None:
+    """What `text` adds after the words already `sent` as deltas: its own words past them, with
+    a leading space ("" when it adds none); None when it does not begin with them (the final
+    decode chose other words: the deltas stop, and completed carries the text). Words compare
+    without case or punctuation, so a full stop an interim put after "not" does not stop the
+    deltas when the final goes on "not an"."""
+    done, words = _words(sent), text.split()
+    if _words(" ".join(words[: len(done)])) != done:
+        return None
+    rest = " ".join(words[len(done) :])
+    return (" " + rest if done else rest) if rest else ""
 
 
 def _item_id() -> str:

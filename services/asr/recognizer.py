@@ -93,11 +93,12 @@ class Recognizer:
         end = boundary + len(audio) / rate
         placements = [Placement(0, 0.0, owned_from), Placement(1, owned_from, end)]
         timed = [TimedSegment(s, s.words) for s in result.segments]
-        segments = [
-            _moved(s, owned_from - boundary, end - boundary)
-            # The new audio got no words (split leaves it out when the context got some).
-            for s in split(timed, placements, None)[0].get(1, [])
-        ]
+        pieces, again = split(timed, placements, None)
+        if 1 in again:
+            # Whisper gave the new audio no words while the context got some (it skips, or
+            # runs into the context, a sentence that repeats what came before): decoded alone.
+            return await self.decode(audio, options)
+        segments = [_moved(s, owned_from - boundary, end - boundary) for s in pieces.get(1, [])]
         if not options.word_timestamps:
             segments = [replace(s, words=[]) for s in segments]
         return WindowResult(segments, result.language, result.language_probability)

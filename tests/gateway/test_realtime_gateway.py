@@ -29,7 +29,7 @@ from websockets.sync.server import ServerConnection, serve
 from speechmesh.gateway.config import GatewaySettings
 from speechmesh.gateway.envoy_config import render_config
 from speechmesh.gateway.transcoding import F_TRANSCODER
-from tests.asr_client import wer
+from tests.asr_client import normalize, wer
 from tests.conftest import AUDIO, TINY_EN
 from tests.gateway.conftest import Up, run_envoy, run_up
 
@@ -222,9 +222,13 @@ async def test_realtime_transcription_through_speechmesh_up(realtime_up):
     deltas = [e for e in events if e["type"].endswith("input_audio_transcription.delta")]
     completed = events[-1]
     assert deltas, kinds
-    # The deltas add up to the transcript. (When the first arrives depends on how busy the
-    # CPU is: interim decodes of a loaded machine can lag the 3 s clip.)
-    assert "".join(d["delta"] for d in deltas) == completed["transcript"]
+    # The deltas are the words the interim hypotheses agreed on, as they came; the final
+    # decode (with the context before it) may still choose other words, and completed carries
+    # them, as OpenAI's protocol has it: here only the opening words must agree. (When the
+    # first delta arrives depends on how busy the CPU is: interim decodes of a loaded machine
+    # can lag the 3 s clip.)
+    joined = normalize("".join(d["delta"] for d in deltas)).split()
+    assert joined[:2] == normalize(completed["transcript"]).split()[:2], (joined, completed)
     # whisper-tiny.en hears "ill disposed" as "old-sposed" in this clip: two words of eight.
     assert wer([CLIP_TEXT], [completed["transcript"]]) <= 0.3, completed["transcript"]
     # Envoy logged the session as one upgraded request to the realtime cluster, for alice.
