@@ -38,12 +38,13 @@ def service_settings(settings_type: type, args: argparse.Namespace, **fields):
     """A service's settings for serving it in this process: port 0, no metrics server, the
     benchmark's --log-level and --device (else the service's default device)."""
     overrides = {"device": args.device} if args.device else {}
+    if "websocket_port" in settings_type.model_fields:
+        fields.setdefault("websocket_port", 0)  # a free port, like the others
     return settings_type(
         host="127.0.0.1",
         port=0,
         metrics=False,
         metrics_port=0,
-        websocket_port=0,
         log_level=args.log_level,
         **overrides,
         **fields,
