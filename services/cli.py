@@ -22,6 +22,7 @@ _SERVICE_FLAGS = {
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from speechmesh.runtime import tracing
     from speechmesh.runtime.logging import configure_logging
     from speechmesh.runtime.registry import SERVICES
     from speechmesh.runtime.server import ServiceHost
@@ -49,8 +50,13 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"speechmesh: invalid settings:\n{error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    # Traces only with an OTLP endpoint set (OTEL_EXPORTER_OTLP_*ENDPOINT); else nothing loads.
+    tracing.configure(args.service)
     host = ServiceHost(build_app(settings), settings)
-    code = asyncio.run(host.run_until_signal())
+    try:
+        code = asyncio.run(host.run_until_signal())
+    finally:
+        tracing.shutdown()  # exports the spans still buffered
     if host.failed is not None:
         print(f"speechmesh: {args.service} could not start: {host.failed}", file=sys.stderr)
     return code

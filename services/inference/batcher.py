@@ -19,6 +19,12 @@ priority (speechmesh.inference.cpu_priority), and start only while no
 high-priority batch runs. A live call that arrives while a background batch runs
 starts at once on a live worker and gets the cores first; the background batch
 goes on with what is left.
+
+With tracing on (speechmesh.runtime.tracing), a job carries its submitter's trace context and
+queue time, and each job of a batch gets a span `batch <model>` under its request's span, from
+queueing to the end of the forward pass, with the batch's size, id and queue waits and links to
+the batch's other requests; the worker thread runs the batch in the first job's span. Off, a job
+carries nothing (one `is None` test per job and per batch).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from speechmesh.inference import cpu_priority
-from speechmesh.runtime import metrics
+from speechmesh.runtime import metrics, tracing
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -63,6 +69,8 @@ class _Entry:
     key: Hashable = field(compare=False)
     future: asyncio.Future = field(compare=False)
     queued_at: float = field(compare=False, default=0.0)  # loop time
+    #: (trace context, queued at in ns) while tracing is on (tracing.capture), else None.
+    trace: Any = field(compare=False, default=None)
 
 
 #: How long a background batch waits for as many jobs as a batch holds, seconds.
@@ -86,8 +94,12 @@ class MicroBatcher(Generic[J, R]):
         key: Callable[[J], Hashable] = lambda job: None,
         workers: int = 1,
         background_workers: int | None = None,
+        traced: bool = True,
     ):
+        """`traced`: whether jobs get batch spans when tracing is on (off for per-frame work
+        such as the streams' VAD steps, whose spans would drown a trace)."""
         self.name = name
+        self.traced = traced
         self._run_batch = run_batch
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
@@ -131,6 +143,8 @@ class MicroBatcher(Generic[J, R]):
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
         entry = _Entry(priority, next(self._seq), job, self._key(job), future, loop.time())
+        if tracing.TRACER is not None and self.traced:
+            entry.trace = tracing.capture()
         self._pending.append(entry)
         self._depth.set(len(self._pending))
         self._wakeup.set()
@@ -226,13 +240,24 @@ class MicroBatcher(Generic[J, R]):
     ):
         """One batch on a worker thread; its results go to its callers."""
         started = time.perf_counter()
+        run_batch, spans = self._run_batch, []
+        if tracing.TRACER is not None and self.traced:
+            spans = tracing.batch_spans(
+                self.name, f"{self.name}#{number}", [e.trace for e in batch], batch[0].priority
+            )
+            run_batch = tracing.in_span(run_batch, spans)
         try:
-            results = await loop.run_in_executor(executor, self._run_batch, [e.job for e in batch])
+            results = await loop.run_in_executor(executor, run_batch, [e.job for e in batch])
         except Exception as error:  # the whole batch failed: every job sees why
             results = [error] * len(batch)
+        except BaseException as error:  # cancelled (the batcher closes)
+            tracing.end_batch_spans(spans, [error] * len(batch))
+            raise
         finally:
             self._running.pop(number, None)
             self._wakeup.set()
+        if spans:
+            tracing.end_batch_spans(spans, results)
         seconds = time.perf_counter() - started
         self._durations.observe(seconds)
         self._sizes.observe(len(batch))

@@ -1,4 +1,5 @@
-"""structlog set-up: JSON lines for machines, a console renderer on a terminal."""
+"""structlog set-up: JSON lines for machines, a console renderer on a terminal. While tracing is
+on (speechmesh.runtime.tracing), a line logged under a span carries its trace_id and span_id."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import logging
 import sys
 
 import structlog
+
+from speechmesh.runtime import tracing
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -24,6 +27,7 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            tracing.add_trace_ids,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

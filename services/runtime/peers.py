@@ -8,7 +8,9 @@ models to answer OpenAI's `/v1/models` for the whole suite; a service that compo
 (translate over ASR and TTS) opens its channels here too.
 
 Channels open on first use and close with the service. Peers calls go straight to the peer, not
-through the gateway: they are the suite talking to itself.
+through the gateway: they are the suite talking to itself. With tracing on, a channel carries
+the client interceptor of speechmesh.runtime.tracing: a CLIENT span per call, whose
+`traceparent` goes to the peer.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import grpc
 import structlog
 from google.protobuf import message_factory
 
+from speechmesh.runtime import tracing
 from speechmesh.runtime.registry import SERVICES
 
 log = structlog.get_logger("speechmesh.peers")
@@ -93,6 +96,7 @@ class Peers:
             self._channels[name] = grpc.aio.insecure_channel(
                 self.addresses[name],
                 options=[("grpc.max_receive_message_length", PEER_MESSAGE_BYTES)],
+                interceptors=tracing.client_interceptors() or None,
             )
         return self._channels[name]
 
