@@ -104,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="translate: a second, lighter text-to-text model (NLLB, M2M100, Marian)",
     )
     serve.add_argument(
-        "--extra-models", help="tts: more models beside --model, comma-separated (e.g. VITS)"
+        "--extra-models",
+        help="asr, tts: more models beside --model, comma-separated (asr: e.g. SenseVoice;"
+        " tts: e.g. VITS)",
     )
     serve.add_argument("--voices-dir", help="tts: where stored voices live")
     serve.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")

@@ -39,14 +39,18 @@ def batch_recognize_kind(models: AsrModels, settings: AsrSettings) -> JobKind:
     def check(request: asr_pb2.BatchRecognizeRequest) -> int:
         check_request_id(request.request_id)
         config = request.config
-        model = models.get(config.model)
-        decode_options(model, config)
+        model = models.known(config.model)
+        if model.engine is not None:  # an unloaded model's options are checked when it runs
+            decode_options(model, config)
         raw_format(config.audio_format, "config.audio_format")
         return check_files(request.files)
 
     async def run(request: asr_pb2.BatchRecognizeRequest, ctx: JobContext) -> JobOutcome:
+        async with models.use(request.config.model) as model:
+            return await _run(model, request, ctx)
+
+    async def _run(model, request: asr_pb2.BatchRecognizeRequest, ctx: JobContext) -> JobOutcome:
         config = request.config
-        model = models.get(config.model)
         options = decode_options(model, config)
         raw = raw_format(config.audio_format, "config.audio_format")
         progress = FileProgress(ctx.progress, len(request.files))

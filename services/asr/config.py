@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from speechmesh.runtime.settings import model_service_settings
+from speechmesh.runtime.settings import extra_models_field, model_service_settings
 
 DEFAULT_MODEL = "openai/whisper-large-v3-turbo"
 COMPUTE_TYPES = (
@@ -22,7 +22,24 @@ COMPUTE_TYPES = (
 )
 
 
-class AsrSettings(model_service_settings("asr", DEFAULT_MODEL, "Whisper checkpoint")):
+MODEL_IS = "Default model: a Whisper or SenseVoice checkpoint"
+
+
+class AsrSettings(model_service_settings("asr", DEFAULT_MODEL, MODEL_IS)):
+    extra_models: str = extra_models_field("FunAudioLLM/SenseVoiceSmall")
+    model_idle_unload_seconds: float = Field(
+        0,
+        ge=0,
+        description="Unload a model other than the default after this many seconds unused"
+        " (the next request that names it loads it again and waits); 0: keep every model loaded.",
+    )
+    model_memory_limit_mb: int = Field(
+        0,
+        ge=0,
+        description="Most MiB of model weights the service holds at once; a load past it fails"
+        " (RESOURCE_EXHAUSTED) and the loaded models keep serving. 0: only the device's free"
+        " memory limits it.",
+    )
     max_audio_seconds: float = Field(
         4 * 3600, gt=0, description="Longest recording Recognize accepts, in seconds."
     )

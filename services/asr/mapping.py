@@ -22,6 +22,28 @@ OPTION_FIELDS = {
     "task": "task",
     "word_timestamps": "enable_word_time_offsets",
     "prompt": "prompt",
+    "beam_size": "beam_size",
+    "temperature": "temperature",
+    "text_normalization": "disable_text_normalization",
+}
+EMOTIONS = {
+    "": asr_pb2.EMOTION_UNSPECIFIED,
+    "neutral": asr_pb2.EMOTION_NEUTRAL,
+    "happy": asr_pb2.EMOTION_HAPPY,
+    "sad": asr_pb2.EMOTION_SAD,
+    "angry": asr_pb2.EMOTION_ANGRY,
+    "fearful": asr_pb2.EMOTION_FEARFUL,
+    "disgusted": asr_pb2.EMOTION_DISGUSTED,
+    "surprised": asr_pb2.EMOTION_SURPRISED,
+}
+AUDIO_EVENTS = {
+    "music": asr_pb2.AUDIO_EVENT_TYPE_MUSIC,
+    "applause": asr_pb2.AUDIO_EVENT_TYPE_APPLAUSE,
+    "laughter": asr_pb2.AUDIO_EVENT_TYPE_LAUGHTER,
+    "crying": asr_pb2.AUDIO_EVENT_TYPE_CRYING,
+    "coughing": asr_pb2.AUDIO_EVENT_TYPE_COUGHING,
+    "sneezing": asr_pb2.AUDIO_EVENT_TYPE_SNEEZING,
+    "breathing": asr_pb2.AUDIO_EVENT_TYPE_BREATHING,
 }
 MAX_HOTWORDS = 50
 MAX_HOTWORD_CHARS = 50
@@ -57,6 +79,8 @@ def decode_options(model: AsrModel, config, field: str = "config") -> DecodeOpti
             prompt=prompt,
             beam_size=beam_size,
             temperature=config.temperature,
+            # OpenAI's form has no such field: the written form.
+            text_normalization=not getattr(config, "disable_text_normalization", False),
         )
     except InvalidOptionError as error:
         raise errors.invalid_argument(
@@ -83,7 +107,27 @@ def segment_proto(segment: Segment) -> asr_pb2.SpeechSegment:
         end_offset=duration(segment.end),
         words=word_protos(segment.words),
         confidence=segment.probability,
+        emotion=EMOTIONS.get(segment.emotion, asr_pb2.EMOTION_UNSPECIFIED),
     )
+
+
+def audio_event_protos(spans: list[tuple[str, float, float]]) -> list[asr_pb2.AudioEvent]:
+    """(event, start, end) spans as AudioEvents, in time order; one event heard in adjacent
+    spans is one AudioEvent over them."""
+    merged: list[list] = []
+    for event, start, end in sorted(spans, key=lambda span: (span[1], span[0])):
+        last = next((m for m in reversed(merged) if m[0] == event), None)
+        if last is not None and start <= last[2] + 0.01:
+            last[2] = max(last[2], end)
+        else:
+            merged.append([event, start, end])
+    return [
+        asr_pb2.AudioEvent(
+            type=AUDIO_EVENTS[event], start_offset=duration(start), end_offset=duration(end)
+        )
+        for event, start, end in merged
+        if event in AUDIO_EVENTS
+    ]
 
 
 def recognize_response(
@@ -97,6 +141,9 @@ def recognize_response(
         language_probability=transcript.language_probability,
         audio_duration=duration(transcript.duration),
         model=model.name,
+        audio_events=audio_event_protos(
+            [(e, s.start, s.end) for s in transcript.segments for e in s.events]
+        ),
     )
 
 

@@ -24,13 +24,26 @@ class AsrModel(ServedModel[AsrEngine]):
 
 
 class AsrModels(ModelRegistry[AsrModel]):
-    """Loads the configured model and the VAD at start-up and hands them to requests."""
+    """Loads the configured models (Whisper and SenseVoice side by side) and the VAD at
+    start-up, loads and unloads models at run time, and hands them to requests."""
 
     settings: AsrSettings
 
     def __init__(self, settings: AsrSettings):
-        super().__init__(settings, AsrModel(settings.model, "SPEECHMESH_ASR_MODEL"), log)
+        super().__init__(
+            settings,
+            AsrModel(settings.model, "SPEECHMESH_ASR_MODEL"),
+            log,
+            idle_unload_s=settings.model_idle_unload_seconds,
+            memory_limit_bytes=settings.model_memory_limit_mb * 1024 * 1024,
+        )
+        self.memory_limit_setting = "SPEECHMESH_ASR_MODEL_MEMORY_LIMIT_MB"
+        for setting in filter(None, (n.strip() for n in settings.extra_models.split(","))):
+            self.add(AsrModel(setting, "SPEECHMESH_ASR_EXTRA_MODELS", "--extra-models"))
         self.vad: VadBatcher | None = None
+
+    def new_model(self, name: str, source: str) -> AsrModel:
+        return AsrModel(f"{name}={source}", "LoadModelRequest.source", "source")
 
     async def load(self) -> None:
         self.vad = VadBatcher(await asyncio.to_thread(SileroVad.load))
@@ -50,6 +63,9 @@ class AsrModels(ModelRegistry[AsrModel]):
         model.recognizer = Recognizer(
             engine, model.batcher, self.vad.vad, max_audio_seconds=self.settings.max_audio_seconds
         )
+
+    def unserve(self, model: AsrModel) -> None:
+        model.recognizer = None
 
     async def close(self) -> None:
         await super().close()

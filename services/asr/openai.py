@@ -46,12 +46,12 @@ class AsrOpenAi:
     ) -> tuple[str, bytes]:
         """A transcription (or, with `translate`, a translation to English) of the upload."""
         asked = audio_request(content_type, body, translate=translate)
-        model = self.models.get(asked.model)
-        options = decode_options(model, asked)
-        method = "CreateTranslation" if translate else "CreateTranscription"
-        transcript = await model.recognizer.recognize_audio(
-            asked.file.data, None, options, method=method, field="file"
-        )
+        async with self.models.use(asked.model) as model:
+            options = decode_options(model, asked)
+            method = "CreateTranslation" if translate else "CreateTranscription"
+            transcript = await model.recognizer.recognize_audio(
+                asked.file.data, None, options, method=method, field="file"
+            )
         return transcription_body(transcript, asked)
 
     async def model_list(self) -> tuple[str, bytes]:

@@ -337,7 +337,7 @@ class RealtimeTranscription:
 
     async def _update(self, event: dict) -> None:
         config = parse_session(event, self.config)
-        model = self._model(config)
+        model = await self._model(config)
         self._check_settings(config, model)
         if config != self.config and self._stream is not None:
             # Ended (and its audio measured) at its own settings; the next audio starts a
@@ -347,10 +347,11 @@ class RealtimeTranscription:
         kind = "transcription_session.updated" if config.beta else "session.updated"
         await self._send(kind, session=self._session_json())
 
-    def _model(self, config: SessionConfig):
+    async def _model(self, config: SessionConfig):
+        """The session's model, ready (an unloaded one is loaded first: the event waits)."""
         name = openai.resolve_model(config.model, openai.ALIASES["asr"])
         try:
-            return self.models.get(name)
+            return await self.models.acquire(name)
         except ApiError as error:
             code = "model_not_found" if error.code == grpc.StatusCode.NOT_FOUND else "unavailable"
             raise EventError(
@@ -443,7 +444,7 @@ class RealtimeTranscription:
         """Starts a stream for the session's audio; False (the connection closing, 1013) when
         the service holds as many streams as it takes."""
         config = self.config
-        model = self._model(config)
+        model = await self._model(config)
         settings = self._check_settings(config, model)
         hold = self.slots.hold()
         try:
@@ -452,10 +453,13 @@ class RealtimeTranscription:
             await self._error(EventError("rate_limit_exceeded", error.message, kind="server_error"))
             await self.ws.close(1013, "too many open streams; try again later")
             return False
+        # Holds the model for the stream (an unload waits for it); ready, so this never waits.
+        lease = self.models.use(model.name)
+        await lease.__aenter__()
         self._audio = asyncio.Queue()
         self._stream_bytes = 0
         session = StreamingSession(model.recognizer, self.models.vad, settings)
-        self._stream = asyncio.create_task(self._pump(session, self._audio, hold))
+        self._stream = asyncio.create_task(self._pump(session, self._audio, hold, lease))
         return True
 
     async def _stop_stream(self, *, drain: bool) -> None:
@@ -477,7 +481,7 @@ class RealtimeTranscription:
         encoding, _ = _FORMATS[self.config.format_type]
         return round(size / _BYTES_PER_SAMPLE.get(encoding, 1) / self.config.rate * 1000)
 
-    async def _pump(self, session: StreamingSession, audio: asyncio.Queue, hold) -> None:
+    async def _pump(self, session: StreamingSession, audio: asyncio.Queue, hold, lease) -> None:
         base = self._base_ms
         try:
             async for result in session.run(_drain(audio, session)):
@@ -496,6 +500,7 @@ class RealtimeTranscription:
             await self._end("the transcription stream failed", 1011)
         finally:
             hold.__exit__(None, None, None)
+            await lease.__aexit__(None, None, None)
 
     async def _end(self, message: str, code: int) -> None:
         try:

@@ -173,7 +173,7 @@ def _moved(segment: Segment, offset: float, limit: float) -> Segment:
         return min(max(t + offset, 0.0), limit)
 
     words = [Word(w.text, at(w.start), at(w.end), w.probability) for w in segment.words]
-    return Segment(segment.text, at(segment.start), at(segment.end), segment.probability, words)
+    return replace(segment, start=at(segment.start), end=at(segment.end), words=words)
 
 
 def _language(

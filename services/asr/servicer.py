@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
+
 import grpc
 from google.api import httpbody_pb2
 
 from speechmesh.asr import batch
 from speechmesh.asr.config import AsrSettings
 from speechmesh.asr.mapping import (
+    EMOTIONS,
+    audio_event_protos,
     decode_options,
     recognize_response,
     stream_settings,
@@ -22,6 +26,8 @@ from speechmesh.asr.streaming import (
 )
 from speechmesh.asr.v1 import asr_pb2, asr_pb2_grpc
 from speechmesh.operations.host import Jobs
+from speechmesh.runtime import errors
+from speechmesh.runtime.admin import Operators
 from speechmesh.runtime.interceptor import call_stats
 from speechmesh.runtime.proto_mapping import (
     duration,
@@ -45,6 +51,7 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
         self.openai = openai
         self.jobs = jobs
         self.streams = StreamSlots(settings.max_streams)
+        self.operators = Operators.from_settings(settings)
 
     async def Recognize(self, request, context):
         return await self._recognize(request.request_id, request.config, request.audio)
@@ -54,11 +61,13 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
 
     async def _recognize(self, request_id: str, config, data: bytes) -> asr_pb2.RecognizeResponse:
         start_call(request_id)
-        model = self.models.get(config.model)
-        options = decode_options(model, config)
-        raw = raw_format(config.audio_format, "config.audio_format")
-        transcript = await model.recognizer.recognize_audio(data, raw, options, method="Recognize")
-        return recognize_response(request_id, model, transcript)
+        async with self.models.use(config.model) as model:
+            options = decode_options(model, config)
+            raw = raw_format(config.audio_format, "config.audio_format")
+            transcript = await model.recognizer.recognize_audio(
+                data, raw, options, method="Recognize"
+            )
+            return recognize_response(request_id, model, transcript)
 
     async def BatchRecognize(self, request, context):
         start_call(request.request_id)
@@ -69,22 +78,49 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
         if cfg is None:
             return
         start_call(cfg.request_id, "streaming_config.request_id")
-        model = self.models.get(cfg.config.model)
-        settings = stream_settings(model, cfg)
-        with self.streams.hold():
-            session = StreamingSession(model.recognizer, self.models.vad, settings)
-            inputs = stream_inputs(
-                request_iterator, "audio", asr_pb2.StreamingControl.ACTION_FORCE_ENDPOINT
-            )
-            try:
-                async for event in session.run(inputs):
-                    yield _stream_response(cfg.request_id, event)
-            finally:
-                call_stats().audio_seconds = session.audio_seconds
+        async with self.models.use(cfg.config.model) as model:
+            settings = stream_settings(model, cfg)
+            with self.streams.hold():
+                session = StreamingSession(model.recognizer, self.models.vad, settings)
+                async for response in self._stream(cfg, session, request_iterator):
+                    yield response
+
+    async def _stream(self, cfg, session: StreamingSession, request_iterator):
+        inputs = stream_inputs(
+            request_iterator, "audio", asr_pb2.StreamingControl.ACTION_FORCE_ENDPOINT
+        )
+        try:
+            async for event in session.run(inputs):
+                yield _stream_response(cfg.request_id, event)
+        finally:
+            call_stats().audio_seconds = session.audio_seconds
 
     async def ListModels(self, request, context):
-        infos = [_model_info(model, self.models.default) for model in self.models.models.values()]
+        infos = [self._model_info(model) for model in self.models.models.values()]
         return asr_pb2.ListModelsResponse(request_id=request.request_id, models=infos)
+
+    async def LoadModel(self, request, context):
+        start_call(request.request_id)
+        self.operators.check(context.invocation_metadata(), "LoadModel")
+        model = await self.models.load_named(request.name, request.source)
+        return self._model_info(model)
+
+    async def UnloadModel(self, request, context):
+        start_call(request.request_id)
+        self.operators.check(context.invocation_metadata(), "UnloadModel")
+        if not request.name:
+            raise errors.invalid_argument("name", "is required: the id of a model (ListModels)")
+        model = self.models.find(request.name)
+        await self.models.unload_model(model)
+        return self._model_info(model)
+
+    def _model_info(self, model: AsrModel) -> asr_pb2.ModelInfo:
+        info = _model_info(model, self.models.default)
+        if model is not self.models.default and self.models.idle_unload_s > 0:
+            info.idle_unload_after.FromTimedelta(
+                datetime.timedelta(seconds=self.models.idle_unload_s)
+            )
+        return info
 
     # -- the OpenAI-compatible face (speechmesh.asr.openai) ----------------------------------
 
@@ -112,13 +148,15 @@ def _model_info(model: AsrModel, default: AsrModel) -> asr_pb2.ModelInfo:
     info = model_info(asr_pb2.ModelInfo, model, default)
     engine = model.engine
     if engine is None:
-        info.engine = "whisper"  # the only family while it loads
-        return info
+        return info  # loading, unloaded or failed: what it can do is known once loaded
     info.runtime = engine.runtime
     info.language_codes.extend(engine.languages)
     info.supports_translation = engine.supports_translation
     info.supports_language_detection = engine.supports_language_detection
     info.supports_word_time_offsets = engine.supports_word_timestamps
+    info.supports_emotion_recognition = engine.supports_emotion
+    info.supports_audio_event_detection = engine.supports_audio_events
+    info.supports_text_normalization_control = engine.supports_text_normalization
     return info
 
 
@@ -149,6 +187,8 @@ def _stream_response(request_id: str, event) -> asr_pb2.StreamingRecognizeRespon
             words=word_protos(event.words),
             language_code=event.language,
             language_probability=event.language_probability,
+            emotion=EMOTIONS.get(event.emotion, asr_pb2.EMOTION_UNSPECIFIED),
+            audio_events=audio_event_protos([(e, event.start, event.end) for e in event.events]),
         ),
     )
 

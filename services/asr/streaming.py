@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from speechmesh.asr.engines.base import DecodeOptions, WindowResult, Word
+from speechmesh.asr.engines.base import DecodeOptions, Segment, WindowResult, Word
 from speechmesh.asr.recognizer import Recognizer
 from speechmesh.dsp.audio import RawFormat
 from speechmesh.dsp.endpointing import (
@@ -83,6 +83,10 @@ class UtteranceResult:
     language: str
     language_probability: float
     words: list[Word] = field(default_factory=list)
+    #: Final results of engines that tell them (SenseVoice): the emotion heard most in the
+    #: utterance ("" when none), and the audio events heard, in order.
+    emotion: str = ""
+    events: list[str] = field(default_factory=list)
 
 
 class _Utterance(Utterance):
@@ -272,6 +276,8 @@ class StreamingSession(Endpointer):
             language=result.language,
             language_probability=result.language_probability,
             words=words,
+            emotion=_emotion(result.segments),
+            events=list(dict.fromkeys(e for segment in result.segments for e in segment.events)),
         )
 
     def _first_result(self, utterance: _Utterance) -> None:
@@ -280,6 +286,15 @@ class StreamingSession(Endpointer):
             metrics.TIME_TO_FIRST_RESULT.labels("asr", "StreamingRecognize").observe(
                 time.perf_counter() - utterance.began_at
             )
+
+
+def _emotion(segments: list[Segment]) -> str:
+    """The emotion of most of the utterance's speech ("" when no segment has one)."""
+    weight: dict[str, float] = {}
+    for segment in segments:
+        if segment.emotion:
+            weight[segment.emotion] = weight.get(segment.emotion, 0.0) + segment.end - segment.start
+    return max(weight, key=weight.__getitem__) if weight else ""
 
 
 def _ends_sentence(result: WindowResult) -> bool:

@@ -26,12 +26,14 @@ class ModelState(enum.Enum):
     LOADING = "loading"
     READY = "ready"
     FAILED = "failed"
+    UNLOADED = "unloaded"
 
 
 _STATE_PROTOS = {
     ModelState.LOADING: common_pb2.MODEL_STATE_LOADING,
     ModelState.READY: common_pb2.MODEL_STATE_READY,
     ModelState.FAILED: common_pb2.MODEL_STATE_FAILED,
+    ModelState.UNLOADED: common_pb2.MODEL_STATE_UNLOADED,
 }
 
 
@@ -93,17 +95,28 @@ def find_model(models: dict[str, M], name: str) -> M | None:
     return model
 
 
+def unknown_model(models: dict[str, M], default: M, name: str) -> errors.ApiError:
+    """NOT_FOUND for a model name that is not served here, listing the ones that are."""
+    return errors.not_found(
+        "model",
+        name,
+        f"model {name!r} is not served here; ListModels lists the models"
+        f" ({', '.join(models)}; default {default.name})",
+    )
+
+
 def ready_model(models: dict[str, M], default: M, name: str) -> M:
     """The named model (by id or source; empty: the default) if it can serve now; otherwise
     the ApiError that says why: NOT_FOUND (not served here), UNAVAILABLE (loading, or failed
     to load)."""
     model = find_model(models, name) if name else default
     if model is None:
-        raise errors.not_found(
-            "model",
-            name,
-            f"model {name!r} is not served here; ListModels lists the models"
-            f" ({', '.join(models)}; default {default.name})",
+        raise unknown_model(models, default, name)
+    if model.state is ModelState.UNLOADED:
+        raise errors.unavailable(
+            f"model {model.name} is unloaded; a request that may load it will",
+            5.0,
+            "MODEL_UNLOADED",
         )
     if model.state is ModelState.LOADING:
         raise errors.unavailable(

@@ -20,6 +20,8 @@ from collections.abc import Iterable
 DEFAULT_HEADER = "x-speechmesh-identity"
 HEADER_ENV = "SPEECHMESH_GATEWAY_IDENTITY_HEADER"
 AUTH_ENV = "SPEECHMESH_GATEWAY_AUTH"
+#: Identities allowed to call the admin RPCs (loading and unloading models), comma-separated.
+OPERATORS_ENV = "SPEECHMESH_OPERATORS"
 #: The identity of a caller when the gateway authenticates nobody.
 ANONYMOUS = ""
 

@@ -9,7 +9,7 @@ value stops start-up with a message naming the variable.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -91,6 +91,13 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices(identity.AUTH_ENV),
         description="The gateway's auth: when on, calls without an identity are refused.",
     )
+    # Read by every service from one variable, like the identity settings above.
+    operators: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices(identity.OPERATORS_ENV),
+        description="Caller identities (as the gateway sets them) allowed to call the admin"
+        " RPCs (LoadModel, UnloadModel), comma-separated; empty: nobody.",
+    )
 
     # Long-running jobs: SPEECHMESH_JOBS_* variables, the same for every service.
     jobs: JobsSettings = Field(
@@ -101,6 +108,13 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _identity_header(cls, value: str) -> str:
         return identity.header_name(value)
+
+    @field_validator("operators", mode="before")
+    @classmethod
+    def _operators(cls, value: object) -> list[str]:
+        if isinstance(value, str):
+            value = value.split(",")
+        return [str(v).strip() for v in value or () if str(v).strip()]
 
     @field_validator("peers", mode="before")
     @classmethod
@@ -128,6 +142,16 @@ MODEL_SOURCE_HELP = (
     "Hugging Face id or folder; `ID=SOURCE` serves it as ID, else its id is the last part of"
     " the source."
 )
+
+
+def extra_models_field(example: str) -> Any:
+    """The `extra_models` setting of a service that serves several models (`example`: one
+    source to show in the description)."""
+    return Field(
+        "",
+        description="More models served beside the default, comma-separated ids or folders"
+        f" (e.g. {example}, or NAME={example} to name it); empty: none.",
+    )
 
 
 def model_service_settings(

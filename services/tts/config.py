@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from speechmesh.runtime.settings import model_service_settings
+from speechmesh.runtime.settings import extra_models_field, model_service_settings
 
 DEFAULT_MODEL = "sesame/csm-1b"
 MODEL_IS = "Default model: a CSM checkpoint (voice cloning) or a VITS/MMS-TTS one (preset voices)"
 
 
 class TtsSettings(model_service_settings("tts", DEFAULT_MODEL, MODEL_IS)):
-    extra_models: str = Field(
-        "",
-        description="More models served beside the default, comma-separated ids or folders"
-        " (e.g. facebook/mms-tts-eng, or mms=facebook/mms-tts-eng to name it); empty: none.",
-    )
+    extra_models: str = extra_models_field("facebook/mms-tts-eng")
     voices_dir: str = Field(
         "",
         description="Where stored voices live; empty: $XDG_DATA_HOME/speechmesh/voices (or"

@@ -1,6 +1,8 @@
 """The generic model registry (speechmesh.inference.registry): ids and the default, loading off
 the event loop with LOADING -> READY / FAILED and the error kept, what `get` answers in each
-state, the batcher sized by the settings, and close."""
+state, the batcher sized by the settings, and close; at run time: unloading (never the default,
+after the requests using it), idle unloading, reloading on the next request (one load for many
+waiters), LoadModel's adding and refusals, and the memory budget."""
 
 from __future__ import annotations
 
@@ -64,6 +66,8 @@ class _Log:
 
     def info(self, event: str, **fields) -> None:
         self.events.append((event, fields))
+
+    warning = info
 
 
 @pytest.fixture
@@ -176,15 +180,28 @@ async def test_a_failed_load_is_raised_and_kept(checkpoints):
     assert registry.ready() == []
 
 
-async def test_a_missing_checkpoint_names_the_setting_of_its_model(tmp_path, checkpoints):
-    registry = Registry(settings(), str(checkpoints / "a"), str(tmp_path / "gone"))
-    with pytest.raises(ModelNotFoundError, match="SPEECHMESH_TEST_EXTRA \\(or --extra\\)"):
-        await registry.load()
-    assert registry.models["gone"].state is ModelState.FAILED
-    assert "SPEECHMESH_TEST_EXTRA" in registry.models["gone"].error
-    # the one loaded before it serves (and is closed)
-    assert registry.ready() == [registry.default]
+async def test_a_model_beside_the_default_that_fails_is_kept_failed_while_the_rest_serve(
+    tmp_path, checkpoints
+):
+    registry = Registry(
+        settings(), str(checkpoints / "a"), str(tmp_path / "gone"), str(checkpoints / "b")
+    )
+    await registry.load()  # start-up goes on: only the default's failure stops it
+    gone = registry.models["gone"]
+    assert gone.state is ModelState.FAILED
+    assert "SPEECHMESH_TEST_EXTRA (or --extra)" in gone.error
+    assert registry.ready() == [registry.default, registry.models["b"]]
+    assert ("model.failed", {"model": "gone", "error": gone.error}) in registry.log.events
+    # a request for it hears why, and the default's failure still stops start-up
+    code, message = code_of(registry, "gone")
+    assert code == grpc.StatusCode.UNAVAILABLE and message.startswith("model gone failed to load")
+    with pytest.raises(ApiError) as raised:
+        await registry.acquire("gone")
+    assert raised.value.code == grpc.StatusCode.UNAVAILABLE
     await registry.close()
+    broken = Registry(settings(), str(tmp_path / "gone"), str(checkpoints / "b"))
+    with pytest.raises(ModelNotFoundError, match="SPEECHMESH_TEST_MODEL"):
+        await broken.load()
 
 
 async def test_a_model_loads_by_itself_and_a_failed_one_can_load_again(checkpoints):
@@ -223,3 +240,144 @@ async def test_close_stops_every_batcher(checkpoints):
     await registry.load()
     await registry.close()
     assert closed == ["a", "b"]
+
+
+# -- loading and unloading at run time -------------------------------------------------------
+
+
+async def test_unloading_frees_a_model_and_the_next_request_loads_it_again(checkpoints):
+    registry = Registry(settings(), str(checkpoints / "a"), str(checkpoints / "b"))
+    await registry.load()
+    b = registry.models["b"]
+    first_engine = b.engine
+    await registry.unload_model(b)
+    assert (b.state, b.engine, b.batcher) == (ModelState.UNLOADED, None, None)
+    # the synchronous lookup says so; a request that may load it loads it and waits
+    code, message = code_of(registry, "b")
+    assert code == grpc.StatusCode.UNAVAILABLE and "unloaded" in message
+    async with registry.use("b") as model:
+        assert model is b and model.state is ModelState.READY
+        assert model.engine is not first_engine
+        assert await model.batcher.submit("x") == "b:x"
+    assert ("model.unloaded", {"model": "b", "reason": "operator"}) in registry.log.events
+    await registry.close()
+
+
+async def test_the_default_model_cannot_be_unloaded(checkpoints):
+    registry = Registry(settings(), str(checkpoints / "a"))
+    await registry.load()
+    with pytest.raises(ApiError) as raised:
+        await registry.unload_model(registry.default)
+    assert raised.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "default" in raised.value.message
+    assert registry.default.state is ModelState.READY
+    await registry.close()
+
+
+async def test_an_unload_waits_for_the_requests_using_the_model(checkpoints):
+    registry = Registry(settings(), str(checkpoints / "a"), str(checkpoints / "b"))
+    await registry.load()
+    b = registry.models["b"]
+    release = asyncio.Event()
+    results = []
+
+    async def request():
+        async with registry.use("b") as model:
+            await release.wait()
+            results.append(await model.batcher.submit("late"))
+
+    using = asyncio.create_task(request())
+    await asyncio.sleep(0.01)
+    unloading = asyncio.create_task(registry.unload_model(b))
+    await asyncio.sleep(0.05)
+    assert not unloading.done() and b.state is ModelState.READY and b.draining
+    # a request arriving meanwhile waits for the unload, then loads the model again
+    arriving = asyncio.create_task(registry.acquire("b"))
+    await asyncio.sleep(0.05)
+    assert not arriving.done()
+    release.set()
+    await using
+    await unloading
+    assert results == ["b:late"]
+    assert await arriving is b and b.state is ModelState.READY
+    await registry.close()
+
+
+async def test_idle_models_other_than_the_default_are_unloaded(checkpoints):
+    registry = Registry(settings(), str(checkpoints / "a"), str(checkpoints / "b"))
+    registry.idle_unload_s = 0.2
+    await registry.load()
+    b = registry.models["b"]
+    async with registry.use("b"):
+        await asyncio.sleep(0.4)  # in use: never idle
+        assert b.state is ModelState.READY
+    unloaded = ("model.unloaded", {"model": "b", "reason": "idle"})
+    for _ in range(200):
+        if unloaded in registry.log.events:
+            break
+        await asyncio.sleep(0.02)
+    assert b.state is ModelState.UNLOADED
+    assert registry.default.state is ModelState.READY  # the default stays
+    assert unloaded in registry.log.events
+    # concurrent requests for it share one load
+    loads = []
+    opened = registry.open_engine
+    registry.open_engine = lambda model, path: loads.append(model.name) or opened(model, path)
+    got = await asyncio.gather(*(registry.acquire("b") for _ in range(5)))
+    assert got == [b] * 5 and loads == ["b"]
+    await registry.close()
+    assert registry._reaper is None
+
+
+async def test_load_named_adds_loads_and_refuses_what_it_should(checkpoints):
+    registry = Registry(settings(), str(checkpoints / "a"))
+    registry.new_model = lambda name, source: Model(f"{name}={source}", "LoadModelRequest.source")
+    await registry.load()
+    added = await registry.load_named("cee", str(checkpoints / "c"))
+    assert added is registry.models["cee"] and added.state is ModelState.READY
+    assert await registry.load_named("cee") is added  # already ready: as it is
+    for name, source, code in [
+        ("", "", grpc.StatusCode.INVALID_ARGUMENT),
+        ("nope", "", grpc.StatusCode.NOT_FOUND),
+        ("bad/id", str(checkpoints / "b"), grpc.StatusCode.INVALID_ARGUMENT),
+        ("cee", str(checkpoints / "b"), grpc.StatusCode.INVALID_ARGUMENT),
+    ]:
+        with pytest.raises(ApiError) as raised:
+            await registry.load_named(name, source)
+        assert raised.value.code == code, (name, source)
+    # a source that cannot be loaded: the model stays listed, failed, with its error
+    with pytest.raises(ApiError) as raised:
+        await registry.load_named("gone", str(checkpoints / "missing"))
+    assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+    assert registry.models["gone"].state is ModelState.FAILED
+    assert "does not exist" in registry.models["gone"].error
+    await registry.close()
+
+
+async def test_a_load_past_the_memory_budget_fails_alone(checkpoints):
+    (checkpoints / "a" / "model.safetensors").write_bytes(b"\0" * 3000)
+    (checkpoints / "b" / "model.safetensors").write_bytes(b"\0" * 5000)
+    registry = Registry(settings(), str(checkpoints / "a"), str(checkpoints / "b"))
+    registry.memory_limit_bytes = 6000
+    registry.memory_limit_setting = "SPEECHMESH_TEST_MODEL_MEMORY_LIMIT_MB"
+    registry.open_engine = lambda model, path: _Sized(model.name, path)
+    await registry.load()
+    b = registry.models["b"]
+    assert b.state is ModelState.FAILED
+    assert b.error_code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "needs about 5000 bytes" in b.error and "a (3000 bytes)" in b.error
+    assert "SPEECHMESH_TEST_MODEL_MEMORY_LIMIT_MB" in b.error
+    with pytest.raises(ApiError) as raised:
+        await registry.acquire("b")
+    assert raised.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # the default still serves, and with the budget raised the same load succeeds
+    assert await registry.default.batcher.submit("x") == "a:x"
+    registry.memory_limit_bytes = 10_000
+    assert (await registry.load_named("b")).state is ModelState.READY
+    await registry.close()
+
+
+class _Sized(Engine):
+    def __init__(self, name, path):
+        super().__init__(name)
+        self.memory_bytes = (path / "model.safetensors").stat().st_size

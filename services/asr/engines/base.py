@@ -29,10 +29,20 @@ class DecodeOptions:
     prompt: str = ""
     beam_size: int = 1
     temperature: float = 0.0
+    #: Written form (punctuation, digits) when True; the spoken form when False. Only engines
+    #: that can do both (`supports_text_normalization`) read it; Whisper always writes.
+    text_normalization: bool = True
 
     def batch_key(self) -> Hashable:
         """Jobs with equal keys can share a forward pass (language may differ)."""
-        return (self.task, self.word_timestamps, self.prompt, self.beam_size, self.temperature)
+        return (
+            self.task,
+            self.word_timestamps,
+            self.prompt,
+            self.beam_size,
+            self.temperature,
+            self.text_normalization,
+        )
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,12 @@ class Word:
     probability: float
 
 
+#: Emotions an engine may tag a segment with (`Segment.emotion`); "" when it tags none.
+EMOTIONS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
+#: Non-speech audio events an engine may detect in a window (`WindowResult.events`).
+AUDIO_EVENTS = ("music", "applause", "laughter", "crying", "coughing", "sneezing", "breathing")
+
+
 @dataclass
 class Segment:
     text: str
@@ -56,6 +72,10 @@ class Segment:
     end: float
     probability: float
     words: list[Word] = field(default_factory=list)
+    #: The speaker's emotion (one of EMOTIONS), "" when the engine does not tell or is unsure.
+    emotion: str = ""
+    #: Audio events (AUDIO_EVENTS) heard in this segment's span, in the engine's order.
+    events: list[str] = field(default_factory=list)
 
     def shifted(self, offset: float) -> Segment:
         return Segment(
@@ -64,6 +84,8 @@ class Segment:
             self.end + offset,
             self.probability,
             [Word(w.text, w.start + offset, w.end + offset, w.probability) for w in self.words],
+            self.emotion,
+            list(self.events),
         )
 
 
@@ -107,6 +129,11 @@ class AsrEngine(Protocol):
     supports_translation: bool
     supports_language_detection: bool
     supports_word_timestamps: bool
+    #: Whether it tags segments with an emotion and detects audio events (SenseVoice).
+    supports_emotion: bool
+    supports_audio_events: bool
+    #: Whether it can give the spoken form as well as the written one (DecodeOptions).
+    supports_text_normalization: bool
     device: str
     dtype: str
     memory_bytes: int
@@ -121,6 +148,7 @@ class AsrEngine(Protocol):
         prompt: str,
         beam_size: int,
         temperature: float,
+        text_normalization: bool = True,
     ) -> DecodeOptions:
         """Validates request options (BCP-47 language) and maps them to the engine's.
 

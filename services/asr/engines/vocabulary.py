@@ -46,8 +46,10 @@ class WhisperVocabulary:
         prompt: str,
         beam_size: int,
         temperature: float,
+        text_normalization: bool = True,
     ) -> DecodeOptions:
-        """Validates request options (BCP-47 language) and maps them to Whisper's."""
+        """Validates request options (BCP-47 language) and maps them to Whisper's. Whisper always
+        writes the written form, so `text_normalization` is ignored."""
         code = self._language(language) if language else None
         if code is None and not self.multilingual:
             code = "en"

@@ -55,6 +55,8 @@ class WhisperEngine:
         self.supports_translation = self.vocab.supports_translation
         self.supports_language_detection = self.vocab.supports_language_detection
         self.supports_word_timestamps = self.vocab.supports_word_timestamps
+        self.supports_emotion = self.supports_audio_events = False
+        self.supports_text_normalization = False
         self._no_timestamps = gen.no_timestamps_token_id
         self._alignment_heads = getattr(gen, "alignment_heads", None) or []
         self._attn_implementation = self.model.config._attn_implementation

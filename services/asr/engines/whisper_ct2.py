@@ -144,6 +144,8 @@ class CTranslate2WhisperEngine:
         self.supports_translation = self.vocab.supports_translation
         self.supports_language_detection = self.vocab.supports_language_detection
         self.supports_word_timestamps = self.vocab.supports_word_timestamps
+        self.supports_emotion = self.supports_audio_events = False
+        self.supports_text_normalization = False
         self.device = device if device == "cpu" else f"{device}:{device_index}"
         self.dtype = self.model.compute_type
         self._copy_bytes = _weight_bytes(converted, self.dtype)  # one loaded copy's weights
