@@ -207,9 +207,12 @@ def add_commands(commands) -> None:
         parents=[common],
         help="status, model, device and memory of every service",
         description="Check every service through the gateway (grpc.health.v1) and list its"
-        " models. Exit code 1 unless every service is SERVING.",
+        " models with their state. A SERVING service with a model that failed to load is"
+        " DEGRADED (its error is shown). Exit code 1 unless every service is SERVING or"
+        " DEGRADED.",
     )
     p.add_argument("--json", action="store_true", help="JSON output")
+    p.add_argument("--service", choices=list(SERVICES), help="only this service")
     p.set_defaults(func=runner(info.health, "gateway"))
 
     p = commands.add_parser(

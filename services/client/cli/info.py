@@ -27,12 +27,14 @@ def _model_entry(model: ModelInfo) -> dict:
         "memory_bytes": model.memory_bytes,
         "default": model.default,
         "random_weights": model.random_weights,
+        "error": model.error,
     }
 
 
 def health(args: argparse.Namespace, client: Client, ctx: Context) -> int:
     report = []
-    for service, status in client.health().items():
+    services = [args.service] if getattr(args, "service", None) else list(SERVICES)
+    for service, status in client.health(services).items():
         entry = {"service": service, "status": status.status, "error": status.error}
         models = []
         if status.serving:
@@ -41,8 +43,11 @@ def health(args: argparse.Namespace, client: Client, ctx: Context) -> int:
             except SpeechmeshError as error:
                 entry["error"] = error.message
         entry["models"] = [_model_entry(m) for m in models]
+        if status.serving and any(m.state == "failed" for m in models):
+            # Serving on its default model, with another that failed to load.
+            entry["status"] = "DEGRADED"
         report.append(entry)
-    healthy = all(entry["status"] == "SERVING" for entry in report)
+    healthy = all(entry["status"] in ("SERVING", "DEGRADED") for entry in report)
     if args.json:
         print(json.dumps({"target": client.target, "healthy": healthy, "services": report}))
         return OK if healthy else FAILED
@@ -67,6 +72,10 @@ def health(args: argparse.Namespace, client: Client, ctx: Context) -> int:
             )
     print(f"gateway {client.target}")
     table(rows)
+    for entry in report:
+        for m in entry["models"]:
+            if m["state"] == "failed":
+                err(f"{entry['service']}: model {m['name']} failed to load: {m['error']}")
     return OK if healthy else FAILED
 
 
