@@ -64,6 +64,14 @@ docs: install gateway
 gateway: install
 	$(BIN)/python tools/gen_gateway_config.py
 
+# `make go-client`: build/go/bin/speechmesh-go, the Go client of examples/go, compiled offline
+# from the stubs of examples/go/buf.gen.yaml with Debian's Go, grpc-go and protobuf packages
+# (GOPATH mode; which packages and why: examples/go/README.md).
+.PHONY: go-client
+go-client: install
+	$(BIN)/buf generate --template examples/go/buf.gen.yaml
+	GO111MODULE=off GOPATH="$(CURDIR)/build/go:/usr/share/gocode" go build -o build/go/bin/speechmesh-go ./examples/go
+
 bench: install protos
 	$(BIN)/python -m bench.asr --model $(ASR_MODEL)
 	$(BIN)/python -m bench.jobs --model $(ASR_MODEL)
