@@ -8,7 +8,25 @@ import pathlib
 
 from speechmesh.tiny.models import RANDOM_WEIGHTS_KEY
 
-WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]
+#: Files a hub download fetches: transformers checkpoints (config.json, safetensors, tokenizer
+#: files), and FunASR's layout (SenseVoice: config.yaml, model.pt, am.mvn, *.bpe.model). Only
+#: the FunASR weight file's own name is fetched, not every *.pt: repositories such as
+#: facebook/seamless-m4t-v2-large ship multi-gigabyte fairseq2 .pt files beside their safetensors.
+WEIGHT_PATTERNS = [
+    "*.json",
+    "*.safetensors",
+    "*.model",
+    "*.txt",
+    "*.tiktoken",
+    "*.yaml",
+    "model.pt",
+    "*.mvn",
+]
+#: The files that mark a checkpoint folder: transformers' config.json, or FunASR's config.yaml
+#: beside model.pt.
+LAYOUTS = (("config.json",), ("config.yaml", "model.pt"))
+#: Where a checkpoint built by `speechmesh models tiny` says it has random weights.
+CARDS = ("config.json", "configuration.json")
 
 
 class ModelNotFoundError(RuntimeError):
@@ -23,10 +41,11 @@ def resolve_model(name: str, env_var: str, flag: str = "--model") -> pathlib.Pat
     """
     path = pathlib.Path(name).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
+        if not is_checkpoint_folder(path):
             raise ModelNotFoundError(
-                f"{path} has no config.json: point {env_var} (or {flag}) at a folder saved"
-                " with save_pretrained, or at a Hugging Face id"
+                f"{path} has no config.json (nor FunASR's config.yaml and model.pt): point"
+                f" {env_var} (or {flag}) at a folder saved with save_pretrained, a FunASR"
+                " checkpoint folder (SenseVoice), or a Hugging Face id"
             )
         return path.resolve()
     if path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
@@ -51,10 +70,19 @@ def resolve_model(name: str, env_var: str, flag: str = "--model") -> pathlib.Pat
         ) from error
 
 
+def is_checkpoint_folder(path: pathlib.Path) -> bool:
+    """Whether `path` holds a checkpoint in a layout some engine loads (LAYOUTS)."""
+    return any(all((path / name).is_file() for name in layout) for layout in LAYOUTS)
+
+
 def is_random_checkpoint(path: pathlib.Path) -> bool:
-    """True for checkpoints built by `speechmesh models tiny` (random weights)."""
-    try:
-        config = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return bool(config.get(RANDOM_WEIGHTS_KEY))
+    """True for checkpoints built by `speechmesh models tiny` (random weights): the marker is in
+    config.json, or in configuration.json for FunASR layouts."""
+    for name in CARDS:
+        try:
+            config = json.loads((path / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(config, dict) and config.get(RANDOM_WEIGHTS_KEY):
+            return True
+    return False

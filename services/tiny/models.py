@@ -3,7 +3,8 @@
 Each builder writes a directory that loads through the ordinary `from_pretrained` path, with a
 working processor, so services and their tests can exercise the real code paths on any machine
 with only the pip packages: no hub access, no downloaded weights. Their outputs are noise.
-`config.json` carries `"speechmesh_random_weights": true` so services can say so.
+`config.json` (configuration.json for FunASR layouts such as SenseVoice's) carries
+`"speechmesh_random_weights": true` so services can say so.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
 from speechmesh.tiny.parts import ENCODER_DECODER_DIMS, save, seeded
 from speechmesh.tiny.seamless import build_seamless_m4t_v2
+from speechmesh.tiny.sensevoice import build_sensevoice
 from speechmesh.tiny.seq2seq import TINY_SEQ2SEQ
 from speechmesh.tiny.tts import build_csm, build_vits
 
@@ -104,6 +106,7 @@ def _build_whisper(dest: Path, seed: int) -> None:
 
 TINY_ARCHS: dict[str, Callable[[Path, int], None]] = {
     "whisper": _build_whisper,
+    "sensevoice": build_sensevoice,
     "seamless_m4t_v2": build_seamless_m4t_v2,
     **TINY_SEQ2SEQ,
     "csm": build_csm,
@@ -117,8 +120,11 @@ def build_tiny(arch: str, dest: Path, seed: int = 0) -> Path:
         raise ValueError(f"unknown tiny architecture {arch!r}; known: {', '.join(TINY_ARCHS)}")
     dest.mkdir(parents=True, exist_ok=True)
     TINY_ARCHS[arch](dest, seed)
-    # Marked here rather than by each builder, so that no architecture can forget it.
+    # Marked here rather than by each builder, so that no architecture can forget it; FunASR
+    # layouts (SenseVoice) have no config.json and carry it in configuration.json.
     config_path = dest / "config.json"
+    if not config_path.is_file():
+        config_path = dest / "configuration.json"
     config = json.loads(config_path.read_text())
     config[RANDOM_WEIGHTS_KEY] = True
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
