@@ -1,8 +1,11 @@
-"""Choosing and loading a service's ASR engine: CTranslate2 or transformers, by setting.
+"""Choosing and loading a service's ASR engine: SenseVoice by its folder, Whisper on
+CTranslate2 or transformers by setting.
 
-`auto` serves a checkpoint with CTranslate2 (the faster runtime, on CPU and GPU) when the
-`ctranslate2` package is installed and can convert it, and with transformers otherwise; naming
-an engine serves it with that one or fails start-up saying why.
+A folder in FunASR's SenseVoice layout (config.yaml naming SenseVoiceSmall, beside model.pt) is
+served by the SenseVoice engine whatever SPEECHMESH_ASR_ENGINE says: that setting picks the
+runtime of Whisper checkpoints. For those, `auto` serves a checkpoint with CTranslate2 (the faster
+runtime, on CPU and GPU) when the `ctranslate2` package is installed and can convert it, and with
+transformers otherwise; naming an engine serves it with that one or fails start-up saying why.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import structlog
 
 from speechmesh.asr.config import AsrSettings
 from speechmesh.asr.engines.base import AsrEngine
+from speechmesh.asr.engines.sensevoice_checkpoint import has_funasr_layout, is_sensevoice_checkpoint
 from speechmesh.inference.devices import resolve_device, resolve_dtype
 
 log = structlog.get_logger("speechmesh.asr")
@@ -21,6 +25,17 @@ log = structlog.get_logger("speechmesh.asr")
 
 def load_engine(name: str, path: pathlib.Path, settings: AsrSettings) -> AsrEngine:
     """The engine the settings ask for, loaded from the checkpoint folder `path`."""
+    if has_funasr_layout(path):
+        if not is_sensevoice_checkpoint(path):
+            raise ValueError(
+                f"{path} is a FunASR checkpoint of another model than SenseVoiceSmall (its"
+                " config.yaml says which); only SenseVoice is served from FunASR folders"
+            )
+        from speechmesh.asr.engines.sensevoice import SenseVoiceEngine
+
+        device = resolve_device(settings.device)
+        dtype = resolve_dtype(settings.dtype, device, SenseVoiceEngine.family)
+        return SenseVoiceEngine(name, path, device, dtype)
     if settings.engine in ("auto", "ctranslate2"):
         try:
             return _ctranslate2(name, path, settings)
