@@ -136,3 +136,53 @@ def realtime_cluster(settings: GatewaySettings, area: str, host: str, port: int)
 
 def realtime_cluster_name(area: str) -> str:
     return f"{area}_realtime"
+
+
+#: The cluster of the trace collector (only when tracing is on).
+COLLECTOR_CLUSTER = "otlp_collector"
+
+
+def collector_cluster(settings: GatewaySettings) -> dict[str, Any] | None:
+    """The cluster Envoy's OpenTelemetry tracer exports spans to over OTLP/gRPC (HTTP/2, TLS
+    for an https:// endpoint), or None when settings.otlp_endpoint is empty. No health checks:
+    a collector that is down costs dropped spans, never a request."""
+    collector = settings.otlp_collector()
+    if collector is None:
+        return None
+    host, port, tls = collector
+    found: dict[str, Any] = {
+        "name": COLLECTOR_CLUSTER,
+        "type": "STRICT_DNS",
+        "dns_lookup_family": "V4_PREFERRED",
+        "connect_timeout": duration(settings.connect_timeout_s),
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                TYPE: TYPE_URL + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "load_assignment": {
+            "cluster_name": COLLECTOR_CLUSTER,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {
+                            "endpoint": {
+                                "address": {"socket_address": {"address": host, "port_value": port}}
+                            }
+                        }
+                    ]
+                }
+            ],
+        },
+    }
+    if tls:
+        found["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                TYPE: TYPE_URL + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": host,
+                "common_tls_context": {"alpn_protocols": ["h2"]},
+            },
+        }
+    return found

@@ -7,7 +7,9 @@ listener, upstream addresses, limits, timeouts and the edge-security switches.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import urllib.parse
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -39,6 +41,16 @@ def _split_list(value: object) -> object:
             return json.loads(text)
         return [item.strip() for item in text.split(",") if item.strip()]
     return value
+
+
+def _otlp_endpoint_from_env() -> str:
+    """The services' standard OTLP variables, so one setting points the whole suite at a
+    collector (SPEECHMESH_GATEWAY_OTLP_ENDPOINT, when set, wins)."""
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return ""
 
 
 def _split(address: str) -> tuple[str, int]:
@@ -128,6 +140,22 @@ class GatewaySettings(BaseSettings):
     tls_cert_file: pathlib.Path | None = Field(None, description="PEM certificate: enables TLS.")
     tls_key_file: pathlib.Path | None = Field(None, description="PEM private key for TLS.")
     access_log: bool = Field(True, description="One JSON access-log line per request on stdout.")
+    otlp_endpoint: str = Field(
+        default_factory=_otlp_endpoint_from_env,
+        description="OTLP/gRPC collector for traces, http://HOST:PORT (https:// for TLS); empty:"
+        " tracing off. Defaults to OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or"
+        " OTEL_EXPORTER_OTLP_ENDPOINT, as the services read them.",
+    )
+    tracing_sampling_percent: float = Field(
+        100.0,
+        ge=0,
+        le=100,
+        description="With tracing on, the share of requests without a sampled traceparent that"
+        " Envoy starts a trace for, percent; the services follow its decision.",
+    )
+    tracing_service_name: str = Field(
+        "speechmesh-gateway", min_length=1, description="The gateway's service.name in traces."
+    )
     envoy_binary: str = Field("envoy", description="The Envoy executable `speechmesh up` runs.")
 
     @field_validator("jwt_audiences", "cors_allowed_origins", mode="before")
@@ -153,6 +181,14 @@ class GatewaySettings(BaseSettings):
     @classmethod
     def _header(cls, value: str) -> str:
         return identity.header_name(value)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _otlp(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            otlp_address(value)
+        return value
 
     @model_validator(mode="after")
     def _switches(self) -> GatewaySettings:
@@ -187,6 +223,10 @@ class GatewaySettings(BaseSettings):
             if area in REALTIME_PATHS
         }
 
+    def otlp_collector(self) -> tuple[str, int, bool] | None:
+        """(host, port, TLS) of the trace collector, or None when tracing is off."""
+        return otlp_address(self.otlp_endpoint) if self.otlp_endpoint else None
+
     @property
     def tls(self) -> bool:
         return self.tls_cert_file is not None
@@ -212,3 +252,27 @@ class GatewaySettings(BaseSettings):
         if len(set(keys)) != len(keys):
             raise ValueError(f"{self.api_keys_file}: a key appears twice")
         return pairs
+
+
+def otlp_address(endpoint: str) -> tuple[str, int, bool]:
+    """(host, port, TLS) of an OTLP/gRPC endpoint: http://HOST[:PORT] (plaintext),
+    https://HOST[:PORT] (TLS) or HOST:PORT (plaintext); the port defaults to 4317. ValueError
+    for anything else."""
+    text = endpoint.strip()
+    if "://" not in text:
+        text = "http://" + text
+    parsed = urllib.parse.urlsplit(text)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(
+            f"an OTLP endpoint is http://HOST:PORT or https://HOST:PORT, got {endpoint!r}"
+        )
+    try:
+        port = parsed.port or 4317
+    except ValueError:
+        raise ValueError(f"bad port in the OTLP endpoint {endpoint!r}") from None
+    if parsed.path not in ("", "/"):
+        raise ValueError(
+            f"the OTLP endpoint {endpoint!r} has a path: gRPC takes HOST:PORT only (a"
+            " /v1/traces URL is OTLP over HTTP, which the gateway does not speak)"
+        )
+    return parsed.hostname, port, parsed.scheme == "https"

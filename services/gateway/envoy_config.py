@@ -14,6 +14,12 @@ certificate is set). Its HTTP filters, in order:
    the realtime WebSocket routes.
 6. router.
 
+Tracing (settings.otlp_endpoint, off when empty): the connection manager's OpenTelemetry tracer
+(`envoy.tracers.opentelemetry`, service.name settings.tracing_service_name) makes a span per
+request, the child of the client's `traceparent` when it sent one, and a CLIENT span per upstream
+request (spawn_upstream_span), whose `traceparent` goes to the service; spans go over OTLP/gRPC
+to the cluster `otlp_collector`. The access log then carries the trace id.
+
 WebSocket upgrades are allowed on the realtime routes only (`/v1/realtime` to ASR,
 `/v1/realtime/speech` to TTS), and go through filters 1-4 like any request.
 
@@ -31,7 +37,12 @@ from typing import Any
 import yaml
 from google.protobuf import descriptor_pb2
 
-from speechmesh.gateway.clusters import cluster, realtime_cluster
+from speechmesh.gateway.clusters import (
+    COLLECTOR_CLUSTER,
+    cluster,
+    collector_cluster,
+    realtime_cluster,
+)
 from speechmesh.gateway.config import GatewaySettings
 from speechmesh.gateway.descriptors import (
     gateway_descriptor_set,
@@ -95,11 +106,32 @@ def _access_log(settings: GatewaySettings) -> list[dict[str, Any]]:
                         "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
                         "identity": f"%REQ({settings.identity_header})%",
                         "request_id": "%REQ(X-REQUEST-ID)%",
+                        **({"trace_id": "%TRACE_ID%"} if settings.otlp_endpoint else {}),
                     }
                 },
             },
         }
     ]
+
+
+def _tracing(settings: GatewaySettings) -> dict[str, Any]:
+    """The connection manager's tracing: OpenTelemetry over OTLP/gRPC to the collector."""
+    return {
+        "provider": {
+            "name": "envoy.tracers.opentelemetry",
+            "typed_config": {
+                TYPE: TYPE_URL + "envoy.config.trace.v3.OpenTelemetryConfig",
+                "grpc_service": {
+                    "envoy_grpc": {"cluster_name": COLLECTOR_CLUSTER},
+                    "timeout": "1s",
+                },
+                "service_name": settings.tracing_service_name,
+            },
+        },
+        "random_sampling": {"value": settings.tracing_sampling_percent},
+        # A CLIENT span per upstream request, the parent of the service's span.
+        "spawn_upstream_span": True,
+    }
 
 
 def _tls_socket(settings: GatewaySettings) -> dict[str, Any]:
@@ -148,6 +180,8 @@ def _listener(settings: GatewaySettings, descriptor: bytes, services) -> dict[st
     }
     if settings.access_log:
         manager["access_log"] = _access_log(settings)
+    if settings.otlp_endpoint:
+        manager["tracing"] = _tracing(settings)
     chain: dict[str, Any] = {
         "filters": [
             {"name": "envoy.filters.network.http_connection_manager", "typed_config": manager}
@@ -181,6 +215,9 @@ def render_config(settings: GatewaySettings) -> dict[str, Any]:
         clusters.append(cluster(settings, area, host, port, health))
     for area, (host, port) in settings.realtime_upstreams().items():
         clusters.append(realtime_cluster(settings, area, host, port))
+    collector = collector_cluster(settings)
+    if collector is not None:
+        clusters.append(collector)
     return {
         "node": {"id": "speechmesh-gateway", "cluster": "speechmesh"},
         "admin": {

@@ -12,6 +12,10 @@ prints the URLs and example commands. A service that dies after it was ready is 
 (a few times); any other early exit stops everything. SIGINT (Ctrl-C) or SIGTERM stops the
 children: SIGTERM, a grace period, then SIGKILL.
 
+Traces: with an OTLP endpoint set (OTEL_EXPORTER_OTLP_ENDPOINT, or the gateway's own
+SPEECHMESH_GATEWAY_OTLP_ENDPOINT), Envoy and every service export spans to it; each service is
+named speechmesh-<name> (OTEL_SERVICE_NAME, set per child: one name for all would merge them).
+
 The offline profile (`--offline`) builds tiny random checkpoints of the real architectures into a
 cache folder and serves them to every service whose model was not chosen: no model hub, outputs
 are noise, and health and ListModels report random weights. With a folder of real checkpoints
@@ -45,7 +49,7 @@ from speechmesh.gateway.clusters import realtime_cluster_name
 from speechmesh.gateway.config import REALTIME_PATHS, GatewaySettings
 from speechmesh.gateway.descriptors import load_descriptor_set, services_by_area
 from speechmesh.gateway.envoy_process import envoy_command, validate_config, write_config
-from speechmesh.runtime import identity
+from speechmesh.runtime import identity, tracing
 from speechmesh.runtime.registry import SERVICE_HEADER, SERVICES
 
 #: service -> {settings field: tiny architecture} for the offline profile.
@@ -215,8 +219,11 @@ class Suite:
             identity.HEADER_ENV: self.gateway.identity_header,
             identity.AUTH_ENV: self.gateway.auth,
         }
+        trace_env = self._trace_env()
         for name in self.service_names:
-            env = {**os.environ, **identity_env}
+            env = {**os.environ, **identity_env, **trace_env}
+            if tracing.endpoint(env):
+                env[tracing.SERVICE_NAME_ENV] = f"speechmesh-{name}"
             env.setdefault(_env_name(name, "host"), "127.0.0.1")
             env.setdefault(_env_name(name, "log_format"), "json")
             settings_class = SERVICES[name].settings_class()
@@ -304,6 +311,16 @@ class Suite:
         if not ok:
             raise ValueError(f"Envoy rejected the rendered configuration:\n{output}")
         self.envoy = Child("gateway", envoy_command(self.gateway, config), dict(os.environ))
+
+    def _trace_env(self) -> dict[str, str]:
+        """The services' tracing variables: none when the gateway traces nothing; else the
+        gateway's collector unless OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT names one already."""
+        assert self.gateway is not None
+        collector = self.gateway.otlp_collector()
+        if collector is None or tracing.endpoint():
+            return {}
+        host, port, tls = collector
+        return {"OTEL_EXPORTER_OTLP_ENDPOINT": f"{'https' if tls else 'http'}://{host}:{port}"}
 
     # -- processes -------------------------------------------------------------------------
 
@@ -521,6 +538,8 @@ class Suite:
             lines.append(
                 f"  {service.name:<10} {service.host}:{service.port}   model {service.model}{note}"
             )
+        if self.gateway.otlp_endpoint:
+            lines.append(f"  traces     {self.gateway.otlp_endpoint}   OTLP/gRPC, every service")
         if self.gateway.auth != "none":
             lines.append(
                 f"  auth: {self.gateway.auth}; add -H 'Authorization: Bearer ...' to the commands"
