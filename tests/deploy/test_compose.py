@@ -3,6 +3,7 @@ and what it configures agrees with the services' settings, the images and deploy
 
 from __future__ import annotations
 
+import os
 import pathlib
 import posixpath
 
@@ -326,3 +327,48 @@ def test_postgres_override_requires_a_password():
     result = run([*compose_argv(("gpu",), POSTGRES), "config", "--quiet"], cwd=ROOT, env=env)
     assert result.returncode != 0
     assert "POSTGRES_PASSWORD" in result.stderr
+
+
+# -- traces --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("profile", VARIANTS)
+def test_traces_are_off_unless_an_endpoint_is_given(profile, monkeypatch):
+    """Without OTLP_ENDPOINT no service and not Envoy traces, even with Jaeger running."""
+    from speechmesh.runtime import tracing
+
+    services = compose_config((profile, "observability"))["services"]
+    for name in VARIANTS[profile].values():
+        assert tracing.endpoint(services[name]["environment"]) == "", name
+    for variable in [v for v in os.environ if v.startswith(("SPEECHMESH_", "OTEL_"))]:
+        monkeypatch.delenv(variable)
+    for variable, value in services["gateway-config"]["environment"].items():
+        monkeypatch.setenv(variable, value)
+    assert container_settings().otlp_collector() is None
+
+
+@pytest.mark.parametrize("profile", VARIANTS)
+def test_with_an_endpoint_every_service_and_envoy_send_traces_to_jaeger(profile, monkeypatch):
+    """OTLP_ENDPOINT=http://jaeger:4317 with the observability profile: every service and the
+    Envoy that gateway-config renders export to the Jaeger of the profile (a pinned all-in-one
+    taking OTLP), reached by its service name; its UI is published on loopback only."""
+    from speechmesh.runtime import tracing
+
+    endpoint = "http://jaeger:4317"
+    services = compose_config((profile, "observability"), OTLP_ENDPOINT=endpoint)["services"]
+    jaeger = services["jaeger"]
+    image, _, tag = jaeger["image"].rpartition(":")
+    assert image == "jaegertracing/all-in-one" and tag[0].isdigit() and tag != "latest"
+    assert jaeger["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
+    assert [(p["host_ip"], p["target"]) for p in jaeger["ports"]] == [("127.0.0.1", 16686)]
+    for name in VARIANTS[profile].values():
+        environment = services[name]["environment"]
+        assert tracing.endpoint(environment) == endpoint, name
+        assert "OTEL_SERVICE_NAME" not in environment  # speechmesh-<service>, also for -cpu
+    for variable in [v for v in os.environ if v.startswith(("SPEECHMESH_", "OTEL_"))]:
+        monkeypatch.delenv(variable)
+    for variable, value in services["gateway-config"]["environment"].items():
+        monkeypatch.setenv(variable, value)
+    settings = container_settings()
+    assert settings.otlp_collector() == ("jaeger", 4317, False)
+    assert settings.tracing_sampling_percent == 100
