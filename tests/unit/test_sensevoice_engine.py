@@ -29,6 +29,7 @@ from speechmesh.dsp.audio import decode_audio
 from speechmesh.inference.jobs import InvalidOptionError
 from speechmesh.inference.model_source import (
     WEIGHT_PATTERNS,
+    ModelNotFoundError,
     is_random_checkpoint,
     resolve_model,
 )
@@ -130,6 +131,14 @@ def test_tiny_checkpoint_has_the_published_layout(checkpoint: pathlib.Path) -> N
     assert resolve_model(str(checkpoint), "SPEECHMESH_ASR_MODEL") == checkpoint.resolve()
     state = load_state_dict(checkpoint / "model.pt")
     assert list(state) == reference_keys(2, 1)
+
+
+def test_a_folder_needs_config_yaml_beside_model_pt(
+    checkpoint: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    shutil.copy(checkpoint / "config.yaml", tmp_path / "config.yaml")
+    with pytest.raises(ModelNotFoundError, match=r"config\.yaml and model\.pt"):
+        resolve_model(str(tmp_path), "SPEECHMESH_ASR_MODEL")
 
 
 def test_vocabulary_has_the_reference_ids(engine: SenseVoiceEngine) -> None:

@@ -8,9 +8,15 @@ as `<|lang|><|emotion|><|event|><|itn|>`: the four query frames make the model e
 Here each tag is read at its own query frame, the text from the frames after them, and every
 tag is found by its piece, never by a number, so any vocabulary that holds the pieces works.
 
-Token times follow FunASR's SenseVoice timestamps: a token spans the frames its label holds on
-the CTC path (for the greedy tokens the best forced alignment is the greedy path itself), frame
-f starting at f * 60 - 30 ms (floored at 0).
+Token times follow FunASR's SenseVoice timestamps (`output_timestamp`): a token spans the frames
+its label holds on the CTC path after the query frames, frame f starting at f * 60 - 30 ms
+(floored at 0), ending where its run ends. FunASR finds that path by forcing an alignment of the
+decoded text (re-tokenized) onto the log-probabilities with blank raised to 0 where it won; for
+the tokens greedy decoding emitted, the best alignment is the greedy path itself (every frame
+takes its argmax, and raising the winning blank changes no argmax), so the path is read directly
+and the emitted tokens are used, not a re-tokenization. Words are grouped by
+`words.group_words` as for Whisper (punctuation joins the word before; CJK characters stand
+alone), where FunASR's own grouping keeps punctuation as words of its own.
 """
 
 from __future__ import annotations
