@@ -193,6 +193,12 @@ def test_frontend_stacks_and_normalises(tmp_path: pathlib.Path) -> None:
     raw = apply_lfr(kaldi_fbank(torch.from_numpy(audio) * 32768), 7, 6)
     np.testing.assert_allclose(features.numpy(), (raw.numpy() + shift) * scale, rtol=1e-6)
     assert Frontend(config, None).frame_seconds == pytest.approx(0.06)
+    unscaled = Frontend(
+        FrontendConfig.from_conf({"lfr_m": 7, "lfr_n": 6, "upsacle_samples": False}), None
+    )
+    np.testing.assert_allclose(unscaled(audio * 32768).numpy(), raw.numpy(), rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="snip_edges"):
+        FrontendConfig.from_conf({"snip_edges": False})
     with pytest.raises(ValueError, match="560"):
         Frontend(config, (shift[:80], scale[:80]))
     with pytest.raises(ValueError, match="1-D"):

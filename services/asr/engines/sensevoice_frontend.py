@@ -47,10 +47,14 @@ class FrontendConfig:
     frame_shift: float = 10.0
     lfr_m: int = 1
     lfr_n: int = 1
+    #: FunASR's spelling: scale samples in [-1, 1] to 16-bit range before the fbank.
+    upsacle_samples: bool = True
 
     @classmethod
     def from_conf(cls, conf: dict[str, Any] | None) -> FrontendConfig:
         conf = conf or {}
+        if not conf.get("snip_edges", True):
+            raise ValueError("frontend_conf.snip_edges: false is not supported")
         known = {name: conf[name] for name in cls.__dataclass_fields__ if name in conf}
         return cls(**known)
 
@@ -213,7 +217,9 @@ class Frontend:
         samples = np.asarray(audio, dtype=np.float32)
         if samples.ndim != 1:
             raise ValueError(f"audio must be mono samples (1-D), not of shape {samples.shape}")
-        waveform = torch.from_numpy(samples) * 32768.0
+        waveform = torch.from_numpy(samples)
+        if config.upsacle_samples:
+            waveform = waveform * 32768.0
         frame_length = min(config.frame_length, waveform.numel() / config.fs * 1000)
         features = kaldi_fbank(
             waveform,
