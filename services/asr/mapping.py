@@ -141,9 +141,7 @@ def recognize_response(
         language_probability=transcript.language_probability,
         audio_duration=duration(transcript.duration),
         model=model.name,
-        audio_events=audio_event_protos(
-            [(e, s.start, s.end) for s in transcript.segments for e in s.events]
-        ),
+        audio_events=audio_event_protos(transcript.events),
     )
 
 

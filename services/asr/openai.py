@@ -98,6 +98,9 @@ OPTION_FIELDS = {
     "task": "model",
     "word_timestamps": "timestamp_granularities[]",
     "prompt": "prompt",
+    "temperature": "temperature",
+    "beam_size": "model",
+    "text_normalization": "model",
 }
 
 
@@ -106,8 +109,8 @@ def option_error(option: str, message: str, model: str) -> errors.ApiError:
     that cannot translate gets advice in this API's terms."""
     if option == "task":
         message = (
-            f"model {model} cannot translate speech to English (it is English-only);"
-            " /v1/audio/transcriptions transcribes English speech, or serve a multilingual model"
+            f"model {model} cannot translate speech to English;"
+            " /v1/audio/transcriptions transcribes, or name a multilingual Whisper model"
         )
     return errors.invalid_argument(OPTION_FIELDS[option], message)
 

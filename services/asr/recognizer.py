@@ -13,7 +13,7 @@ limit and metered (speechmesh.runtime.recordings), then recognized.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -39,6 +39,9 @@ class Transcript:
     language: str
     language_probability: float
     duration: float
+    #: Audio events heard, with the span each was heard in: (event, start, end) seconds. A
+    #: segment's events span the segment; those of a window without text, the window.
+    events: list[tuple[str, float, float]] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -101,7 +104,7 @@ class Recognizer:
         segments = [_moved(s, owned_from - boundary, end - boundary) for s in pieces.get(1, [])]
         if not options.word_timestamps:
             segments = [replace(s, words=[]) for s in segments]
-        return WindowResult(segments, result.language, result.language_probability)
+        return WindowResult(segments, result.language, result.language_probability, result.events)
 
     async def recognize_audio(
         self,
@@ -163,7 +166,11 @@ class Recognizer:
             for segment in result.segments
         ]
         language, probability = _language(windows, results, options)
-        return Transcript(segments, language, probability, duration)
+        events = [(e, s.start, s.end) for s in segments for e in s.events]
+        for (start, end), result in zip(windows, results, strict=True):
+            if not result.segments:
+                events += [(e, start, end) for e in result.events]
+        return Transcript(segments, language, probability, duration, events)
 
 
 def _moved(segment: Segment, offset: float, limit: float) -> Segment:

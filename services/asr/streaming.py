@@ -277,7 +277,9 @@ class StreamingSession(Endpointer):
             language_probability=result.language_probability,
             words=words,
             emotion=_emotion(result.segments),
-            events=list(dict.fromkeys(e for segment in result.segments for e in segment.events)),
+            events=list(
+                dict.fromkeys([*result.events, *(e for s in result.segments for e in s.events)])
+            ),
         )
 
     def _first_result(self, utterance: _Utterance) -> None:

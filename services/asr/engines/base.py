@@ -61,7 +61,7 @@ class Word:
 
 #: Emotions an engine may tag a segment with (`Segment.emotion`); "" when it tags none.
 EMOTIONS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
-#: Non-speech audio events an engine may detect in a window (`WindowResult.events`).
+#: Non-speech audio events an engine may detect (`WindowResult.events`, `Segment.events`).
 AUDIO_EVENTS = ("music", "applause", "laughter", "crying", "coughing", "sneezing", "breathing")
 
 
@@ -107,6 +107,9 @@ class WindowResult:
     segments: list[Segment]
     language: str
     language_probability: float
+    #: Audio events (AUDIO_EVENTS) heard anywhere in the window, also when it has no text
+    #: (laughter, music under a pause the VAD kept); its segments carry those they span.
+    events: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:

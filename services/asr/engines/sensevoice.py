@@ -184,7 +184,7 @@ class SenseVoiceEngine:
         probability = 1.0 if options.language else decoded.language_probability
         text = self.vocab.text(decoded.tokens)
         if not text:
-            return WindowResult([], language, probability)
+            return WindowResult([], language, probability, list(decoded.events))
         duration = len(job.audio) / SAMPLE_RATE
         starts, ends = decoded.token_times(self.frontend.frame_seconds)
         starts = np.clip(starts, 0.0, duration)
@@ -207,4 +207,4 @@ class SenseVoiceEngine:
                 segment.start,
                 segment.end,
             )
-        return WindowResult([segment], language, probability)
+        return WindowResult([segment], language, probability, list(decoded.events))
