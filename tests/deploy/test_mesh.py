@@ -207,10 +207,15 @@ def _broken() -> list[tuple[str, dict]]:
     return cases
 
 
-@pytest.mark.parametrize("case", range(10))
+BROKEN_CASES = 10
+
+
+@pytest.mark.parametrize("case", range(BROKEN_CASES))
 def test_the_validator_rejects_broken_objects(case):
     """The same validator fails objects that break their schema: it is not a no-op."""
-    what, doc = _broken()[case]
+    cases = _broken()
+    assert len(cases) == BROKEN_CASES
+    what, doc = cases[case]
     with pytest.raises(jsonschema.ValidationError):
         validate_custom_resource(doc)
         pytest.fail(f"{what}: accepted")
