@@ -74,6 +74,7 @@ go-client: install
 
 bench: install protos
 	$(BIN)/python -m bench.asr --model $(ASR_MODEL)
+	$(BIN)/python -m bench.sensevoice --model $(ASR_MODEL)
 	$(BIN)/python -m bench.jobs --model $(ASR_MODEL)
 	$(BIN)/python -m bench.realtime --model $(ASR_MODEL)
 	$(BIN)/python -m bench.translate $(if $(TRANSLATE_MODEL),--model $(TRANSLATE_MODEL))
