@@ -150,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)
 
-    models = commands.add_parser("models", help="model utilities")
+    models = commands.add_parser(
+        "models", help="the ASR models (list, load, unload) and offline test checkpoints"
+    )
     model_commands = models.add_subparsers(dest="models_command", required=True)
     tiny = model_commands.add_parser(
         "tiny", help="build a tiny random checkpoint of a real architecture (offline)"
@@ -159,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("dest", help="folder to write")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=_tiny)
+
+    from speechmesh.client.cli import add_model_commands  # `models list|load|unload`
+
+    add_model_commands(model_commands)
 
     from speechmesh.gateway.commands import add_commands  # `gateway config`
 

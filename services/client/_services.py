@@ -48,6 +48,7 @@ from speechmesh.client.transcripts import (
     recognition_event,
 )
 from speechmesh.client.types import (
+    ModelInfo,
     ModelLanguages,
     Speech,
     SpeechTranslation,
@@ -69,6 +70,24 @@ class AsrOperations(Service):
     name = "asr"
     stub_type = asr_pb2_grpc.AsrServiceStub
     models_request = asr_pb2.ListModelsRequest
+
+    @operation
+    def load_model(
+        self, name: str, *, source: str = "", timeout: float | None = DEFAULT
+    ) -> ModelInfo:
+        """Loads model `name` (one the service knows, or a new one from `source`: a folder on
+        the service's machine or a Hugging Face id) and returns it once ready. Operators
+        only (PermissionDenied otherwise)."""
+        request = asr_pb2.LoadModelRequest(name=name, source=source)
+        reply = yield Unary(self.stub.LoadModel, request, timeout)
+        return ModelInfo.from_proto(self.name, reply)
+
+    @operation
+    def unload_model(self, name: str, *, timeout: float | None = DEFAULT) -> ModelInfo:
+        """Frees model `name`'s memory (not the default model's); the next request that names
+        it loads it again. Operators only."""
+        reply = yield Unary(self.stub.UnloadModel, asr_pb2.UnloadModelRequest(name=name), timeout)
+        return ModelInfo.from_proto(self.name, reply)
 
     def _recognize(self, audio: bytes, request_id: str, timeout, options: dict) -> Unary:
         request = asr_pb2.RecognizeRequest(

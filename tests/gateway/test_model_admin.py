@@ -97,3 +97,20 @@ def test_only_the_operator_loads_and_unloads_models(gateway):
     default = next(iter(states(gateway, ALICE)))
     reply = gateway.post_json(f"/v1/asr/models/{default}:unload", {}, x_api_key=ALICE)
     assert reply.status == 400 and "default" in reply.json()["message"]
+
+
+def test_speechmesh_models_commands(gateway, capsys):
+    from speechmesh.cli import main
+
+    target = ["--target", gateway.target]
+    assert main(["models", "list", *target, "--api-key", BOB]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].split()[:2] == ["MODEL", "STATE"]
+    assert any(line.startswith("en ") and " ready " in line for line in listed)
+    # bob is no operator: the call fails, saying why
+    assert main(["models", "unload", "en", *target, "--api-key", BOB]) != 0
+    assert "operators only" in capsys.readouterr().err
+    assert main(["models", "unload", "en", *target, "--api-key", ALICE]) == 0
+    assert capsys.readouterr().out.strip() == "en: unloaded"
+    assert main(["models", "load", "en", *target, "--api-key", ALICE]) == 0
+    assert capsys.readouterr().out.startswith("en: ready (whisper on cpu")

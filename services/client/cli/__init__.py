@@ -21,7 +21,16 @@ from speechmesh.client.errors import SpeechmeshError
 from speechmesh.client.sync import Client
 from speechmesh.runtime.registry import SERVICES
 
-__all__ = ["AUDIO_FORMATS", "FAILED", "OK", "USAGE", "UsageError", "add_commands", "main"]
+__all__ = [
+    "AUDIO_FORMATS",
+    "FAILED",
+    "OK",
+    "USAGE",
+    "UsageError",
+    "add_commands",
+    "add_model_commands",
+    "main",
+]
 
 #: A command: (arguments, client, context) -> exit code.
 Command = Callable[[argparse.Namespace, Client, Context], int]
@@ -225,6 +234,36 @@ def add_commands(commands) -> None:
     p.add_argument("--service", choices=list(SERVICES), help="only this service")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.set_defaults(func=runner(info.languages, "asr"))
+
+
+def add_model_commands(model_commands) -> None:
+    """Adds `speechmesh models list|load|unload` (ASR's models, through the gateway) to the
+    subparsers of `speechmesh models`."""
+    common = _connection_options()
+    p = model_commands.add_parser(
+        "list", parents=[common], help="the ASR service's models and their state"
+    )
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.set_defaults(func=runner(info.models_list, "asr"))
+    p = model_commands.add_parser(
+        "load",
+        parents=[common],
+        help="load an ASR model (operators only)",
+        description="Load a model the ASR service knows, or a new one from --source; waits"
+        " until it is ready. Needs an operator's key or token (SPEECHMESH_OPERATORS).",
+    )
+    p.add_argument("name", metavar="NAME", help="the model's id (ListModels)")
+    p.add_argument("--source", default="", help="a new model's folder or Hugging Face id")
+    p.set_defaults(func=runner(info.model_load, "asr"))
+    p = model_commands.add_parser(
+        "unload",
+        parents=[common],
+        help="unload an ASR model (operators only)",
+        description="Free a model's memory (not the default model's); the next request that"
+        " names it loads it again. Needs an operator's key or token.",
+    )
+    p.add_argument("name", metavar="NAME", help="the model's id (ListModels)")
+    p.set_defaults(func=runner(info.model_unload, "asr"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,6 @@
-"""`speechmesh health` (status, models, devices and memory of every service) and
-`speechmesh languages` (what every service knows, by language)."""
+"""`speechmesh health` (status, models, devices and memory of every service),
+`speechmesh languages` (what every service knows, by language) and `speechmesh models
+list|load|unload` (the ASR service's models)."""
 
 from __future__ import annotations
 
@@ -77,6 +78,43 @@ def health(args: argparse.Namespace, client: Client, ctx: Context) -> int:
             if m["state"] == "failed":
                 err(f"{entry['service']}: model {m['name']} failed to load: {m['error']}")
     return OK if healthy else FAILED
+
+
+def models_list(args: argparse.Namespace, client: Client, ctx: Context) -> int:
+    models = client.asr.models()
+    if args.json:
+        print(json.dumps([_model_entry(m) for m in models]))
+        return OK
+    rows = [["MODEL", "STATE", "ENGINE", "DEVICE", "MEMORY", "LANGUAGES"]]
+    for m in models:
+        label = m.name + (" (default)" if m.default else "")
+        rows.append(
+            [
+                label,
+                m.state,
+                m.engine,
+                f"{m.device} {m.dtype}".strip(),
+                memory(m.memory_bytes),
+                ",".join(m.languages[:6]) + ("..." if len(m.languages) > 6 else ""),
+            ]
+        )
+    table(rows)
+    for m in models:
+        if m.state == "failed":
+            err(f"model {m.name} failed to load: {m.error}")
+    return OK
+
+
+def model_load(args: argparse.Namespace, client: Client, ctx: Context) -> int:
+    model = client.asr.load_model(args.name, source=args.source)
+    print(f"{model.name}: {model.state} ({model.engine} on {model.device}, {model.dtype})")
+    return OK
+
+
+def model_unload(args: argparse.Namespace, client: Client, ctx: Context) -> int:
+    model = client.asr.unload_model(args.name)
+    print(f"{model.name}: {model.state}")
+    return OK
 
 
 def _service_languages(client: Client, service: str) -> list[tuple[list[str], str]]:
