@@ -12,7 +12,7 @@ import pathlib
 import urllib.parse
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from speechmesh.runtime import identity
@@ -51,6 +51,17 @@ def _otlp_endpoint_from_env() -> str:
         if value:
             return value
     return ""
+
+
+def _hop_token_file_from_env() -> pathlib.Path | None:
+    """The services' SPEECHMESH_HOP_TOKEN_FILE (SPEECHMESH_GATEWAY_HOP_TOKEN_FILE, when set,
+    wins), so one variable gives the gateway and the services the same secret."""
+    value = os.environ.get(identity.HOP_TOKEN_FILE_ENV, "").strip()
+    return pathlib.Path(value) if value else None
+
+
+def _hop_token_from_env() -> SecretStr:
+    return SecretStr(os.environ.get(identity.HOP_TOKEN_ENV, "").strip())
 
 
 def _split(address: str) -> tuple[str, int]:
@@ -153,6 +164,16 @@ class GatewaySettings(BaseSettings):
         description="With tracing on, the share of requests without a sampled traceparent that"
         " Envoy starts a trace for, percent; the services follow its decision.",
     )
+    hop_token_file: pathlib.Path | None = Field(
+        default_factory=_hop_token_file_from_env,
+        description="A file holding the hop token: Envoy sends it to every upstream in"
+        " x-speechmesh-hop, so services with SPEECHMESH_TRUSTED_HOPS=token believe the identity"
+        " it sets. Defaults to SPEECHMESH_HOP_TOKEN_FILE, as the services read it; unset: none.",
+    )
+    hop_token: SecretStr = Field(
+        default_factory=_hop_token_from_env,
+        description="The hop token itself, when no file is given (default SPEECHMESH_HOP_TOKEN).",
+    )
     tracing_service_name: str = Field(
         "speechmesh-gateway", min_length=1, description="The gateway's service.name in traces."
     )
@@ -204,6 +225,8 @@ class GatewaySettings(BaseSettings):
                 raise ValueError("auth=jwt needs jwks_file (SPEECHMESH_GATEWAY_JWKS_FILE)")
             if not self.jwks_file.is_file():
                 raise ValueError(f"jwks_file {self.jwks_file} is not a file")
+        if self.hop_token_file is not None or self.hop_token.get_secret_value():
+            identity.hop_token(self.hop_token_file, self.hop_token.get_secret_value())
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("TLS needs both tls_cert_file and tls_key_file")
         for path in (self.tls_cert_file, self.tls_key_file):
@@ -222,6 +245,12 @@ class GatewaySettings(BaseSettings):
             for area in REALTIME_PORTS
             if area in REALTIME_PATHS
         }
+
+    def upstream_hop_token(self) -> str:
+        """The hop token Envoy sends upstream ("" when none is set)."""
+        if self.hop_token_file is None and not self.hop_token.get_secret_value():
+            return ""
+        return identity.hop_token(self.hop_token_file, self.hop_token.get_secret_value())
 
     def otlp_collector(self) -> tuple[str, int, bool] | None:
         """(host, port, TLS) of the trace collector, or None when tracing is off."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from speechmesh.gateway.config import GatewaySettings
 from speechmesh.gateway.envoy_common import TYPE, TYPE_URL, duration
+from speechmesh.runtime import identity
 
 #: HTTP filter names (also the keys of per-route filter configs).
 F_STRIP = "speechmesh.strip_identity"
@@ -22,14 +23,35 @@ JWT_PROVIDER = "speechmesh"
 
 
 def strip_identity_filter(settings: GatewaySettings) -> dict[str, Any]:
-    """Removes the identity header from every request: only Envoy sets it (auth, below)."""
+    """Removes the identity header and the hop proof from every request: only Envoy sets them
+    (auth, below; the route table's request_headers_to_add)."""
     return {
         "name": F_STRIP,
         "typed_config": {
             TYPE: TYPE_URL + "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
-            "mutations": {"request_mutations": [{"remove": settings.identity_header}]},
+            "mutations": {
+                "request_mutations": [
+                    {"remove": settings.identity_header},
+                    {"remove": identity.HOP_HEADER},
+                ]
+            },
         },
     }
+
+
+def hop_proof_headers(settings: GatewaySettings) -> list[dict[str, Any]]:
+    """The hop proof every upstream request carries (speechmesh.runtime.identity: services with
+    SPEECHMESH_TRUSTED_HOPS=token believe the identity header only beside it); [] without a
+    hop token."""
+    token = settings.upstream_hop_token()
+    if not token:
+        return []
+    return [
+        {
+            "header": {"key": identity.HOP_HEADER, "value": token},
+            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+        }
+    ]
 
 
 def cors_filter() -> dict[str, Any]:

@@ -3,7 +3,9 @@
 One listener takes gRPC (HTTP/2) and REST (HTTP/1.1 or h2c; h2 and HTTP/1.1 over TLS when a
 certificate is set). Its HTTP filters, in order:
 
-1. header_mutation: strips the identity header from clients (only Envoy sets it).
+1. header_mutation: strips the identity header and the hop proof (x-speechmesh-hop) from
+   clients (only Envoy sets them; with a hop token, the route table adds the proof to every
+   upstream request: speechmesh.runtime.identity).
 2. cors: the policy sits on the virtual host when origins are configured.
 3. api_key_auth or jwt_authn (auth=api_key|jwt): 401 without valid credentials; the caller's
    identity goes upstream in the identity header.
@@ -52,6 +54,7 @@ from speechmesh.gateway.descriptors import (
 from speechmesh.gateway.edge import (
     auth_filter,
     cors_filter,
+    hop_proof_headers,
     rate_limit_filter,
     strip_identity_filter,
 )
@@ -174,6 +177,7 @@ def _listener(settings: GatewaySettings, descriptor: bytes, services) -> dict[st
         "route_config": {
             "name": "speechmesh",
             "virtual_hosts": [virtual_host(settings, services)],
+            **({"request_headers_to_add": hop} if (hop := hop_proof_headers(settings)) else {}),
         },
         "local_reply_config": local_reply_config(settings),
         "http_filters": _http_filters(settings, descriptor, services),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from speechmesh.inference.batcher import (
@@ -98,6 +98,30 @@ class ServiceSettings(BaseSettings):
         description="Caller identities (as the gateway sets them) allowed to call the admin"
         " RPCs (LoadModel, UnloadModel), comma-separated; empty: nobody.",
     )
+    # Which hops may send the identity header (speechmesh.runtime.identity), read by every
+    # service (and the hop token by the gateway) from these shared variables.
+    trusted_hops: Literal["any", "token", "mesh"] = Field(
+        "any",
+        validation_alias=AliasChoices(identity.TRUSTED_HOPS_ENV),
+        description="Whose identity header to believe: any caller, calls with the hop token"
+        " (token), or calls from a mesh peer listed in trusted_spiffe_ids (mesh).",
+    )
+    hop_token_file: str = Field(
+        "",
+        validation_alias=AliasChoices(identity.HOP_TOKEN_FILE_ENV),
+        description="token: the file holding the hop token the gateway and the services share.",
+    )
+    hop_token: SecretStr = Field(
+        SecretStr(""),
+        validation_alias=AliasChoices(identity.HOP_TOKEN_ENV),
+        description="token: the hop token itself, when no file is given.",
+    )
+    trusted_spiffe_ids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices(identity.TRUSTED_SPIFFE_IDS_ENV),
+        description="mesh: SPIFFE ids (the mesh's mTLS peer in x-forwarded-client-cert) whose"
+        " calls may carry an identity, comma-separated.",
+    )
 
     # Long-running jobs: SPEECHMESH_JOBS_* variables, the same for every service.
     jobs: JobsSettings = Field(
@@ -115,6 +139,23 @@ class ServiceSettings(BaseSettings):
         if isinstance(value, str):
             value = value.split(",")
         return [str(v).strip() for v in value or () if str(v).strip()]
+
+    @field_validator("trusted_spiffe_ids", mode="before")
+    @classmethod
+    def _spiffe_ids(cls, value: object) -> list[str]:
+        return identity.spiffe_ids(value)
+
+    @model_validator(mode="after")
+    def _hops(self) -> ServiceSettings:
+        if self.trusted_hops == "token":
+            # Read once here so a missing or bad token stops start-up, naming the variable.
+            identity.hop_token(self.hop_token_file, self.hop_token.get_secret_value())
+        if self.trusted_hops == "mesh" and not self.trusted_spiffe_ids:
+            raise ValueError(
+                f"{identity.TRUSTED_HOPS_ENV}=mesh needs {identity.TRUSTED_SPIFFE_IDS_ENV} (the"
+                " gateway's and the translate service's SPIFFE ids)"
+            )
+        return self
 
     @field_validator("peers", mode="before")
     @classmethod

@@ -12,6 +12,11 @@ prints the URLs and example commands. A service that dies after it was ready is 
 (a few times); any other early exit stops everything. SIGINT (Ctrl-C) or SIGTERM stops the
 children: SIGTERM, a grace period, then SIGKILL.
 
+Identity between the services: unless SPEECHMESH_TRUSTED_HOPS says otherwise, the services
+trust only calls carrying the hop token (`token`), and a run without SPEECHMESH_HOP_TOKEN(_FILE)
+gets a token of its own, in a file only this user can read, given to Envoy and every service: a
+program that calls a service's port directly cannot claim an identity (speechmesh.runtime.identity).
+
 Traces: with an OTLP endpoint set (OTEL_EXPORTER_OTLP_ENDPOINT, or the gateway's own
 SPEECHMESH_GATEWAY_OTLP_ENDPOINT), Envoy and every service export spans to it; each service is
 named speechmesh-<name> (OTEL_SERVICE_NAME, set per child: one name for all would merge them).
@@ -34,6 +39,7 @@ import json
 import os
 import pathlib
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -219,6 +225,7 @@ class Suite:
             identity.HEADER_ENV: self.gateway.identity_header,
             identity.AUTH_ENV: self.gateway.auth,
         }
+        identity_env.update(self._hop_env())
         trace_env = self._trace_env()
         for name in self.service_names:
             env = {**os.environ, **identity_env, **trace_env}
@@ -311,6 +318,32 @@ class Suite:
         if not ok:
             raise ValueError(f"Envoy rejected the rendered configuration:\n{output}")
         self.envoy = Child("gateway", envoy_command(self.gateway, config), dict(os.environ))
+
+    def _hop_env(self) -> dict[str, str]:
+        """Which hops the services trust (SPEECHMESH_TRUSTED_HOPS, default token) and, in token
+        mode without a token given, a new one for this run in a file of the work folder, also
+        set as the gateway's (Envoy sends it upstream)."""
+        assert self.gateway is not None
+        mode = os.environ.get(identity.TRUSTED_HOPS_ENV, "").strip() or "token"
+        env = {identity.TRUSTED_HOPS_ENV: mode}
+        given = os.environ.get(identity.HOP_TOKEN_FILE_ENV) or os.environ.get(
+            identity.HOP_TOKEN_ENV
+        )
+        if mode != "token" or given:
+            return env
+        if self.gateway.hop_token_file is not None:  # the gateway's own: the services' too
+            env[identity.HOP_TOKEN_FILE_ENV] = str(self.gateway.hop_token_file)
+            return env
+        if self.gateway.hop_token.get_secret_value():
+            env[identity.HOP_TOKEN_ENV] = self.gateway.hop_token.get_secret_value()
+            return env
+        path = pathlib.Path(self._workdir.name) / "hop-token"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(32) + "\n")
+        env[identity.HOP_TOKEN_FILE_ENV] = str(path)
+        self.gateway = self.gateway.model_copy(update={"hop_token_file": path})
+        return env
 
     def _trace_env(self) -> dict[str, str]:
         """The services' tracing variables: none when the gateway traces nothing; else the
@@ -537,6 +570,11 @@ class Suite:
                 note = f"  (and {beside}: tiny random weights, outputs are noise)"
             lines.append(
                 f"  {service.name:<10} {service.host}:{service.port}   model {service.model}{note}"
+            )
+        if self.gateway.upstream_hop_token():
+            lines.append(
+                "  identity   the services believe the identity header only from the gateway"
+                " and each other (hop token)"
             )
         if self.gateway.otlp_endpoint:
             lines.append(f"  traces     {self.gateway.otlp_endpoint}   OTLP/gRPC, every service")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from speechmesh.operations.host import Jobs
+from speechmesh.runtime.identity import HopTrust
 from speechmesh.runtime.peers import Peers
 from speechmesh.runtime.server import ServiceApp, model_service_app
 from speechmesh.translate import servicer
@@ -18,6 +19,7 @@ def build_app(settings: TranslateSettings) -> ServiceApp:
     kinds = [batch_translate_speech_kind(models, settings)]
     jobs = Jobs.for_service("translate", kinds, settings)
     peers = Peers(settings.peers)
-    cascade = Cascade(CascadePeers(peers, settings.identity_header), lambda: models.vad)
+    cascade_peers = CascadePeers(peers, settings.identity_header, HopTrust.from_settings(settings))
+    cascade = Cascade(cascade_peers, lambda: models.vad)
     translate = servicer.TranslateServicer(models, settings, jobs, cascade)
     return model_service_app("translate", servicer, translate, models, peers, jobs=jobs)

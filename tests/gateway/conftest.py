@@ -18,6 +18,7 @@ import json
 import os
 import pathlib
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -110,6 +111,14 @@ class Up:
     lines: list[str]
     gateway: Gateway
     ports: dict[str, int]
+    #: The hop token its gateway and services share (speechmesh.runtime.identity), in a file
+    #: the test wrote, so that extra Envoys in front of the same services carry it too; "" when
+    #: the suite trusts any hop.
+    hop_token_file: pathlib.Path | None = None
+
+    @property
+    def hop_token(self) -> str:
+        return self.hop_token_file.read_text().strip() if self.hop_token_file else ""
 
     def pids(self) -> dict[str, int]:
         """The latest pid `speechmesh up` started for each child."""
@@ -164,6 +173,16 @@ def run_up(
         env[prefix + "GRACE_PERIOD_S"] = "2"
     if "tts" in services:
         env["SPEECHMESH_TTS_VOICES_DIR"] = str(tmp_path_factory.mktemp("voices"))
+    # `speechmesh up` trusts the hop token by default and makes one per run; the test gives it
+    # one it knows instead (unless told otherwise), for the Envoys it adds (run_keyed_envoy).
+    hop_token_file = None
+    hop_variables = ("SPEECHMESH_TRUSTED_HOPS", "SPEECHMESH_HOP_TOKEN", "SPEECHMESH_HOP_TOKEN_FILE")
+    if not any(name in env_overrides for name in hop_variables):
+        hop_token_file = tmp_path_factory.mktemp("hop") / "token"
+        hop_token_file.write_text(secrets.token_urlsafe(32) + "\n")
+        env["SPEECHMESH_HOP_TOKEN_FILE"] = str(hop_token_file)
+    elif env_overrides.get("SPEECHMESH_HOP_TOKEN_FILE"):
+        hop_token_file = pathlib.Path(env_overrides["SPEECHMESH_HOP_TOKEN_FILE"])
     env.update(
         {
             "SPEECHMESH_GATEWAY_HOST": "127.0.0.1",
@@ -203,7 +222,7 @@ def run_up(
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    suite = Up(process, lines, Gateway(ports["gateway"], ports["admin"]), ports)
+    suite = Up(process, lines, Gateway(ports["gateway"], ports["admin"]), ports, hop_token_file)
     try:
         suite.wait_line(r"^speechmesh is up$", timeout_s=UP_READY_S + 30)
         yield suite
@@ -276,10 +295,16 @@ def stop(process: subprocess.Popen, timeout_s: float) -> None:
 def run_keyed_envoy(
     tmp_path: pathlib.Path, up: Up, api_keys: pathlib.Path, healthy: list[str], services: list[str]
 ) -> Iterator[tuple[Gateway, GatewaySettings]]:
-    """run_envoy with API keys (the `api_keys` file) in front of `services` of `up`."""
+    """run_envoy with API keys (the `api_keys` file) in front of `services` of `up`, sending
+    its hop token like up's own gateway."""
     upstreams = {f"{name}_upstream": f"127.0.0.1:{up.ports[name]}" for name in services}
     with run_envoy(
-        tmp_path, healthy, auth="api_key", api_keys_file=api_keys, **upstreams
+        tmp_path,
+        healthy,
+        auth="api_key",
+        api_keys_file=api_keys,
+        hop_token_file=up.hop_token_file,
+        **upstreams,
     ) as started:
         yield started
 

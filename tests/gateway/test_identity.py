@@ -15,6 +15,7 @@ import json
 import grpc
 import pytest
 
+from speechmesh.runtime.identity import HOP_HEADER
 from speechmesh.tts.v1 import tts_pb2, tts_pb2_grpc
 from tests.gateway.conftest import Gateway, Response, run_keyed_envoy, run_up
 from tests.sounds import REFERENCE
@@ -138,7 +139,16 @@ def test_with_auth_on_a_call_without_identity_is_refused_by_the_service(tenants)
                 api.ListVoices(tts_pb2.ListVoicesRequest(), metadata=metadata, timeout=10)
             assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
             assert "x-tenant" in raised.value.details()
+        # Nor does it believe the header from anyone but a trusted hop (`speechmesh up`: the
+        # gateway's hop token; tests/gateway/test_trusted_hops.py).
+        with pytest.raises(grpc.RpcError) as raised:
+            api.ListVoices(
+                tts_pb2.ListVoicesRequest(), metadata=(("x-tenant", "alice"),), timeout=10
+            )
+        assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "trusted hop" in raised.value.details()
+        proof = (HOP_HEADER, tenants.hop_token)
         listed = api.ListVoices(
-            tts_pb2.ListVoicesRequest(), metadata=(("x-tenant", "alice"),), timeout=10
+            tts_pb2.ListVoicesRequest(), metadata=(("x-tenant", "alice"), proof), timeout=10
         )
         assert list(listed.voices) == []

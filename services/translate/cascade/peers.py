@@ -2,9 +2,11 @@
 
 Calls go to the addresses of the translate service's peers setting (speechmesh.runtime.peers)
 and carry the caller's identity in the gateway's identity header, so that a stored voice of the
-TTS service is looked up in the caller's namespace. A peer that is not configured, or that does
-not answer, is UNAVAILABLE naming it; any other error of a peer reaches the caller with the
-peer's code and message, prefixed with the peer's name, and its details.
+TTS service is looked up in the caller's namespace; with SPEECHMESH_TRUSTED_HOPS=token they
+also carry the hop proof, so that ASR and TTS believe that identity (speechmesh.runtime.identity;
+under a mesh, the mesh vouches for this service instead). A peer that is not configured, or that
+does not answer, is UNAVAILABLE naming it; any other error of a peer reaches the caller with
+the peer's code and message, prefixed with the peer's name, and its details.
 
 ListModels answers are kept for MODELS_TTL_S, so a call does not ask them each time.
 """
@@ -23,6 +25,7 @@ from google.rpc import error_details_pb2, status_pb2
 from speechmesh.asr.v1 import asr_pb2, asr_pb2_grpc
 from speechmesh.audio.v1 import audio_pb2
 from speechmesh.runtime import errors
+from speechmesh.runtime.identity import HopTrust
 from speechmesh.runtime.peers import Peers
 from speechmesh.tts.v1 import tts_pb2, tts_pb2_grpc
 
@@ -57,9 +60,11 @@ def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
 
 
 class CascadePeers:
-    def __init__(self, peers: Peers, identity_header: str):
+    def __init__(self, peers: Peers, identity_header: str, hops: HopTrust | None = None):
         self.peers = peers
         self.identity_header = identity_header
+        #: The hop proof the calls carry with an identity (token mode), else nothing.
+        self.proof = (hops or HopTrust()).proof()
         self._models: dict[str, tuple[float, list]] = {}
 
     def missing(self, name: str) -> str | None:
@@ -78,7 +83,7 @@ class CascadePeers:
         return self.peers.channel(name)
 
     def _metadata(self, caller: str) -> tuple[tuple[str, str], ...]:
-        return ((self.identity_header, caller),) if caller else ()
+        return ((self.identity_header, caller), *self.proof) if caller else ()
 
     async def _call(self, name: str, method, request, caller: str, timeout: float | None = None):
         try:
