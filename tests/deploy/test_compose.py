@@ -12,6 +12,7 @@ import yaml
 
 from speechmesh.gateway.config import REALTIME_PORTS, UPSTREAM_PORTS, GatewaySettings
 from speechmesh.gateway.container import STATS_PORT, container_settings
+from speechmesh.runtime import identity
 from tests.conftest import ROOT
 from tests.deploy.conftest import (
     COMPOSE_POSTGRES,
@@ -104,24 +105,31 @@ def test_peers_are_the_services_called_where_they_listen(profile, service):
         assert int(port) == int(variant["environment"][env_prefix(name) + "PORT"])
 
 
+def _container_env(services: dict, monkeypatch, tmp_path: pathlib.Path) -> None:
+    """This process's environment as gateway-config's: its variables and nothing else of
+    ours; the hop token file (the container's, from the hop-token volume) is one of the test's."""
+    for variable in [v for v in os.environ if v.startswith(("SPEECHMESH_", "OTEL_"))]:
+        monkeypatch.delenv(variable)
+    for variable, value in services["gateway-config"]["environment"].items():
+        if variable == identity.HOP_TOKEN_FILE_ENV:
+            token = tmp_path / "hop-token"
+            token.write_text("a-test-hop-token-0123456789")
+            value = str(token)
+        monkeypatch.setenv(variable, value)
+
+
 def _aliases(service: dict) -> list[str]:
     return service.get("networks", {}).get("default", {}).get("aliases", [])
 
 
 @pytest.mark.parametrize("profile", VARIANTS)
-def test_gateway_upstreams_are_where_the_services_listen(profile, monkeypatch):
+def test_gateway_upstreams_are_where_the_services_listen(profile, monkeypatch, tmp_path):
     """The settings gateway-config renders with (its environment over the container defaults)
     name each service by the name it answers to, at its gRPC port, and each realtime service at
     its WebSocket port: asr:50061 (/v1/realtime), tts:50063 (/v1/realtime/speech). Only Envoy
     publishes a port, so the WebSocket ports, like the gRPC ones, are reached through it."""
-    import os
-
     services = compose_config((profile,))["services"]
-    # The container's environment, and nothing else of this process's.
-    for variable in [v for v in os.environ if v.startswith("SPEECHMESH_")]:
-        monkeypatch.delenv(variable)
-    for variable, value in services["gateway-config"]["environment"].items():
-        monkeypatch.setenv(variable, value)
+    _container_env(services, monkeypatch, tmp_path)
     settings = container_settings()
     listening = {
         "grpc": (settings.upstreams(), "PORT"),
@@ -176,11 +184,15 @@ def test_gateway_starts_after_every_service_is_healthy(profile):
     written = config_command[config_command.index("--out") + 1]
     read = gateway["command"][gateway["command"].index("-c") + 1]
     assert written == read
-    (config_volume,) = services["gateway-config"]["volumes"]
+    (config_volume,) = [
+        v for v in services["gateway-config"]["volumes"] if v["target"] == "/etc/speechmesh"
+    ]
     (gateway_volume,) = gateway["volumes"]
     assert config_volume["source"] == gateway_volume["source"]
     assert read.startswith(gateway_volume["target"] + "/") and gateway_volume["read_only"]
     for variable in services["gateway-config"]["environment"]:
+        if variable == identity.HOP_TOKEN_FILE_ENV:  # the services' variable, read by default
+            continue
         assert variable.removeprefix("SPEECHMESH_GATEWAY_").lower() in GatewaySettings.model_fields
     port = int(services["gateway-config"]["environment"]["SPEECHMESH_GATEWAY_PORT"])
     assert [p["target"] for p in gateway["ports"]] == [port]
@@ -333,22 +345,21 @@ def test_postgres_override_requires_a_password():
 
 
 @pytest.mark.parametrize("profile", VARIANTS)
-def test_traces_are_off_unless_an_endpoint_is_given(profile, monkeypatch):
+def test_traces_are_off_unless_an_endpoint_is_given(profile, monkeypatch, tmp_path):
     """Without OTLP_ENDPOINT no service and not Envoy traces, even with Jaeger running."""
     from speechmesh.runtime import tracing
 
     services = compose_config((profile, "observability"))["services"]
     for name in VARIANTS[profile].values():
         assert tracing.endpoint(services[name]["environment"]) == "", name
-    for variable in [v for v in os.environ if v.startswith(("SPEECHMESH_", "OTEL_"))]:
-        monkeypatch.delenv(variable)
-    for variable, value in services["gateway-config"]["environment"].items():
-        monkeypatch.setenv(variable, value)
+    _container_env(services, monkeypatch, tmp_path)
     assert container_settings().otlp_collector() is None
 
 
 @pytest.mark.parametrize("profile", VARIANTS)
-def test_with_an_endpoint_every_service_and_envoy_send_traces_to_jaeger(profile, monkeypatch):
+def test_with_an_endpoint_every_service_and_envoy_send_traces_to_jaeger(
+    profile, monkeypatch, tmp_path
+):
     """OTLP_ENDPOINT=http://jaeger:4317 with the observability profile: every service and the
     Envoy that gateway-config renders export to the Jaeger of the profile (a pinned all-in-one
     taking OTLP), reached by its service name; its UI is published on loopback only."""
@@ -365,10 +376,77 @@ def test_with_an_endpoint_every_service_and_envoy_send_traces_to_jaeger(profile,
         environment = services[name]["environment"]
         assert tracing.endpoint(environment) == endpoint, name
         assert "OTEL_SERVICE_NAME" not in environment  # speechmesh-<service>, also for -cpu
-    for variable in [v for v in os.environ if v.startswith(("SPEECHMESH_", "OTEL_"))]:
-        monkeypatch.delenv(variable)
-    for variable, value in services["gateway-config"]["environment"].items():
-        monkeypatch.setenv(variable, value)
+    _container_env(services, monkeypatch, tmp_path)
     settings = container_settings()
     assert settings.otlp_collector() == ("jaeger", 4317, False)
     assert settings.tracing_sampling_percent == 100
+
+
+# -- identity between services -------------------------------------------------------------------
+
+HOP_DIR = "/etc/speechmesh-hop"
+
+
+@pytest.mark.parametrize("profile", VARIANTS)
+def test_services_trust_only_the_hop_token_which_hop_token_writes(profile, monkeypatch, tmp_path):
+    """By default every service believes the identity header only beside the hop token of the
+    hop-token volume (read-only there, started after the one-shot wrote it), and gateway-config
+    renders the same token into Envoy's upstream requests."""
+    from speechmesh.runtime.identity import HopTrust
+
+    services = compose_config((profile,))["services"]
+    writer = services["hop-token"]
+    assert writer["image"] == services["gateway-config"]["image"]
+    assert writer["restart"] == "no" and writer["read_only"] is True
+    (written,) = writer["volumes"]
+    assert (written["source"], written["target"]) == ("hop-token", HOP_DIR)
+    assert not written.get("read_only")
+    token_path = f"{HOP_DIR}/token"
+    for name in [*VARIANTS[profile].values(), "gateway-config"]:
+        service = services[name]
+        environment = service["environment"]
+        assert environment[identity.HOP_TOKEN_FILE_ENV] == token_path, name
+        mounts = [v for v in service["volumes"] if v["source"] == "hop-token"]
+        assert [(v["target"], v["read_only"]) for v in mounts] == [(HOP_DIR, True)], name
+        depends = service["depends_on"]["hop-token"]
+        assert depends["condition"] == "service_completed_successfully", name
+    for name in VARIANTS[profile].values():
+        environment = dict(services[name]["environment"])
+        assert environment[identity.TRUSTED_HOPS_ENV] == "token"
+        # The service's own settings, with the token the one-shot would write.
+        for variable in [v for v in os.environ if v.startswith("SPEECHMESH_")]:
+            monkeypatch.delenv(variable)
+        token = tmp_path / "token"
+        token.write_text("a-test-hop-token-0123456789\n")
+        environment[identity.HOP_TOKEN_FILE_ENV] = str(token)
+        for variable, value in environment.items():
+            monkeypatch.setenv(variable, value)
+        service = name.removesuffix("-cpu")
+        hops = HopTrust.from_settings(settings_class(service)())
+        assert hops == HopTrust("token", token="a-test-hop-token-0123456789")
+    relaxed = compose_config((profile,), TRUSTED_HOPS="any")["services"]
+    for name in VARIANTS[profile].values():
+        assert relaxed[name]["environment"][identity.TRUSTED_HOPS_ENV] == "any"
+
+
+def test_the_hop_token_one_shot_writes_one_token_once(tmp_path):
+    """hop-token's own program, run here on a folder of the test's: a 0400 file holding a token
+    the services accept; run again, it keeps it (restarts keep the suite's token)."""
+    import stat
+    import subprocess
+    import sys
+
+    command = compose_config(("cpu",))["services"]["hop-token"]["command"]
+    assert command[:2] == ["python", "-c"]
+    program = command[2].replace(HOP_DIR, str(tmp_path))
+    assert str(tmp_path) in program
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        token = tmp_path / "token"
+        if _ == 0:
+            first = identity.hop_token(token)
+            assert len(first) >= 32
+            assert stat.S_IMODE(token.stat().st_mode) == 0o400
+    assert identity.hop_token(token) == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["token"]
