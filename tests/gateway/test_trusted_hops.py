@@ -19,18 +19,26 @@ the services believe the identity header only from a trusted hop.
 from __future__ import annotations
 
 import json
+import pathlib
+import shutil
+import subprocess
 from collections.abc import Iterator
 
 import grpc
 import pytest
+import yaml
 from google.rpc import error_details_pb2, status_pb2
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from speechmesh.gateway.envoy_common import TYPE, TYPE_URL
+from speechmesh.gateway.envoy_process import find_envoy
 from speechmesh.runtime.identity import DEFAULT_HEADER, HOP_HEADER
+from speechmesh.runtime.identity import XFCC_HEADER as XFCC
 from speechmesh.translate.v1 import translate_pb2, translate_pb2_grpc
 from speechmesh.tts.v1 import tts_pb2, tts_pb2_grpc
-from tests.gateway.conftest import Up, run_up
+from tests.gateway.conftest import Up, run_up, stop
+from tests.servers import free_port
 from tests.sounds import REFERENCE, voice_like, wav
 
 TOKEN = "test-hop-token-0123456789abcdef"
@@ -180,3 +188,223 @@ def test_with_auth_off_a_direct_claim_is_anonymous(up):
         assert direct.GetVoice(get, metadata=CLAIM, timeout=10).name == voice.name
     finally:
         gateway.DeleteVoice(tts_pb2.DeleteVoiceRequest(name=voice.name), timeout=10)
+
+
+# -- mesh: an Envoy in the sidecar's place -------------------------------------------------------
+
+MESH = "spiffe://cluster.local/ns/speechmesh/sa"
+
+
+def sidecar_config(port: int, folder: pathlib.Path, upstream: int) -> dict:
+    """An Envoy in the place of a mesh's inbound sidecar: mutual TLS (clients' certificates
+    signed by folder/ca.pem required), and, as Istio's sidecars, the client certificate's URI
+    and subject appended to x-forwarded-client-cert (APPEND_FORWARD); to 127.0.0.1:`upstream`."""
+    tls = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+    manager = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+    router = "envoy.extensions.filters.http.router.v3.Router"
+    options = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    address = {"socket_address": {"address": "127.0.0.1", "port_value": upstream}}
+    return {
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "inbound",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                    "filter_chains": [
+                        {
+                            "transport_socket": {
+                                "name": "envoy.transport_sockets.tls",
+                                "typed_config": {
+                                    TYPE: TYPE_URL + tls,
+                                    "require_client_certificate": True,
+                                    "common_tls_context": {
+                                        "alpn_protocols": ["h2"],
+                                        "tls_certificates": [
+                                            {
+                                                "certificate_chain": {
+                                                    "filename": str(folder / "server.pem")
+                                                },
+                                                "private_key": {
+                                                    "filename": str(folder / "server.key")
+                                                },
+                                            }
+                                        ],
+                                        "validation_context": {
+                                            "trusted_ca": {"filename": str(folder / "ca.pem")}
+                                        },
+                                    },
+                                },
+                            },
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": {
+                                        TYPE: TYPE_URL + manager,
+                                        "stat_prefix": "inbound",
+                                        "codec_type": "HTTP2",
+                                        "forward_client_cert_details": "APPEND_FORWARD",
+                                        "set_current_client_cert_details": {
+                                            "uri": True,
+                                            "subject": True,
+                                        },
+                                        "route_config": {
+                                            "virtual_hosts": [
+                                                {
+                                                    "name": "service",
+                                                    "domains": ["*"],
+                                                    "routes": [
+                                                        {
+                                                            "match": {"prefix": "/"},
+                                                            "route": {"cluster": "service"},
+                                                        }
+                                                    ],
+                                                }
+                                            ]
+                                        },
+                                        "http_filters": [
+                                            {
+                                                "name": "envoy.filters.http.router",
+                                                "typed_config": {TYPE: TYPE_URL + router},
+                                            }
+                                        ],
+                                    },
+                                }
+                            ],
+                        }
+                    ],
+                }
+            ],
+            "clusters": [
+                {
+                    "name": "service",
+                    "type": "STATIC",
+                    "connect_timeout": "2s",
+                    "typed_extension_protocol_options": {
+                        options: {
+                            TYPE: TYPE_URL + options,
+                            "explicit_http_config": {"http2_protocol_options": {}},
+                        }
+                    },
+                    "load_assignment": {
+                        "cluster_name": "service",
+                        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
+                    },
+                }
+            ],
+        }
+    }
+
+
+def _openssl(*args: str) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl to make the mesh's certificates")
+    done = subprocess.run(["openssl", *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def _certificate(folder: pathlib.Path, name: str, san: str) -> None:
+    """folder/NAME.pem and .key, signed by folder/ca, with subjectAltName `san`."""
+    key, request = folder / f"{name}.key", folder / f"{name}.csr"
+    _openssl(
+        *("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}"),
+        *("-keyout", str(key), "-out", str(request)),
+    )
+    extensions = folder / f"{name}.ext"
+    extensions.write_text(f"subjectAltName={san}\n")
+    _openssl(
+        *("x509", "-req", "-in", str(request), "-CA", str(folder / "ca.pem")),
+        *("-CAkey", str(folder / "ca.key"), "-CAcreateserial", "-days", "2"),
+        *("-out", str(folder / f"{name}.pem"), "-extfile", str(extensions)),
+    )
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> pathlib.Path:
+    """A CA, the sidecar's server certificate, and client certificates whose URI SANs are the
+    SPIFFE ids of the gateway's and an intruder's workloads."""
+    folder = tmp_path_factory.mktemp("pki")
+    _openssl(
+        *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=mesh-ca"),
+        *("-keyout", str(folder / "ca.key"), "-out", str(folder / "ca.pem")),
+    )
+    _certificate(folder, "server", "DNS:localhost,IP:127.0.0.1")
+    for workload in ("gateway", "intruder"):
+        _certificate(folder, workload, f"URI:{MESH}/{workload}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def meshed_tts(tmp_path_factory, tiny_cache, pki) -> Iterator[tuple[Up, int]]:
+    """TTS (`speechmesh up --services tts`, auth off) trusting the gateway's SPIFFE id only, and
+    an Envoy in front of it as its sidecar: (the suite, the sidecar's port)."""
+    env = {
+        "SPEECHMESH_TRUSTED_HOPS": "mesh",
+        "SPEECHMESH_TRUSTED_SPIFFE_IDS": f"{MESH}/gateway,{MESH}/translate",
+    }
+    with run_up(tmp_path_factory, tiny_cache, ["tts"], env) as suite:
+        port = free_port()
+        config = pki / "sidecar.yaml"
+        config.write_text(yaml.safe_dump(sidecar_config(port, pki, suite.ports["tts"])))
+        log = (pki / "sidecar.log").open("w")
+        envoy = subprocess.Popen(
+            [find_envoy("envoy"), "-c", str(config), "--disable-hot-restart"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield suite, port
+        finally:
+            stop(envoy, timeout_s=10)
+            log.close()
+
+
+def through_sidecar(pki: pathlib.Path, port: int, workload: str) -> tts_pb2_grpc.TtsServiceStub:
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=(pki / "ca.pem").read_bytes(),
+        private_key=(pki / f"{workload}.key").read_bytes(),
+        certificate_chain=(pki / f"{workload}.pem").read_bytes(),
+    )
+    channel = grpc.secure_channel(
+        f"127.0.0.1:{port}", credentials, options=[("grpc.ssl_target_name_override", "localhost")]
+    )
+    grpc.channel_ready_future(channel).result(timeout=30)
+    return tts_pb2_grpc.TtsServiceStub(channel)
+
+
+def names(stub: tts_pb2_grpc.TtsServiceStub, metadata) -> list[str]:
+    listed = stub.ListVoices(tts_pb2.ListVoicesRequest(), metadata=metadata, timeout=10)
+    return [voice.name for voice in listed.voices]
+
+
+def test_mesh_believes_only_the_peer_the_sidecar_authenticated(meshed_tts, pki):
+    _, port = meshed_tts
+    gateway = through_sidecar(pki, port, "gateway")
+    intruder = through_sidecar(pki, port, "intruder")
+    request = tts_pb2.CreateVoiceRequest(
+        voice_id="meshed", voice=tts_pb2.Voice(transcript="Mine alone."), reference_audio=REFERENCE
+    )
+    voice = gateway.CreateVoice(request, metadata=CLAIM, timeout=60)
+    try:
+        # The gateway's workload, vouched for by mTLS: alice is alice.
+        assert voice.name in names(gateway, CLAIM)
+        assert voice.name not in names(gateway, [])  # no identity: anonymous
+        # Another workload claiming alice: anonymous (auth is off), never alice; writing the
+        # gateway's id into x-forwarded-client-cert itself changes nothing (the sidecar appends
+        # the real peer after it).
+        forged = (XFCC, f"By={MESH}/tts;URI={MESH}/gateway")
+        for metadata in (CLAIM, [*CLAIM, forged]):
+            assert voice.name not in names(intruder, metadata), metadata
+            with pytest.raises(grpc.RpcError) as missing:
+                intruder.GetVoice(tts_pb2.GetVoiceRequest(name=voice.name), metadata=metadata)
+            assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        gateway.DeleteVoice(tts_pb2.DeleteVoiceRequest(name=voice.name), metadata=CLAIM)
+
+
+def test_mesh_ignores_a_claim_without_the_sidecars_header(meshed_tts):
+    """Straight to the service's port, with no sidecar's header, a claim is anonymous. (A
+    client that could reach the port past the sidecar could write x-forwarded-client-cert
+    itself: mesh mode needs STRICT mTLS, where no connection skips the sidecar.)"""
+    suite, _ = meshed_tts
+    direct = tts(f"127.0.0.1:{suite.ports['tts']}")
+    assert names(direct, CLAIM) == names(direct, [])
