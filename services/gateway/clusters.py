@@ -65,13 +65,6 @@ def cluster(
                 "grpc_health_check": {"service_name": health_service},
             }
         ],
-        "outlier_detection": {
-            "consecutive_5xx": 5,
-            "consecutive_gateway_failure": 3,
-            "interval": "5s",
-            "base_ejection_time": "10s",
-            "max_ejection_percent": 100,
-        },
         # No healthy host: answer UNAVAILABLE at once instead of trying unhealthy ones.
         "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
         "circuit_breakers": {
@@ -79,7 +72,19 @@ def cluster(
                 {"max_connections": 10000, "max_pending_requests": 10000, "max_requests": 10000}
             ]
         },
-    }
+    } | (
+        {
+            "outlier_detection": {
+                "consecutive_5xx": 5,
+                "consecutive_gateway_failure": 3,
+                "interval": "5s",
+                "base_ejection_time": "10s",
+                "max_ejection_percent": 100,
+            }
+        }
+        if settings.outlier_detection
+        else {}
+    )
 
 
 def realtime_cluster(settings: GatewaySettings, area: str, host: str, port: int) -> dict[str, Any]:

@@ -117,6 +117,18 @@ class GatewaySettings(BaseSettings):
         description="Active gRPC health checks of each upstream (TCP connects to the WebSocket"
         " ports), every N seconds.",
     )
+    # Inside a service mesh (deploy/kubernetes/components/istio): the sidecar beside the gateway
+    # routes by :authority and balances per request with its own outlier detection.
+    upstream_host_rewrite: bool = Field(
+        False,
+        description="Send each upstream request with its service's host name (asr, tts, ...) as"
+        " :authority instead of the client's, as a mesh sidecar that routes by authority needs.",
+    )
+    outlier_detection: bool = Field(
+        True,
+        description="Eject an upstream host after consecutive failures. Off inside a mesh: the"
+        " upstream is one Service address the sidecar balances and ejects behind.",
+    )
     auth: Literal["none", "api_key", "jwt"] = Field(
         "none", description="Authentication at the edge: none, api_key or jwt."
     )

@@ -38,6 +38,8 @@ def route_action(area: str, *, streaming: bool, settings: GatewaySettings) -> di
         # A client's grpc-timeout is the route timeout when it sets one.
         "max_stream_duration": {"grpc_timeout_header_max": "0s"},
     }
+    if settings.upstream_host_rewrite:
+        action["auto_host_rewrite"] = True  # the cluster's DNS name: the service's
     if streaming:
         action["timeout"] = "0s"
     else:
@@ -172,7 +174,8 @@ def realtime_routes(settings: GatewaySettings) -> list[dict[str, Any]]:
                     "cluster": realtime_cluster_name(area),
                     "timeout": "0s",
                     "upgrade_configs": [{"upgrade_type": "websocket"}],
-                },
+                }
+                | ({"auto_host_rewrite": True} if settings.upstream_host_rewrite else {}),
                 "typed_per_filter_config": no_transcoding(),
             }
         )

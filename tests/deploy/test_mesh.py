@@ -384,8 +384,8 @@ def test_without_a_mesh_nothing_assumes_one(path):
 @pytest.mark.parametrize("path", (*ISTIO, *LINKERD))
 def test_under_a_mesh_the_services_have_a_cluster_ip_and_nothing_else_changes(path):
     """The sidecars balance per request and attach routes only with a ClusterIP; the rest of the
-    overlay is left as it was, but for the mesh's annotations (and the Istio gateway's
-    authority step)."""
+    overlay is left as it was, but for the mesh's annotations (and the gateway's settings, whose
+    ConfigMap the component adds to, so its generated name changes)."""
     docs = kustomize(path)
     plain = kustomize(
         path.replace("overlays/istio", "overlays/gpu")
@@ -404,10 +404,16 @@ def test_under_a_mesh_the_services_have_a_cluster_ip_and_nothing_else_changes(pa
         for doc in (mine, theirs):
             doc["spec"]["template"]["metadata"].pop("annotations", None)
             pod = doc["spec"]["template"]["spec"]
-            pod["initContainers"] = [
-                c for c in pod.get("initContainers", []) if c["name"] != "mesh-authority"
-            ]
-            pod["volumes"] = [v for v in pod["volumes"] if v["name"] != "mesh-authority"]
+            for container in [*pod.get("initContainers", []), *pod["containers"]]:
+                refs = [s.get("configMapRef", {}) for s in container.get("envFrom", [])]
+                refs += [
+                    e["valueFrom"]["configMapKeyRef"]
+                    for e in container.get("env", [])
+                    if "configMapKeyRef" in e.get("valueFrom", {})
+                ]
+                for ref in refs:
+                    if ref.get("name", "").startswith("gateway-settings-"):
+                        ref["name"] = "gateway-settings"
         assert mine == theirs, name
 
 
@@ -586,26 +592,18 @@ def test_istio_lets_only_the_gateway_and_the_peers_call_each_service(path):
 
 @pytest.mark.parametrize("path", ISTIO[:1])
 def test_istio_gateway_sends_the_service_name_as_authority(path, descriptor_set, tmp_path):
-    """The gateway pod renders Envoy's configuration, then mesh-authority rewrites it: every
-    route to a service's cluster sets the authority to the cluster's DNS name, which is the
-    Service the VirtualService hosts, and Envoy still accepts the result."""
+    """The gateway pod renders Envoy's configuration from its settings as the component merges
+    them: every route to a service's cluster sets the authority to the cluster's DNS name, which
+    is the Service the VirtualService hosts; no cluster ejects hosts (the sidecar does, per pod);
+    and Envoy accepts the result."""
     docs = kustomize(path)
     gateway = deployments(docs)["gateway"]
-    pod = gateway["spec"]["template"]["spec"]
-    render, authority = pod["initContainers"]
-    assert (render["name"], authority["name"]) == ("render-config", "mesh-authority")
-    assert authority["image"] == render["image"]
+    (render,) = gateway["spec"]["template"]["spec"]["initContainers"]
+    assert render["name"] == "render-config"
     config_maps = by_kind(docs, "ConfigMap")
     (settings,) = [v["data"] for k, v in config_maps.items() if k.startswith("gateway-settings")]
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    mounts = {m["name"]: m["mountPath"] for m in authority["volumeMounts"]}
-    script_map = config_maps[volumes["mesh-authority"]["configMap"]["name"]]["data"]
-    script = tmp_path / "gateway_authority.py"
-    script.write_text(script_map[pathlib.PurePosixPath(authority["command"][1]).name])
-    assert pathlib.PurePosixPath(authority["command"][1]).parent == pathlib.PurePosixPath(
-        mounts["mesh-authority"]
-    )
-    assert authority["command"][2] == render["command"][render["command"].index("--out") + 1]
+    assert settings["SPEECHMESH_GATEWAY_UPSTREAM_HOST_REWRITE"] == "true"
+    assert settings["SPEECHMESH_GATEWAY_OUTLIER_DETECTION"] == "false"
     out = tmp_path / "envoy.yaml"
     command = list(render["command"])
     command[command.index("--out") + 1] = str(out)
@@ -613,8 +611,6 @@ def test_istio_gateway_sends_the_service_name_as_authority(path, descriptor_set,
     env.update(settings)
     env["SPEECHMESH_GATEWAY_DESCRIPTOR_SET"] = str(descriptor_set)
     result = run([sys.executable, *command[1:]], env=env, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-    result = run([sys.executable, str(script), str(out)])
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(out.read_text())
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
@@ -633,11 +629,17 @@ def test_istio_gateway_sends_the_service_name_as_authority(path, descriptor_set,
                     assert endpoint["endpoint"]["address"]["socket_address"]["address"] in hosts
                     rewritten += 1
     assert rewritten >= len(UPSTREAM_PORTS) + len(REALTIME_PORTS)
+    assert not any("outlier_detection" in c for c in clusters.values())
     validated = run([tool("envoy"), "--mode", "validate", "-c", str(out)])
     assert validated.returncode == 0, validated.stdout + validated.stderr
-    # A configuration with no upstream route is refused, so a changed generator is noticed.
-    (tmp_path / "empty.yaml").write_text("static_resources: {listeners: [], clusters: []}\n")
-    assert run([sys.executable, str(script), str(tmp_path / "empty.yaml")]).returncode == 1
+
+
+@pytest.mark.parametrize("path", LINKERD[:1])
+def test_linkerd_gateway_leaves_ejection_to_the_proxy(path):
+    config_maps = by_kind(kustomize(path), "ConfigMap")
+    (settings,) = [v["data"] for k, v in config_maps.items() if k.startswith("gateway-settings")]
+    assert settings["SPEECHMESH_GATEWAY_OUTLIER_DETECTION"] == "false"
+    assert "SPEECHMESH_GATEWAY_UPSTREAM_HOST_REWRITE" not in settings  # routes by destination
 
 
 # -- Linkerd --------------------------------------------------------------------------------------

@@ -74,6 +74,19 @@ def test_streams_have_no_timeout_and_no_retries_unary_calls_retry_on_unavailable
     assert routes["grpc_not_found"]["direct_response"]["status"] == 404
 
 
+def test_inside_a_mesh_upstreams_get_their_authority_and_no_outlier_detection(tmp_path):
+    meshed = GatewaySettings(upstream_host_rewrite=True, outlier_detection=False)
+    config = _validate(tmp_path, meshed)
+    upstream = {"asr", "translate", "tts", "asr_realtime", "tts_realtime"}
+    actions = [r["route"] for r in _routes(config) if r.get("route", {}).get("cluster") in upstream]
+    assert actions and all(a.get("auto_host_rewrite") is True for a in actions)
+    clusters = config["static_resources"]["clusters"]
+    assert not any("outlier_detection" in c for c in clusters)
+    # by default neither: the client's authority, and the gateway ejects failing hosts
+    plain = render_config(GatewaySettings())
+    assert not any("auto_host_rewrite" in r.get("route", {}) for r in _routes(plain))
+
+
 def test_transcoder_options():
     manager = render_config(GatewaySettings(max_request_bytes=5 << 20))["static_resources"][
         "listeners"
