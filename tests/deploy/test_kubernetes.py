@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from speechmesh.gateway.config import REALTIME_PORTS, UPSTREAM_PORTS, GatewaySettings
+from speechmesh.runtime import identity
 from tests.conftest import ROOT
 from tests.deploy.conftest import (
     COMPONENTS,
@@ -49,6 +50,12 @@ GATEWAY_STATS_PORT = 9902
 #: The name of the realtime WebSocket port (ASR 50061, TTS 50063) on pods and Services: `http`
 #: for meshes, since a WebSocket is an HTTP/1.1 upgrade (see the Services in base/asr.yaml).
 REALTIME_PORT = "http-realtime"
+#: The services' variables the gateway's settings read as their defaults (GatewaySettings'
+#: hop_token_file and hop_token, speechmesh.gateway.config).
+GATEWAY_READS_SHARED = {
+    identity.HOP_TOKEN_FILE_ENV: "hop_token_file",
+    identity.HOP_TOKEN_ENV: "hop_token",
+}
 
 
 def _deployments(path: str) -> dict[str, dict]:
@@ -147,6 +154,11 @@ def test_every_speechmesh_variable_is_a_real_setting(path):
                 if variable.startswith("SPEECHMESH_GATEWAY_"):
                     field = variable.removeprefix("SPEECHMESH_GATEWAY_").lower()
                     assert field in GatewaySettings.model_fields, variable
+                    continue
+                if name == "gateway" and variable in GATEWAY_READS_SHARED:
+                    # A services' variable the gateway's settings default to (the hop token's
+                    # file: one variable gives both the same secret).
+                    assert GATEWAY_READS_SHARED[variable] in GatewaySettings.model_fields
                     continue
                 assert name in SERVICES, f"{name} sets {variable}"
                 assert settings_field(name, variable), f"{name}: {variable} is no setting"
@@ -785,3 +797,376 @@ def test_jobs_file_root_is_one_claim_every_service_mounts_read_only(path):
     assert modes == (["ReadWriteOnce"] if "cpu" in path else ["ReadWriteMany"])
     for name in set(deployments) - set(SERVICES):
         assert not _jobs_environment(docs, name), f"{name} has no job store"
+
+
+# -- identity between services: the hop token (components/hop-token) ---------------------------
+
+#: Renderings with the hop token: the component on each overlay, and with the job store on
+#: PostgreSQL (both patch the services' env and volumes).
+HOP_TOKEN = (
+    *(f"overlays/{name}+hop-token" for name in OVERLAYS),
+    "overlays/gpu+hop-token+jobs-postgres",
+)
+#: The Secret (and its key) the services and the gateway's render step read the token from.
+HOP_TOKEN_SECRET = ("speechmesh-hop-token", "token")
+#: The user of the speechmesh images (docker/Dockerfile), who must read the token.
+SPEECHMESH_UID = 10001
+
+
+def _pod(deployment: dict) -> dict:
+    return deployment["spec"]["template"]["spec"]
+
+
+def _render_config(deployment: dict) -> dict:
+    (init,) = [
+        c for c in _pod(deployment).get("initContainers", []) if c["name"] == "render-config"
+    ]
+    return init
+
+
+def _hop_token_readers(docs) -> list[tuple[str, dict, dict]]:
+    """(where, pod spec, container) of every container that needs the token: each service's
+    server, and the gateway's render step (Envoy reads the configuration it renders)."""
+    deployments = by_kind(docs, "Deployment")
+    found = [
+        (name, _pod(deployments[name]), main_container(deployments[name])) for name in SERVICES
+    ]
+    gateway = deployments["gateway"]
+    return [*found, ("gateway", _pod(gateway), _render_config(gateway))]
+
+
+def mounted_file(pod: dict, container: dict, path: str) -> tuple[dict, dict, str] | None:
+    """(the mount, its volume, the Secret or ConfigMap key) that file `path` of `container` comes
+    from (the deepest mount above it), or None when no volume holds it."""
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts = sorted(container.get("volumeMounts", []), key=lambda m: -len(m["mountPath"]))
+    for mount in mounts:
+        root = mount["mountPath"].rstrip("/") + "/"
+        if not path.startswith(root) or "subPath" in mount:
+            continue
+        relative = path[len(root) :]
+        volume = volumes[mount["name"]]
+        source = volume.get("secret") or volume.get("configMap")
+        if source is None:
+            return mount, volume, relative
+        items = source.get("items")
+        if items is None:
+            return mount, volume, relative
+        for item in items:
+            if item["path"] == relative:
+                return mount, volume, item["key"]
+        return None
+    return None
+
+
+def secret_file_access(pod: dict, container: dict, volume: dict, key: str) -> tuple[int, bool]:
+    """(the file's mode, whether the container's user reads it) for a key of a Secret volume,
+    as the kubelet writes it: owner root, mode the item's or defaultMode (0644); with the pod's
+    fsGroup the group is fsGroup and group read is added (a read-only volume's ownership). The
+    user: runAsUser (container, else pod), in runAsGroup, fsGroup and supplementalGroups."""
+    pod_context = pod.get("securityContext", {})
+    context = container.get("securityContext", {})
+    uid = context.get("runAsUser", pod_context.get("runAsUser"))
+    gid = context.get("runAsGroup", pod_context.get("runAsGroup"))
+    fs_group = pod_context.get("fsGroup")
+    groups = {
+        g for g in (gid, fs_group, *pod_context.get("supplementalGroups", [])) if g is not None
+    }
+    secret = volume["secret"]
+    item = next((i for i in secret.get("items", []) if i["key"] == key), {})
+    mode = item.get("mode", secret.get("defaultMode", 0o644))
+    owner_group = 0
+    if fs_group is not None:
+        owner_group, mode = fs_group, mode | 0o440
+    if uid is None:
+        return mode, False  # the image's user: not known here, so not taken as readable
+    if uid == 0:
+        return mode, True
+    if owner_group in groups:
+        return mode, bool(mode & 0o040)
+    return mode, bool(mode & 0o004)
+
+
+def hop_token_problems(docs) -> list[str]:
+    """What keeps the hop token from working, or from staying secret, in a rendering: every
+    service believes only the token (SPEECHMESH_TRUSTED_HOPS=token) and, like the gateway's
+    render step, reads SPEECHMESH_HOP_TOKEN_FILE from a read-only, non-optional mount of the same
+    Secret key that uid 10001 reads and no other user does; nothing else mounts it; no ConfigMap
+    carries the token or its path; no Secret is in the manifests (no token is committed)."""
+    problems: list[str] = []
+    readers: set[tuple[str, str]] = set()
+    for name, pod, container in _hop_token_readers(docs):
+        where = f"{name}/{container['name']}"
+        readers.add((name, container["name"]))
+        env = {e["name"]: e for e in container.get("env", [])}
+        if name in SERVICES:
+            hops = env.get(identity.TRUSTED_HOPS_ENV, {}).get("value")
+            if hops != "token":
+                problems.append(f"{where}: {identity.TRUSTED_HOPS_ENV}={hops}")
+        entry = env.get(identity.HOP_TOKEN_FILE_ENV, {})
+        if "value" not in entry:
+            problems.append(f"{where}: {identity.HOP_TOKEN_FILE_ENV} is not the container's own")
+            continue
+        found = mounted_file(pod, container, entry["value"])
+        if found is None or "secret" not in found[1]:
+            problems.append(f"{where}: {entry['value']} is on no Secret volume")
+            continue
+        mount, volume, key = found
+        secret = volume["secret"]
+        if (secret["secretName"], key) != HOP_TOKEN_SECRET:
+            problems.append(f"{where}: reads {secret['secretName']}/{key}")
+        if secret.get("optional", False):
+            problems.append(f"{where}: optional (the pod would start without the token)")
+        if mount.get("readOnly") is not True:
+            problems.append(f"{where}: the token's mount is writable")
+        context = container.get("securityContext", {})
+        uid = context.get("runAsUser", pod.get("securityContext", {}).get("runAsUser"))
+        mode, readable = secret_file_access(pod, container, volume, key)
+        if uid != SPEECHMESH_UID or not readable:
+            problems.append(f"{where}: uid {uid} cannot read the token (mode {mode:o})")
+        if mode & 0o007:
+            problems.append(f"{where}: the token is readable by every user (mode {mode:o})")
+    # Nothing else mounts the Secret (Envoy reads the rendered file, not the token).
+    for name, deployment in by_kind(docs, "Deployment").items():
+        pod = _pod(deployment)
+        holding = {
+            v["name"]
+            for v in pod.get("volumes", [])
+            if v.get("secret", {}).get("secretName") == HOP_TOKEN_SECRET[0]
+        }
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
+            mounts = {m["name"] for m in container.get("volumeMounts", [])}
+            if mounts & holding and (name, container["name"]) not in readers:
+                problems.append(f"{name}/{container['name']} mounts the hop token")
+            for item in container.get("env", []):
+                if item["name"] in (identity.HOP_TOKEN_ENV, "SPEECHMESH_GATEWAY_HOP_TOKEN"):
+                    problems.append(f"{name}/{container['name']}: {item['name']} in the manifests")
+    for config_map in by_kind(docs, "ConfigMap").values():
+        for key in config_map.get("data", {}):
+            if "HOP_TOKEN" in key:
+                problems.append(f"ConfigMap {config_map['metadata']['name']} holds {key}")
+    if by_kind(docs, "Secret"):
+        problems.append("a Secret in the manifests: the token would be committed")
+    return problems
+
+
+@pytest.mark.parametrize("path", HOP_TOKEN)
+def test_hop_token_reaches_every_service_and_the_gateway_render_step(path):
+    assert hop_token_problems(kustomize(path)) == []
+
+
+@pytest.mark.parametrize("path", ("base", *(f"overlays/{name}" for name in OVERLAYS)))
+def test_without_the_component_the_services_believe_any_caller_and_need_no_secret(path):
+    """The base and the hardware overlays apply in one go, with no Secret to create: the
+    services believe the identity header from anyone the NetworkPolicies let in (the gateway and
+    the peers: test_network_policies_... above), which they say explicitly."""
+    docs = kustomize(path)
+    problems = hop_token_problems(docs)
+    assert problems and all(p.endswith(("=any", "is not the container's own")) for p in problems)
+    for service in SERVICES:
+        env = env_of(main_container(by_kind(docs, "Deployment")[service]))
+        assert env[identity.TRUSTED_HOPS_ENV] == "any"
+        assert identity.HOP_TOKEN_FILE_ENV not in env
+    for deployment in by_kind(docs, "Deployment").values():
+        assert not any("secret" in v for v in _pod(deployment).get("volumes", []))
+
+
+def _broken_hop_token() -> list[tuple[str, list[dict]]]:
+    """Renderings of the component broken in one place each."""
+    cases = []
+
+    def case(what: str, change) -> None:
+        docs = copy.deepcopy(kustomize(HOP_TOKEN[0]))
+        change(docs, by_kind(docs, "Deployment"))
+        cases.append((what, docs))
+
+    def no_fs_group(docs, deployments):
+        del _pod(deployments["gateway"])["securityContext"]["fsGroup"]
+
+    def writable(docs, deployments):
+        (mount,) = [
+            m
+            for m in main_container(deployments["tts"])["volumeMounts"]
+            if m["name"] == "hop-token"
+        ]
+        del mount["readOnly"]
+
+    def other_key(docs, deployments):
+        volumes = _pod(deployments["gateway"])["volumes"]
+        (volume,) = [v for v in volumes if v["name"] == "hop-token"]
+        volume["secret"]["items"] = [{"key": "gateway-token", "path": "token"}]
+
+    def world_readable(docs, deployments):
+        volumes = _pod(deployments["asr"])["volumes"]
+        (volume,) = [v for v in volumes if v["name"] == "hop-token"]
+        volume["secret"]["defaultMode"] = 0o444
+
+    def optional(docs, deployments):
+        volumes = _pod(deployments["translate"])["volumes"]
+        (volume,) = [v for v in volumes if v["name"] == "hop-token"]
+        volume["secret"]["optional"] = True
+
+    def still_any(docs, deployments):
+        for item in main_container(deployments["translate"])["env"]:
+            if item["name"] == identity.TRUSTED_HOPS_ENV:
+                item["value"] = "any"
+
+    def in_the_config_map(docs, deployments):
+        (settings,) = [
+            m for n, m in by_kind(docs, "ConfigMap").items() if n.startswith("gateway-settings")
+        ]
+        settings["data"][identity.HOP_TOKEN_FILE_ENV] = "/etc/speechmesh-hop/token"
+        init = _render_config(deployments["gateway"])
+        init["env"] = [e for e in init["env"] if e["name"] != identity.HOP_TOKEN_FILE_ENV]
+
+    def envoy_mounts_it(docs, deployments):
+        main_container(deployments["gateway"])["volumeMounts"].append(
+            {"name": "hop-token", "mountPath": "/etc/speechmesh-hop", "readOnly": True}
+        )
+
+    def committed(docs, deployments):
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": HOP_TOKEN_SECRET[0]},
+                "stringData": {"token": "0123456789abcdef"},
+            }
+        )
+
+    for what, change in (
+        ("the gateway pod without fsGroup (root's group: uid 10001 cannot read 0440)", no_fs_group),
+        ("a writable mount", writable),
+        ("the render step reading another key", other_key),
+        ("a token every user reads", world_readable),
+        ("an optional Secret", optional),
+        ("a service still believing any caller", still_any),
+        ("the path in gateway-settings", in_the_config_map),
+        ("Envoy mounting the token", envoy_mounts_it),
+        ("a Secret in the manifests", committed),
+    ):
+        case(what, change)
+    return cases
+
+
+HOP_TOKEN_BROKEN_CASES = 9
+
+
+@pytest.mark.parametrize("case", range(HOP_TOKEN_BROKEN_CASES))
+def test_hop_token_check_rejects_broken_renderings(case):
+    """hop_token_problems is not a no-op: each rendering broken in one place is caught."""
+    cases = _broken_hop_token()
+    assert len(cases) == HOP_TOKEN_BROKEN_CASES
+    what, docs = cases[case]
+    assert hop_token_problems(docs), f"{what}: accepted"
+
+
+def _pod_environment(docs, container: dict) -> dict[str, str]:
+    """A container's environment as the kubelet builds it from the manifests: envFrom ConfigMaps,
+    then env (literals, ConfigMap keys, $(VAR) of earlier entries; the downward API as a
+    placeholder naming its field)."""
+    config_maps = by_kind(docs, "ConfigMap")
+    environment: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        environment.update(config_maps[source["configMapRef"]["name"]]["data"])
+    for item in container.get("env", []):
+        if "value" in item:
+            environment[item["name"]] = re.sub(
+                r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+                lambda m: environment.get(m.group(1), m.group(0)),
+                item["value"],
+            )
+            continue
+        source = item["valueFrom"]
+        if "configMapKeyRef" in source:
+            ref = source["configMapKeyRef"]
+            environment[item["name"]] = config_maps[ref["name"]]["data"][ref["key"]]
+        elif "fieldRef" in source:
+            environment[item["name"]] = f"<{source['fieldRef']['fieldPath']}>"
+    return environment
+
+
+def _in_pod_files(pod: dict, container: dict, environment: dict, variable: str, folder, files):
+    """Points `variable` (a file in the pod) at a copy under `folder` holding what `files`
+    (Secret name -> {key: content}) says the mounted Secret has."""
+    _, volume, key = mounted_file(pod, container, environment[variable])
+    content = files[volume["secret"]["secretName"]][key]
+    path = folder / volume["name"] / key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content + "\n")
+    environment[variable] = str(path)
+
+
+@pytest.mark.parametrize("path", HOP_TOKEN[:2])
+def test_the_token_the_gateway_sends_is_the_one_the_services_check(
+    path, descriptor_set, tmp_path, monkeypatch
+):
+    """With a Secret in place (a made-up token), the gateway's render step, run with the pod's
+    environment, writes Envoy a configuration that adds `x-speechmesh-hop: <token>` to every
+    upstream request (and Envoy accepts it); each service's own settings, read from its pod's
+    environment and the same file, believe an identity beside that proof and no other; translate
+    sends the same proof on its cascade's calls. The token lands in the rendered file on the
+    pod's emptyDir only."""
+    import secrets
+    import sys
+
+    from speechmesh.runtime.identity import HopTrust
+
+    docs = kustomize(path)
+    token = secrets.token_hex(32)
+    files = {HOP_TOKEN_SECRET[0]: {HOP_TOKEN_SECRET[1]: token}}
+    assert token not in yaml.safe_dump_all(docs)
+    gateway = by_kind(docs, "Deployment")["gateway"]
+    init = _render_config(gateway)
+    environment = _pod_environment(docs, init)
+    _in_pod_files(_pod(gateway), init, environment, identity.HOP_TOKEN_FILE_ENV, tmp_path, files)
+    command = list(init["command"])
+    out_index = command.index("--out") + 1
+    (config_volume,) = [
+        m["name"] for m in init["volumeMounts"] if command[out_index].startswith(m["mountPath"])
+    ]
+    volumes = {v["name"]: v for v in _pod(gateway)["volumes"]}
+    assert "emptyDir" in volumes[config_volume], "the rendered file (it holds the token)"
+    out = tmp_path / "envoy.yaml"
+    command[out_index] = str(out)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPEECHMESH_", "OTEL_"))}
+    env.update(environment)
+    env["SPEECHMESH_GATEWAY_DESCRIPTOR_SET"] = str(descriptor_set)
+    result = run([sys.executable, *command[1:]], env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(out.read_text())
+    (listener,) = [
+        lis for lis in config["static_resources"]["listeners"] if lis["name"] == "speechmesh"
+    ]
+    added = []
+    for chain in listener["filter_chains"]:
+        table = chain["filters"][0]["typed_config"]["route_config"]
+        added += [h["header"] for h in table.get("request_headers_to_add", [])]
+    assert {"key": identity.HOP_HEADER, "value": token} in added
+    validated = run([tool("envoy"), "--mode", "validate", "-c", str(out)])
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+
+    for name in list(os.environ):
+        if name.startswith("SPEECHMESH_"):
+            monkeypatch.delenv(name)
+    deployments = by_kind(docs, "Deployment")
+    for service in SERVICES:
+        pod, server = _pod(deployments[service]), main_container(deployments[service])
+        environment = _pod_environment(docs, server)
+        folder = tmp_path / service
+        _in_pod_files(pod, server, environment, identity.HOP_TOKEN_FILE_ENV, folder, files)
+        with monkeypatch.context() as patch:
+            for variable in (
+                identity.TRUSTED_HOPS_ENV,
+                identity.HOP_TOKEN_FILE_ENV,
+                identity.AUTH_ENV,
+                identity.HEADER_ENV,
+            ):
+                patch.setenv(variable, environment[variable])
+            hops = HopTrust.from_settings(settings_class(service)())
+        claim = (environment[identity.HEADER_ENV], "alice")
+        assert hops.trusts([claim, (identity.HOP_HEADER, token)]), service
+        assert not hops.trusts([claim]), service
+        assert not hops.trusts([claim, (identity.HOP_HEADER, secrets.token_hex(32))]), service
+        # What translate's cascade adds to its calls to ASR and TTS.
+        assert hops.proof() == ((identity.HOP_HEADER, token),), service
