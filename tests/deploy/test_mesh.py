@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from speechmesh.gateway.config import REALTIME_PATHS, REALTIME_PORTS, UPSTREAM_PORTS
+from speechmesh.runtime import identity
 from speechmesh.runtime.registry import SERVICE_HEADER
 from tests.conftest import ROOT
 from tests.deploy.conftest import (
@@ -43,7 +44,11 @@ from tests.deploy.conftest import (
     validate_custom_resource,
 )
 
-ISTIO = ("overlays/istio", "overlays/cpu+istio", "overlays/gpu+istio+jobs-postgres")
+ISTIO = (
+    "overlays/istio",
+    "overlays/cpu+istio",
+    "overlays/gpu+istio+jobs-postgres",
+)
 LINKERD = ("overlays/linkerd", "overlays/cpu+linkerd", "overlays/gpu+linkerd+jobs-postgres")
 GATEWAY_API = ("overlays/gateway-api", "overlays/cpu+gateway-api")
 GATEWAY_API_ENVOY = ("overlays/gpu+gateway-api-envoy", "overlays/cpu+gateway-api-envoy")
@@ -55,6 +60,8 @@ RETRYABLE_STATUSES = {"unavailable"}
 #: Envoy retry conditions on which the request never reached the service.
 BEFORE_THE_SERVICE = {"connect-failure", "refused-stream", "reset-before-request"}
 GRPC_STATUSES = {"cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"}
+#: The services' settings of whom to believe the identity header from (a mesh sets them).
+MESH_TRUST = {identity.TRUSTED_HOPS_ENV, identity.TRUSTED_SPIFFE_IDS_ENV}
 #: Linkerd's default opaque ports (proxy.opaquePorts): none of ours may be among them.
 LINKERD_DEFAULT_OPAQUE_PORTS = {25, 587, 3306, 4444, 5432, 6379, 9300, 11211}
 
@@ -383,8 +390,9 @@ def test_without_a_mesh_nothing_assumes_one(path):
 @pytest.mark.parametrize("path", (*ISTIO, *LINKERD))
 def test_under_a_mesh_the_services_have_a_cluster_ip_and_nothing_else_changes(path):
     """The sidecars balance per request and attach routes only with a ClusterIP; the rest of the
-    overlay is left as it was, but for the mesh's annotations (and the gateway's settings, whose
-    ConfigMap the component adds to, so its generated name changes)."""
+    overlay is left as it was, but for the mesh's annotations, whom the services believe the
+    identity header from (Istio: the mesh's peers) and the gateway's settings, whose ConfigMap the
+    component adds to, so its generated name changes."""
     docs = kustomize(path)
     plain = kustomize(
         path.replace("overlays/istio", "overlays/gpu")
@@ -404,6 +412,10 @@ def test_under_a_mesh_the_services_have_a_cluster_ip_and_nothing_else_changes(pa
             doc["spec"]["template"]["metadata"].pop("annotations", None)
             pod = doc["spec"]["template"]["spec"]
             for container in [*pod.get("initContainers", []), *pod["containers"]]:
+                # Whom the services believe is the mesh's (test_istio_services_believe_...).
+                container["env"] = [
+                    e for e in container.get("env", []) if e["name"] not in MESH_TRUST
+                ]
                 refs = [s.get("configMapRef", {}) for s in container.get("envFrom", [])]
                 refs += [
                     e["valueFrom"]["configMapKeyRef"]
@@ -551,35 +563,41 @@ def test_istio_route_evaluator_follows_the_rules():
     assert _istio_route(service, 1, "/other")["name"] == "c"
 
 
+def istio_allowed(docs, name: str) -> dict[int, set[str] | None]:
+    """Container port -> the principals the ALLOW AuthorizationPolicies of Deployment `name`
+    admit there (None: anyone), for policies made only of principals and ports."""
+    applying = [
+        p
+        for p in by_kind(docs, "AuthorizationPolicy").values()
+        if selects(p["spec"].get("selector", {}), pod_labels(docs, name))
+    ]
+    assert applying and all(p["spec"].get("action", "ALLOW") == "ALLOW" for p in applying)
+    allowed: dict[int, set[str] | None] = {}
+    for policy in applying:
+        for rule in policy["spec"]["rules"]:
+            principals: set[str] | None = None
+            for source in rule.get("from", []):
+                assert set(source["source"]) == {"principals"}, rule
+                principals = (principals or set()) | set(source["source"]["principals"])
+            for to in rule["to"]:
+                assert set(to["operation"]) == {"ports"}, rule
+                for port in to["operation"]["ports"]:
+                    assert int(port) not in allowed, f"{name}: port {port} twice"
+                    allowed[int(port)] = principals
+    return allowed
+
+
 @pytest.mark.parametrize("path", ISTIO)
 def test_istio_lets_only_the_gateway_and_the_peers_call_each_service(path):
     """Per port of each model server, the principals its AuthorizationPolicy allows are those
     of the ServiceAccounts the calling Deployments run as: gRPC the gateway and the services
     whose peers setting names it, realtime the gateway only, metrics open by port."""
     docs = kustomize(path)
-    policies = by_kind(docs, "AuthorizationPolicy")
     assert callers(docs, "asr") >= {"gateway", "translate"}
     assert callers(docs, "tts") >= {"gateway", "translate"}
     for name in SERVICES:
-        applying = [
-            p
-            for p in policies.values()
-            if selects(p["spec"].get("selector", {}), pod_labels(docs, name))
-        ]
-        assert applying and all(p["spec"].get("action", "ALLOW") == "ALLOW" for p in applying)
         ports = container_ports(docs, name)
-        allowed: dict[int, set[str] | None] = {}
-        for policy in applying:
-            for rule in policy["spec"]["rules"]:
-                principals: set[str] | None = None
-                for source in rule.get("from", []):
-                    assert set(source["source"]) == {"principals"}, rule
-                    principals = (principals or set()) | set(source["source"]["principals"])
-                for to in rule["to"]:
-                    assert set(to["operation"]) == {"ports"}, rule
-                    for port in to["operation"]["ports"]:
-                        assert int(port) not in allowed, f"{name}: port {port} twice"
-                        allowed[int(port)] = principals
+        allowed = istio_allowed(docs, name)
         expected = {
             ports["grpc"]: {principal(docs, caller) for caller in callers(docs, name)},
             ports["http-metrics"]: None,
@@ -587,6 +605,153 @@ def test_istio_lets_only_the_gateway_and_the_peers_call_each_service(path):
         if name in REALTIME_PORTS:
             expected[ports["http-realtime"]] = {principal(docs, "gateway")}
         assert allowed == expected, name
+
+
+#: The services that call others with their own caller's identity: translate's cascade
+#: (speechmesh/translate/cascade/peers.py) recognizes with ASR and speaks with TTS as its caller.
+#: ASR's peers (speechmesh.runtime.peers) ask translate and TTS for ListModels with no identity,
+#: so no service needs to believe ASR.
+IDENTITY_FORWARDING_PEERS = {"translate"}
+
+
+def identity_forwarders(docs, service: str) -> set[str]:
+    """The Deployments whose identity header `service` must believe: the gateway, and the
+    callers (by their peers setting) that forward their caller's identity."""
+    return {c for c in callers(docs, service) if c == "gateway" or c in IDENTITY_FORWARDING_PEERS}
+
+
+def spiffe_id(docs, name: str) -> str:
+    """The SPIFFE id of Deployment `name` in an Istio mesh: spiffe:// and its principal."""
+    return f"spiffe://{principal(docs, name)}"
+
+
+def istio_mtls_mode(docs, name: str, port: int) -> str:
+    """The mTLS mode PeerAuthentication gives `port` of Deployment `name`'s pods: a selecting
+    workload policy's port-level mode, else its mode, else the namespace-wide policy's."""
+    authentications = by_kind(docs, "PeerAuthentication").values()
+    workload = [
+        a["spec"]
+        for a in authentications
+        if "selector" in a["spec"] and selects(a["spec"]["selector"], pod_labels(docs, name))
+    ]
+    namespace_wide = [a["spec"] for a in authentications if "selector" not in a["spec"]]
+    assert len(workload) <= 1 and len(namespace_wide) <= 1, name
+    for spec in workload:
+        level = spec.get("portLevelMtls", {}).get(str(port))
+        if level:
+            return level["mode"]
+        if spec.get("mtls", {}).get("mode", "UNSET") != "UNSET":
+            return spec["mtls"]["mode"]
+    for spec in namespace_wide:
+        return spec.get("mtls", {}).get("mode", "PERMISSIVE")
+    return "PERMISSIVE"  # Istio's default
+
+
+def mesh_trust_problems(docs) -> list[str]:
+    """What is wrong with the services' trust in the mesh, in a rendering: each runs
+    SPEECHMESH_TRUSTED_HOPS=mesh, believing exactly the SPIFFE ids of its identity-forwarding
+    callers, every one of which its AuthorizationPolicy admits to the gRPC port; and the ports
+    where an identity is read (gRPC, realtime) take mTLS only, without which a sidecar would
+    pass on an x-forwarded-client-cert the client wrote."""
+    problems = []
+    for name in SERVICES:
+        env = service_env(docs, name)
+        mode = env.get(identity.TRUSTED_HOPS_ENV)
+        if mode != "mesh":
+            problems.append(f"{name}: {identity.TRUSTED_HOPS_ENV}={mode}")
+        trusted = set(identity.spiffe_ids(env.get(identity.TRUSTED_SPIFFE_IDS_ENV) or ""))
+        expected = {spiffe_id(docs, caller) for caller in identity_forwarders(docs, name)}
+        if trusted != expected:
+            problems.append(f"{name} trusts {sorted(trusted)}, not {sorted(expected)}")
+        ports = container_ports(docs, name)
+        admitted = istio_allowed(docs, name).get(ports["grpc"]) or set()
+        if not trusted <= {f"spiffe://{p}" for p in admitted}:
+            problems.append(f"{name} trusts ids its AuthorizationPolicy does not admit")
+        for port in ("grpc", "http-realtime"):
+            if port in ports and istio_mtls_mode(docs, name, ports[port]) != "STRICT":
+                problems.append(f"{name}: {port} is not STRICT")
+    return problems
+
+
+@pytest.mark.parametrize("path", ISTIO)
+def test_istio_services_believe_the_identity_from_the_forwarding_callers_only(path):
+    assert mesh_trust_problems(kustomize(path)) == []
+
+
+def _broken_trust() -> list[tuple[str, list[dict]]]:
+    def env(docs, name):
+        return main_container(deployments(docs)[name])["env"]
+
+    def set_env(docs, name, variable, value):
+        (item,) = [e for e in env(docs, name) if e["name"] == variable]
+        item["value"] = value
+
+    cases = []
+    docs = copy.deepcopy(kustomize(ISTIO[0]))
+    ids = service_env(docs, "tts")[identity.TRUSTED_SPIFFE_IDS_ENV]
+    set_env(docs, "tts", identity.TRUSTED_SPIFFE_IDS_ENV, f"{ids},{spiffe_id(docs, 'asr')}")
+    cases.append(("tts trusting asr (which forwards no identity)", docs))
+    docs = copy.deepcopy(kustomize(ISTIO[0]))
+    set_env(docs, "asr", identity.TRUSTED_SPIFFE_IDS_ENV, spiffe_id(docs, "gateway"))
+    cases.append(("asr not trusting translate's cascade", docs))
+    docs = copy.deepcopy(kustomize(ISTIO[0]))
+    set_env(docs, "translate", identity.TRUSTED_HOPS_ENV, "any")
+    cases.append(("translate believing anyone", docs))
+    docs = copy.deepcopy(kustomize(ISTIO[0]))
+    wrong = spiffe_id(docs, "gateway").replace("/ns/speechmesh/", "/ns/default/")
+    set_env(docs, "translate", identity.TRUSTED_SPIFFE_IDS_ENV, wrong)
+    cases.append(("another namespace's gateway", docs))
+    docs = copy.deepcopy(kustomize(ISTIO[0]))
+    (asr,) = [
+        a for a in by_kind(docs, "PeerAuthentication").values() if a["metadata"]["name"] == "asr"
+    ]
+    asr["spec"]["portLevelMtls"][str(container_ports(docs, "asr")["grpc"])] = {"mode": "PERMISSIVE"}
+    cases.append(("asr's gRPC port taking plaintext", docs))
+    return cases
+
+
+TRUST_BROKEN_CASES = 5
+
+
+@pytest.mark.parametrize("case", range(TRUST_BROKEN_CASES))
+def test_mesh_trust_check_rejects_broken_renderings(case):
+    cases = _broken_trust()
+    assert len(cases) == TRUST_BROKEN_CASES
+    what, docs = cases[case]
+    assert mesh_trust_problems(docs), f"{what}: accepted"
+
+
+@pytest.mark.parametrize("path", ISTIO[:1])
+def test_istio_services_settings_believe_what_their_sidecar_vouches_for(path, monkeypatch):
+    """Each service's own settings, read from its pod's environment: a call whose sidecar
+    appended an identity-forwarding caller's certificate (x-forwarded-client-cert, its last
+    element) carries a believed identity; from any other workload of the namespace it does
+    not, also when the client wrote the gateway's element into the header itself."""
+    from speechmesh.runtime.identity import HopTrust
+
+    docs = kustomize(path)
+    for variable in list(os.environ):
+        if variable.startswith("SPEECHMESH_"):
+            monkeypatch.delenv(variable)
+    for name in SERVICES:
+        env = service_env(docs, name)
+        with monkeypatch.context() as patch:
+            for variable in (identity.TRUSTED_HOPS_ENV, identity.TRUSTED_SPIFFE_IDS_ENV):
+                patch.setenv(variable, env[variable])
+            hops = HopTrust.from_settings(settings_class(name)())
+
+        def sidecar(*peers: str, service: str = name) -> list[tuple[str, str]]:
+            elements = [
+                f'By={spiffe_id(docs, service)};Hash=0f;Subject="";URI={spiffe_id(docs, peer)}'
+                for peer in peers
+            ]
+            return [(identity.XFCC_HEADER, ",".join(elements))]
+
+        for caller in deployments(docs):
+            believed = caller in identity_forwarders(docs, name)
+            assert hops.trusts(sidecar(caller)) is believed, (name, caller)
+            assert hops.trusts(sidecar("gateway", caller)) is believed, (name, caller, "spoof")
+        assert not hops.trusts([]), name
 
 
 @pytest.mark.parametrize("path", ISTIO[:1])
