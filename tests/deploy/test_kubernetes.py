@@ -801,11 +801,13 @@ def test_jobs_file_root_is_one_claim_every_service_mounts_read_only(path):
 
 # -- identity between services: the hop token (components/hop-token) ---------------------------
 
-#: Renderings with the hop token: the component on each overlay, and with the job store on
-#: PostgreSQL (both patch the services' env and volumes).
+#: Renderings with the hop token: the component on each overlay, with the job store on
+#: PostgreSQL (both patch the services' env and volumes), and the Linkerd overlay, which
+#: includes it (its custom resources are validated in test_mesh.py).
 HOP_TOKEN = (
     *(f"overlays/{name}+hop-token" for name in OVERLAYS),
     "overlays/gpu+hop-token+jobs-postgres",
+    "overlays/linkerd",
 )
 #: The Secret (and its key) the services and the gateway's render step read the token from.
 HOP_TOKEN_SECRET = ("speechmesh-hop-token", "token")

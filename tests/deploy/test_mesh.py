@@ -49,7 +49,12 @@ ISTIO = (
     "overlays/cpu+istio",
     "overlays/gpu+istio+jobs-postgres",
 )
-LINKERD = ("overlays/linkerd", "overlays/cpu+linkerd", "overlays/gpu+linkerd+jobs-postgres")
+#: overlays/linkerd includes components/hop-token; an overlay of one's own adds it beside.
+LINKERD = (
+    "overlays/linkerd",
+    "overlays/cpu+linkerd+hop-token",
+    "overlays/gpu+linkerd+hop-token+jobs-postgres",
+)
 GATEWAY_API = ("overlays/gateway-api", "overlays/cpu+gateway-api")
 GATEWAY_API_ENVOY = ("overlays/gpu+gateway-api-envoy", "overlays/cpu+gateway-api-envoy")
 RENDERED = (*ISTIO, *LINKERD, *GATEWAY_API, *GATEWAY_API_ENVOY)
@@ -392,11 +397,12 @@ def test_under_a_mesh_the_services_have_a_cluster_ip_and_nothing_else_changes(pa
     """The sidecars balance per request and attach routes only with a ClusterIP; the rest of the
     overlay is left as it was, but for the mesh's annotations, whom the services believe the
     identity header from (Istio: the mesh's peers) and the gateway's settings, whose ConfigMap the
-    component adds to, so its generated name changes."""
+    component adds to, so its generated name changes. overlays/linkerd is compared with the gpu
+    overlay plus the hop token, which it includes."""
     docs = kustomize(path)
     plain = kustomize(
         path.replace("overlays/istio", "overlays/gpu")
-        .replace("overlays/linkerd", "overlays/gpu")
+        .replace("overlays/linkerd", "overlays/gpu+hop-token")
         .replace("+istio", "")
         .replace("+linkerd", "")
     )
