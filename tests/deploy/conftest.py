@@ -36,8 +36,8 @@ KUBERNETES_VERSIONS = ("1.34.0", "1.30.0")
 #: Overlays an operator applies, and the monitoring kustomization.
 OVERLAYS = ("gpu", "cpu")
 #: Components an operator adds to an overlay (deploy/kubernetes/components): the PostgreSQL job
-#: store, the hop token the services believe the identity header with.
-COMPONENTS = ("jobs-postgres", "hop-token")
+#: store, the hop token the services believe the identity header with, traces to a collector.
+COMPONENTS = ("jobs-postgres", "hop-token", "tracing")
 COMPOSE_PROFILES = (("gpu",), ("cpu",), ("gpu", "observability"), ("cpu", "observability"))
 #: service -> (settings class, the tiny architecture the cpu variants serve).
 SERVICES = {

@@ -18,8 +18,13 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from speechmesh.gateway.config import REALTIME_PORTS, UPSTREAM_PORTS, GatewaySettings
-from speechmesh.runtime import identity
+from speechmesh.gateway.config import (
+    REALTIME_PORTS,
+    UPSTREAM_PORTS,
+    GatewaySettings,
+    otlp_address,
+)
+from speechmesh.runtime import identity, tracing
 from tests.conftest import ROOT
 from tests.deploy.conftest import (
     COMPONENTS,
@@ -802,11 +807,12 @@ def test_jobs_file_root_is_one_claim_every_service_mounts_read_only(path):
 # -- identity between services: the hop token (components/hop-token) ---------------------------
 
 #: Renderings with the hop token: the component on each overlay, with the job store on
-#: PostgreSQL (both patch the services' env and volumes), and the Linkerd overlay, which
-#: includes it (its custom resources are validated in test_mesh.py).
+#: PostgreSQL (both patch the services' env and volumes), with traces, and the Linkerd overlay,
+#: which includes it (its custom resources are validated in test_mesh.py).
 HOP_TOKEN = (
     *(f"overlays/{name}+hop-token" for name in OVERLAYS),
     "overlays/gpu+hop-token+jobs-postgres",
+    "overlays/cpu+tracing+hop-token+jobs-postgres",
     "overlays/linkerd",
 )
 #: The Secret (and its key) the services and the gateway's render step read the token from.
@@ -1172,3 +1178,270 @@ def test_the_token_the_gateway_sends_is_the_one_the_services_check(
         assert not hops.trusts([claim, (identity.HOP_HEADER, secrets.token_hex(32))]), service
         # What translate's cascade adds to its calls to ASR and TTS.
         assert hops.proof() == ((identity.HOP_HEADER, token),), service
+
+
+# -- traces (components/tracing) -----------------------------------------------------------------
+
+#: Renderings with traces: the component on each overlay, with everything else, and under each
+#: mesh (their custom resources are validated in test_mesh.py).
+TRACED = (
+    *(f"overlays/{name}+tracing" for name in OVERLAYS),
+    "overlays/cpu+tracing+hop-token+jobs-postgres",
+    "overlays/istio+tracing",
+    "overlays/linkerd+tracing",
+)
+#: Where components/tracing sends spans until an operator sets their collector.
+DEFAULT_COLLECTOR = "http://otel-collector.observability:4317"
+
+
+def _gateway_environment(docs) -> dict[str, str]:
+    return _pod_environment(docs, _render_config(by_kind(docs, "Deployment")["gateway"]))
+
+
+def _gateway_collector(docs) -> str:
+    """The gateway's OTLP endpoint as its settings take it from the render step's environment
+    (SPEECHMESH_GATEWAY_OTLP_ENDPOINT, else the services' OTEL variables); "" when off."""
+    environment = _gateway_environment(docs)
+    return environment.get("SPEECHMESH_GATEWAY_OTLP_ENDPOINT") or tracing.endpoint(environment)
+
+
+def egress_allowed(docs, source: str, namespace: str, port: int) -> bool:
+    """Whether the NetworkPolicies let pods of Deployment `source` open TCP `port` to pods of
+    namespace `namespace` (labelled with its name, as Kubernetes does). No policy with Egress
+    selecting the pods: open. A rule's `to` by namespaceSelector counts when it selects the
+    namespace (its podSelector, the collector's labels, unknown here, is not checked); an
+    ipBlock counts only as 0.0.0.0/0."""
+    labels = container_labels(docs, source)
+    policies = [
+        p["spec"]
+        for p in by_kind(docs, "NetworkPolicy").values()
+        if "Egress"
+        in p["spec"].get("policyTypes", ["Ingress", *(["Egress"] * ("egress" in p["spec"]))])
+        and selects(p["spec"]["podSelector"], labels)
+    ]
+    if not policies:
+        return True
+    for spec in policies:
+        for rule in spec.get("egress", []):
+            ports = rule.get("ports") or [{}]
+            if not any(
+                p.get("protocol", "TCP") == "TCP"
+                and (
+                    "port" not in p
+                    or (
+                        isinstance(p["port"], int)
+                        and p["port"] <= port <= p.get("endPort", p["port"])
+                    )
+                )
+                for p in ports
+            ):
+                continue
+            for peer in rule.get("to") or [{}]:
+                if peer == {} or peer.get("ipBlock", {}).get("cidr") == "0.0.0.0/0":
+                    return True
+                selector = peer.get("namespaceSelector")
+                if selector is not None and selects(
+                    selector, {"kubernetes.io/metadata.name": namespace}
+                ):
+                    return True
+    return False
+
+
+def tracing_problems(docs) -> list[str]:
+    """What keeps a rendering's spans from one collector: the gateway's settings and every
+    service's environment name the same OTLP/gRPC endpoint (as each reads it), the gateway
+    samples, the services follow its decision, their resource attributes name the pod, and no
+    NetworkPolicy keeps a pod from the collector's port."""
+    problems = []
+    collector = _gateway_collector(docs)
+    if not collector:
+        return ["the gateway does not trace"]
+    host, port, _ = otlp_address(collector)
+    namespace = (
+        host.split(".")[1] if "." in host else _namespace(docs)["kubernetes.io/metadata.name"]
+    )
+    percent = float(
+        _gateway_environment(docs).get("SPEECHMESH_GATEWAY_TRACING_SAMPLING_PERCENT", 100)
+    )
+    if percent <= 0:
+        problems.append("the gateway starts no trace")
+    deployments = by_kind(docs, "Deployment")
+    for service in SERVICES:
+        environment = _pod_environment(docs, main_container(deployments[service]))
+        if tracing.endpoint(environment) != collector:
+            problems.append(f"{service} sends spans to {tracing.endpoint(environment)!r}")
+        sampler = environment.get("OTEL_TRACES_SAMPLER", "parentbased_always_on")
+        if not sampler.startswith("parentbased_"):
+            problems.append(f"{service} samples on its own ({sampler})")
+        attributes = environment.get("OTEL_RESOURCE_ATTRIBUTES", "")
+        if "$(" in attributes or "k8s.pod.name=<metadata.name>" not in attributes.split(","):
+            problems.append(f"{service}: OTEL_RESOURCE_ATTRIBUTES={attributes!r}")
+    for name in deployments:
+        if not egress_allowed(docs, name, namespace, port):
+            problems.append(f"{name} cannot reach {namespace}:{port}")
+    return problems
+
+
+@pytest.mark.parametrize("path", TRACED)
+def test_gateway_and_services_send_spans_to_one_collector(path):
+    docs = kustomize(path)
+    assert tracing_problems(docs) == []
+    # Until an operator sets theirs, the documented placeholder.
+    assert _gateway_collector(docs) == DEFAULT_COLLECTOR
+
+
+@pytest.mark.parametrize("path", ("base", *(f"overlays/{name}" for name in OVERLAYS)))
+def test_without_the_component_nothing_traces(path):
+    docs = kustomize(path)
+    assert tracing_problems(docs) == ["the gateway does not trace"]
+    for service in SERVICES:
+        container = main_container(by_kind(docs, "Deployment")[service])
+        assert not tracing.endpoint(_pod_environment(docs, container)), service
+
+
+def test_the_collector_address_is_set_in_one_place(tmp_path):
+    """An operator's overlay patching their collector into gateway-settings, as the component
+    says, moves the gateway and every service to it (and renames the ConfigMap, which rolls
+    them); a configMapGenerator merge there would not (the overlay's generators run before its
+    components), which is why the component says patch."""
+    mine = "http://tempo.tracing:4317"
+    patch = [{"op": "replace", "path": "/data/SPEECHMESH_GATEWAY_OTLP_ENDPOINT", "value": mine}]
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(KUBERNETES / "overlays" / "cpu", tmp_path)],
+                "components": [os.path.relpath(KUBERNETES / "components" / "tracing", tmp_path)],
+                "patches": [
+                    {
+                        "target": {"kind": "ConfigMap", "name": "gateway-settings"},
+                        "patch": yaml.safe_dump(patch),
+                    }
+                ],
+                "configMapGenerator": [
+                    {
+                        "name": "gateway-settings",
+                        "behavior": "merge",
+                        "literals": ["SPEECHMESH_GATEWAY_OTLP_ENDPOINT=http://not.this:4317"],
+                    }
+                ],
+            }
+        )
+    )
+    result = run([tool("kubectl"), "kustomize", str(tmp_path)])
+    assert result.returncode == 0, result.stderr
+    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    assert tracing_problems(docs) == []
+    assert _gateway_collector(docs) == mine
+    (name,) = [n for n in by_kind(docs, "ConfigMap") if n.startswith("gateway-settings-")]
+    (default,) = [
+        n for n in by_kind(kustomize(TRACED[1]), "ConfigMap") if n.startswith("gateway-settings-")
+    ]
+    assert name != default
+
+
+def _broken_tracing() -> list[tuple[str, list[dict]]]:
+    cases = []
+
+    def case(what: str, change) -> None:
+        docs = copy.deepcopy(kustomize(TRACED[0]))
+        change(docs, by_kind(docs, "Deployment"))
+        cases.append((what, docs))
+
+    def other_collector(docs, deployments):
+        env = main_container(deployments["tts"])["env"]
+        (item,) = [e for e in env if e["name"] == "OTEL_EXPORTER_OTLP_ENDPOINT"]
+        item.pop("valueFrom")
+        item["value"] = "http://jaeger.observability:4317"
+
+    def egress_denied(docs, deployments):
+        docs.append(
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": {"name": "default-deny-egress", "namespace": "speechmesh"},
+                "spec": {
+                    "podSelector": {},
+                    "policyTypes": ["Egress"],
+                    "egress": [{"ports": [{"port": 53, "protocol": "UDP"}]}],
+                },
+            }
+        )
+
+    def own_sampling(docs, deployments):
+        env = main_container(deployments["asr"])["env"]
+        (item,) = [e for e in env if e["name"] == "OTEL_TRACES_SAMPLER"]
+        item["value"] = "traceidratio"
+
+    def no_pod_name(docs, deployments):
+        env = main_container(deployments["translate"])["env"]
+        env[:] = [e for e in env if e["name"] != "K8S_POD_NAME"]
+
+    for what, change in (
+        ("a service sending elsewhere", other_collector),
+        ("egress closed but for DNS", egress_denied),
+        ("a service sampling on its own", own_sampling),
+        ("the pod name's variable gone", no_pod_name),
+    ):
+        case(what, change)
+    return cases
+
+
+TRACING_BROKEN_CASES = 4
+
+
+@pytest.mark.parametrize("case", range(TRACING_BROKEN_CASES))
+def test_tracing_check_rejects_broken_renderings(case):
+    cases = _broken_tracing()
+    assert len(cases) == TRACING_BROKEN_CASES
+    what, docs = cases[case]
+    assert tracing_problems(docs), f"{what}: accepted"
+
+
+def test_egress_evaluator_follows_the_rules():
+    docs = copy.deepcopy(kustomize("overlays/gpu"))
+    assert egress_allowed(docs, "asr", "observability", 4317)
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "egress"},
+        "spec": {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "asr"}}, "egress": []},
+    }
+    docs.append(policy)  # an `egress` section alone makes it an Egress policy
+    assert not egress_allowed(docs, "asr", "observability", 4317)
+    assert egress_allowed(docs, "tts", "observability", 4317)
+    to = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}}
+    policy["spec"]["egress"] = [{"to": [to], "ports": [{"port": 4317}]}]
+    assert egress_allowed(docs, "asr", "observability", 4317)
+    assert not egress_allowed(docs, "asr", "monitoring", 4317)
+    assert not egress_allowed(docs, "asr", "observability", 4318)
+    policy["spec"]["egress"] = [{"ports": [{"port": 4000, "endPort": 5000}]}]
+    assert egress_allowed(docs, "asr", "monitoring", 4317)
+
+
+@pytest.mark.parametrize("path", TRACED[:1])
+def test_gateway_traces_to_the_collector_it_is_given(path, descriptor_set, tmp_path):
+    """The render step, with the pod's environment, writes Envoy an OpenTelemetry tracer whose
+    cluster is the collector the services use, and Envoy accepts it."""
+    import sys
+
+    docs = kustomize(path)
+    init = _render_config(by_kind(docs, "Deployment")["gateway"])
+    command = list(init["command"])
+    out = tmp_path / "envoy.yaml"
+    command[command.index("--out") + 1] = str(out)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPEECHMESH_", "OTEL_"))}
+    env.update(_gateway_environment(docs))
+    env["SPEECHMESH_GATEWAY_DESCRIPTOR_SET"] = str(descriptor_set)
+    result = run([sys.executable, *command[1:]], env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(out.read_text())
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    endpoint = clusters["otlp_collector"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+    socket = endpoint["endpoint"]["address"]["socket_address"]
+    host, port, tls = otlp_address(_gateway_collector(docs))
+    assert (socket["address"], socket["port_value"], tls) == (host, port, False)
+    assert "trace_id" in yaml.safe_dump(config)
+    validated = run([tool("envoy"), "--mode", "validate", "-c", str(out)])
+    assert validated.returncode == 0, validated.stdout + validated.stderr

@@ -48,12 +48,14 @@ ISTIO = (
     "overlays/istio",
     "overlays/cpu+istio",
     "overlays/gpu+istio+jobs-postgres",
+    "overlays/istio+tracing",
 )
 #: overlays/linkerd includes components/hop-token; an overlay of one's own adds it beside.
 LINKERD = (
     "overlays/linkerd",
     "overlays/cpu+linkerd+hop-token",
     "overlays/gpu+linkerd+hop-token+jobs-postgres",
+    "overlays/linkerd+tracing",
 )
 GATEWAY_API = ("overlays/gateway-api", "overlays/cpu+gateway-api")
 GATEWAY_API_ENVOY = ("overlays/gpu+gateway-api-envoy", "overlays/cpu+gateway-api-envoy")
