@@ -1131,8 +1131,12 @@ def test_gateway_api_in_front_of_our_envoy(path):
 
 def test_overlays_and_components_are_listed_in_the_readme():
     readme = (ROOT / "deploy" / "README.md").read_text()
-    for folder in ("istio", "linkerd", "gateway-api", "gateway-api-envoy"):
+    for folder in ("istio", "linkerd", "gateway-api", "gateway-api-envoy", "hop-token", "tracing"):
         assert (KUBERNETES / "components" / folder / "kustomization.yaml").is_file()
         assert f"components/{folder}" in readme, folder
+    # Every component is in the README, and the Secret the hop token needs is how to create it.
+    for folder in (KUBERNETES / "components").iterdir():
+        assert f"components/{folder.name}" in readme, folder.name
+    assert "create secret generic speechmesh-hop-token" in readme
     for folder in ("istio", "linkerd", "gateway-api"):
         assert f"overlays/{folder}" in readme, folder
