@@ -119,13 +119,21 @@ def _access_log(settings: GatewaySettings) -> list[dict[str, Any]]:
 
 def _tracing(settings: GatewaySettings) -> dict[str, Any]:
     """The connection manager's tracing: OpenTelemetry over OTLP/gRPC to the collector."""
+    collector = settings.otlp_collector()
+    assert collector is not None  # only rendered with an endpoint
+    host, port, _ = collector
     return {
         "provider": {
             "name": "envoy.tracers.opentelemetry",
             "typed_config": {
                 TYPE: TYPE_URL + "envoy.config.trace.v3.OpenTelemetryConfig",
                 "grpc_service": {
-                    "envoy_grpc": {"cluster_name": COLLECTOR_CLUSTER},
+                    # The collector's own name as :authority, so a mesh sidecar routes the
+                    # export to it (Envoy would otherwise send the cluster's name).
+                    "envoy_grpc": {
+                        "cluster_name": COLLECTOR_CLUSTER,
+                        "authority": f"{host}:{port}",
+                    },
                     "timeout": "1s",
                 },
                 "service_name": settings.tracing_service_name,

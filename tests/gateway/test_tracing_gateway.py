@@ -290,7 +290,10 @@ def test_tracing_is_rendered_only_with_an_endpoint(tmp_path, monkeypatch):
     assert tracing["provider"]["name"] == "envoy.tracers.opentelemetry"
     provider = tracing["provider"]["typed_config"]
     assert provider["service_name"] == "speechmesh-gateway"
-    assert provider["grpc_service"]["envoy_grpc"]["cluster_name"] == "otlp_collector"
+    assert provider["grpc_service"]["envoy_grpc"] == {
+        "cluster_name": "otlp_collector",
+        "authority": "collector:4317",  # what a mesh sidecar routes the export by
+    }
     assert tracing["spawn_upstream_span"] is True
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
     endpoint = clusters["otlp_collector"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
