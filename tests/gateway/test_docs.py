@@ -184,16 +184,25 @@ def _request(up, path: str, verb: str, operation: dict):
     return up.gateway.request(verb.upper(), path, body, headers)
 
 
+#: LoadModel and UnloadModel: operators only (SPEECHMESH_OPERATORS, unset here).
+ADMIN_PATHS = {"/v1/asr/models/{name}:load", "/v1/asr/models/{name}:unload"}
+
+
 def test_every_openapi_route_answers_through_the_gateway(up, openapi):
     """Each path and method reaches its service (Envoy's x-envoy-upstream-service-time is on
     the answer) rather than the transcoder's 404 for unknown routes; the services answer
-    minimal requests with 200, or 400/404 naming what is missing."""
+    minimal requests with 200, or 400/404 naming what is missing; the admin routes with 403 (the
+    caller is no operator)."""
     answers = {}
     for path, verb, operation in operations(openapi):
         reply = _request(up, path, verb, operation)
         answers[f"{verb.upper()} {path}"] = reply.status
         assert "x-envoy-upstream-service-time" in reply.headers, (path, verb, reply.body[:300])
         assert UNRESOLVED.encode() not in reply.body, (path, verb, reply.body[:300])
+        if path in ADMIN_PATHS:
+            assert reply.status == 403, (path, verb, reply.status, reply.body[:300])
+            assert json.loads(reply.body)["code"] == 7, (path, verb, reply.body[:300])
+            continue
         assert reply.status in (200, 400, 404), (path, verb, reply.status, reply.body[:300])
         if reply.status != 200:
             assert json.loads(reply.body)["code"] in (3, 5), (path, verb, reply.body[:300])

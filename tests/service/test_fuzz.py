@@ -213,6 +213,12 @@ def asr_plan(model: str, engine: str) -> Plan:
                 ),
             ],
             "ListModels": [asr_pb2.ListModelsRequest(request_id="fuzz")],
+            # Admin calls: the fuzzer is no operator (PERMISSION_DENIED, never a crash).
+            "LoadModel": [
+                asr_pb2.LoadModelRequest(name="whisper", request_id="fuzz"),
+                asr_pb2.LoadModelRequest(name="x", source="/etc"),
+            ],
+            "UnloadModel": [asr_pb2.UnloadModelRequest(name="whisper", request_id="fuzz")],
             "BatchRecognize": [
                 asr_pb2.BatchRecognizeRequest(
                     config=config(language_code="en"), files=[AudioInput(content=SHORT_WAV)]
