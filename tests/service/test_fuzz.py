@@ -373,7 +373,7 @@ def translate_plan(model: str, text_model: str) -> Plan:
             "StreamingTranslateSpeech": _stream_costly(len(QUIET_PCM) * 4),
             "BatchTranslateSpeech": lambda m: len(m.files) > 0,
         },
-        model_budget=200,
+        model_budget=100,
         words=[model, text_model, "en", "fr", "de", "eng", "fra", "default"],
     )
 

@@ -126,10 +126,10 @@ async def test_a_model_is_named_by_its_id_or_by_its_source(translate, tiny_nllb_
 async def test_long_text_is_split_translated_in_batches_and_joined(translate):
     api, seamless, _ = translate
     document = "\n\n".join(
-        " ".join(f"Paragraph {p} has sentence number {i} in it." for i in range(40))
+        " ".join(f"Paragraph {p} has sentence number {i} in it." for i in range(12))
         for p in range(12)
     )
-    assert len(document) > 20_000
+    assert len(document) > 5_000  # 144 sentences: many batches of the batcher
 
     def batches() -> float:
         return REGISTRY.get_sample_value("speechmesh_batch_size_sum", {"model": seamless}) or 0.0
